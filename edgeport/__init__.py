@@ -1,0 +1,3 @@
+"""edgeport: take efficient PyTorch vision models to edge devices."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,57 @@
+"""Typed errors and the exit codes the CLI maps them to.
+
+Exit codes: 0 ok, 1 user error, 2 usage, 3 parity/accuracy threshold failed, 4 runtime or tool missing.
+Every error carries a one-line message saying what was wrong and, where we know it, what to do.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_USER = 1
+EXIT_USAGE = 2
+EXIT_THRESHOLD = 3
+EXIT_RUNTIME = 4
+
+
+class EdgeportError(Exception):
+    """Base class: a problem we can explain to the user without a stack trace."""
+
+    exit_code = EXIT_USER
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+class UserError(EdgeportError):
+    """Bad input from the user: unknown model, missing file, wrong shape..."""
+
+    exit_code = EXIT_USER
+
+
+class UsageError(EdgeportError):
+    """A malformed command line (bad option value, unknown target)."""
+
+    exit_code = EXIT_USAGE
+
+
+class UnsupportedOp(EdgeportError):
+    """The model uses an op that a target cannot express."""
+
+    exit_code = EXIT_USER
+
+
+class ParityFailed(EdgeportError):
+    """An artifact does not compute what the PyTorch model computes, within thresholds."""
+
+    exit_code = EXIT_THRESHOLD
+
+
+class RuntimeMissing(EdgeportError):
+    """A runtime or tool that this step needs is not installed."""
+
+    exit_code = EXIT_RUNTIME
