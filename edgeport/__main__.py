@@ -1,0 +1,3 @@
+from edgeport.cli.app import main
+
+main()

@@ -1,0 +1,69 @@
+"""The ``edgeport`` command: a typer app whose commands live one per module in this package."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from edgeport import __version__
+from edgeport.errors import EXIT_USER, EdgeportError
+
+app = typer.Typer(
+    name="edgeport",
+    help="Take efficient PyTorch vision models to edge devices: fuse, quantize, export, validate.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"edgeport {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """edgeport: fusion, int8 quantization, ONNX/TFLite export, parity and latency validation."""
+
+
+_registered = False
+
+
+def _register_commands() -> None:
+    global _registered
+    if _registered:
+        return
+    from edgeport.cli import export_cmd, inspect_cmd, models_cmd
+
+    for module in (models_cmd, export_cmd, inspect_cmd):
+        module.register(app)
+    _registered = True
+
+
+def report_error(exc: EdgeportError) -> int:
+    """One line on stderr: what was wrong and, where known, what to do. Returns the exit code."""
+    hint = f" — {exc.hint}" if exc.hint else ""
+    err_console.print(f"[bold red]error:[/] {exc.message}{hint}", markup=True, highlight=False)
+    return exc.exit_code
+
+
+def main() -> None:
+    _register_commands()
+    try:
+        app()
+    except EdgeportError as exc:
+        sys.exit(report_error(exc))
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)
+    except MemoryError:
+        err_console.print("[bold red]error:[/] out of memory — try a smaller --input-shape or batch")
+        sys.exit(EXIT_USER)

@@ -1,0 +1,46 @@
+"""``edgeport inspect FILE``: what is inside an .onnx or .tflite file, read from the file itself."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console(highlight=False)
+
+
+def _fmt_tensor(t) -> str:
+    quant = f"  scale={t.scale:.6g} zero_point={t.zero_point}" if t.scale is not None else ""
+    return f"{t.name}: {t.dtype}{list(t.shape)}{quant}"
+
+
+def inspect(
+    file: Path = typer.Argument(..., help="An .onnx or .tflite file."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Ops (with the dtype each computes in), weight dtypes, size, inputs and outputs of a model file."""
+    from edgeport.graph_summary import summarize
+
+    s = summarize(file)
+    if as_json:
+        typer.echo(json.dumps(s.to_dict(), indent=2))
+        return
+    console.print(f"[bold]{s.path}[/]  {s.format}  {s.size / 1e6:.3f} MB  {s.weight_count:,} weight values")
+    for label, tensors in (("input", s.inputs), ("output", s.outputs)):
+        for t in tensors:
+            console.print(f"  {label:6} {_fmt_tensor(t)}")
+    console.print("  weights: " + ", ".join(f"{dt} {n:,}" for dt, n in s.weight_dtypes.most_common()))
+    table = Table(title=f"{sum(s.ops.values())} ops")
+    table.add_column("op")
+    table.add_column("computes in")
+    table.add_column("count", justify="right")
+    for (op, dt), n in sorted(s.op_dtypes.items(), key=lambda kv: (-kv[1], kv[0])):
+        table.add_row(op, dt, str(n))
+    console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("inspect")(inspect)

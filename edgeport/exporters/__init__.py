@@ -1,0 +1,53 @@
+"""Exporters: one module per target family; each registers its targets in ``TARGETS``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from edgeport.errors import UsageError
+from edgeport.registry import Registry
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    name: str  # artifact base name, e.g. "mobilenet_v2"
+    program: torch.export.ExportedProgram  # the fused graph, captured with the requested batch semantics
+    example: torch.Tensor
+    out_dir: Path
+    dynamic_batch: bool = False
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str  # "onnx-fp32"
+    format: str  # "onnx" | "tflite"
+    precision: str  # "fp32" | "fp16" | "int8"
+    export: Callable[[ExportRequest], Path]
+    max_abs: float  # default parity tolerance against the PyTorch reference
+    max_rel: float
+
+    def filename(self, base: str) -> str:
+        return f"{base}.{self.precision}.{self.format}"
+
+
+TARGETS: Registry[Target] = Registry("target")
+
+
+def parse_targets(text: str) -> list[Target]:
+    """``"onnx-fp32,tflite-int8"`` -> targets, in order, without duplicates."""
+    from edgeport.exporters import onnx_fp32  # noqa: F401  (registers its target)
+
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    if not names:
+        raise UsageError("no target given", f"choose from {', '.join(TARGETS.names())}")
+    out: list[Target] = []
+    for n in dict.fromkeys(names):
+        try:
+            out.append(TARGETS.get(n))
+        except Exception as exc:
+            raise UsageError(str(exc)) from None
+    return out

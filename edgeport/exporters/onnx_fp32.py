@@ -1,0 +1,77 @@
+"""onnx-fp32: torch.onnx.export(dynamo=True) -> onnxsim -> onnx.checker, written atomically."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import warnings
+from pathlib import Path
+
+import onnx
+import torch
+
+from edgeport.atomic_file import write_bytes
+from edgeport.errors import UnsupportedOp
+from edgeport.exporters import TARGETS, ExportRequest, Target
+
+OPSET = 18
+INPUT_NAME, OUTPUT_NAME = "input", "output"
+
+
+def to_onnx(req: ExportRequest) -> onnx.ModelProto:
+    """The fused program as a simplified, checked ONNX model (in memory)."""
+    import onnxsim
+
+    # The exporter logs a warning per torchvision op it cannot register when torchvision is absent.
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(
+                req.program,
+                (req.example,),
+                dynamo=True,
+                opset_version=OPSET,
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                optimize=True,
+                verbose=False,
+            )
+    except Exception as exc:  # the exporter wraps failures in several internal types
+        raise UnsupportedOp(
+            f"torch.onnx.export failed: {_first_line(exc)}",
+            "an op in the model has no ONNX translation; see the message for its name",
+        ) from None
+    model = program.model_proto
+    model, ok = onnxsim.simplify(model)
+    if not ok:
+        raise UnsupportedOp("onnxsim could not verify the simplified graph against the original")
+    if req.dynamic_batch:
+        _name_batch_dim(model)
+    model.producer_name = "edgeport"
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def export(req: ExportRequest) -> Path:
+    model = to_onnx(req)
+    dest = req.out_dir / TARGETS.get("onnx-fp32").filename(req.name)
+    write_bytes(dest, model.SerializeToString())
+    return dest
+
+
+def _name_batch_dim(model: onnx.ModelProto) -> None:
+    """Give the symbolic batch dimension a readable name (the exporter calls it s0, s31, ...)."""
+    for value in list(model.graph.input) + list(model.graph.output):
+        dim = value.type.tensor_type.shape.dim[0]
+        if dim.dim_param:
+            dim.dim_param = "batch"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:300]
+
+
+TARGETS.add("onnx-fp32", Target("onnx-fp32", "onnx", "fp32", export, max_abs=1e-4, max_rel=1e-4))

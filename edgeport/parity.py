@@ -1,0 +1,60 @@
+"""Numerical parity metrics between a reference output and an artifact's output."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Parity:
+    max_abs: float
+    mean_abs: float
+    max_rel: float  # max abs error relative to the reference's largest magnitude
+    cosine: float
+    sqnr_db: float
+    top1_agreement: float
+    top5_overlap: float
+    samples: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def line(self) -> str:
+        return (
+            f"max|Δ| {self.max_abs:.2e}  mean|Δ| {self.mean_abs:.2e}  cos {self.cosine:.6f}  "
+            f"SQNR {self.sqnr_db:.1f} dB  top-1 {self.top1_agreement:.3f}  ({self.samples} samples)"
+        )
+
+
+def compare(reference: np.ndarray, candidate: np.ndarray) -> Parity:
+    """Compare two (N, ...) outputs; classification metrics use the last axis as classes."""
+    ref = np.asarray(reference, dtype=np.float64)
+    out = np.asarray(candidate, dtype=np.float64)
+    if ref.shape != out.shape:
+        raise ValueError(f"output shapes differ: reference {ref.shape} vs candidate {out.shape}")
+    n = ref.shape[0] if ref.ndim > 1 else 1
+    ref2, out2 = ref.reshape(n, -1), out.reshape(n, -1)
+    diff = ref2 - out2
+    noise = float(np.sum(diff**2))
+    signal = float(np.sum(ref2**2))
+    sqnr = float("inf") if noise == 0 else 10 * np.log10(max(signal, 1e-30) / noise)
+    norms = np.linalg.norm(ref2, axis=1) * np.linalg.norm(out2, axis=1)
+    cos = np.sum(ref2 * out2, axis=1) / np.where(norms == 0, 1, norms)
+    cos = np.where(norms == 0, np.where(np.all(diff == 0, axis=1), 1.0, 0.0), cos)
+    k = min(5, ref2.shape[1])
+    top_ref = np.argsort(-ref2, axis=1, kind="stable")[:, :k]
+    top_out = np.argsort(-out2, axis=1, kind="stable")[:, :k]
+    overlap = np.mean([len(set(a) & set(b)) / k for a, b in zip(top_ref, top_out)])
+    scale = float(np.max(np.abs(ref2))) or 1.0
+    return Parity(
+        max_abs=float(np.max(np.abs(diff))),
+        mean_abs=float(np.mean(np.abs(diff))),
+        max_rel=float(np.max(np.abs(diff))) / scale,
+        cosine=float(np.mean(cos)),
+        sqnr_db=sqnr,
+        top1_agreement=float(np.mean(top_ref[:, 0] == top_out[:, 0])),
+        top5_overlap=float(overlap),
+        samples=n,
+    )

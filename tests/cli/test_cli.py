@@ -1,0 +1,139 @@
+"""The command line as a user meets it: output, exit codes, one-line errors without tracebacks."""
+
+import json
+import pickle
+
+import pytest
+import torch
+
+from edgeport import __version__
+
+
+def _one_line_error(res):
+    lines = [l for l in res.err.strip().splitlines() if l.strip()]
+    assert len(lines) == 1, res.err
+    assert "Traceback" not in res.err + res.out
+    return lines[0]
+
+
+def test_version(cli):
+    res = cli("--version")
+    assert res.code == 0 and res.out.strip() == f"edgeport {__version__}"
+
+
+def test_help_everywhere(cli):
+    for args in (["--help"], ["models", "--help"], ["export", "--help"], ["inspect", "--help"]):
+        res = cli(*args)
+        assert res.code == 0 and "Usage" in res.out, args
+
+
+def test_models_names_lists_every_family(cli):
+    res = cli("models", "--names")
+    names = res.out.split()
+    for n in ("mobilenet_v1", "mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small", "shufflenet_v1_g3", "shufflenet_v2_x1_0"):
+        assert n in names
+
+
+def test_models_table_compares_with_paper(cli):
+    res = cli("models", "--family", "mobilenet_v1")
+    assert res.code == 0
+    row = next(l for l in res.out.splitlines() if l.strip("│ ").startswith("mobilenet_v1 "))
+    assert "4.232M" in row and "568.7M" in row and "569M" in row and "ok" in row
+
+
+def test_unknown_model_suggests_close_names(cli, tmp_path):
+    res = cli("export", "--model", "mobilenet_v22", "--out", tmp_path)
+    assert res.code == 1
+    line = _one_line_error(res)
+    assert "unknown model 'mobilenet_v22'" in line and "mobilenet_v2" in line
+    assert not any(tmp_path.iterdir())
+
+
+def test_bad_factory_module(cli, tmp_path):
+    res = cli("export", "--model", "no_such_pkg.nets:build", "--input-shape", "1,3,32,32", "--out", tmp_path)
+    assert res.code == 1
+    assert "cannot import module 'no_such_pkg.nets'" in _one_line_error(res)
+
+
+def test_bad_factory_attribute(cli, tmp_path, byo_file):
+    res = cli("export", "--model", f"{byo_file}:buld", "--input-shape", "1,3,32,32", "--out", tmp_path)
+    assert res.code == 1
+    line = _one_line_error(res)
+    assert "has no attribute 'buld'" in line and "build" in line
+
+
+def test_factory_returning_non_module(cli, tmp_path, byo_file):
+    res = cli("export", "--model", f"{byo_file}:not_a_model", "--input-shape", "1,3,32,32", "--out", tmp_path)
+    assert res.code == 1 and "not a torch.nn.Module" in _one_line_error(res)
+
+
+def test_missing_weights_file(cli, tmp_path):
+    res = cli("export", "--model", "mobilenet_v2", "--weights", tmp_path / "nope.pt", "--out", tmp_path / "o")
+    assert res.code == 1 and "does not exist" in _one_line_error(res)
+
+
+def test_wrong_input_shape(cli, tmp_path, byo_file):
+    res = cli("export", "--model", f"{byo_file}:build", "--input-shape", "1,1,32,32", "--out", tmp_path)
+    assert res.code == 1
+    line = _one_line_error(res)
+    assert "(1, 1, 32, 32)" in line and "--input-shape" in line
+
+
+def test_malformed_input_shape_is_usage_error(cli, tmp_path, byo_file):
+    res = cli("export", "--model", f"{byo_file}:build", "--input-shape", "1,3,a,32", "--out", tmp_path)
+    assert res.code == 2 and "not a list of integers" in _one_line_error(res)
+
+
+def test_unknown_target_is_usage_error(cli, tmp_path, byo_file):
+    res = cli("export", "--model", f"{byo_file}:build", "--input-shape", "1,3,32,32", "--target", "onnx-fp33", "--out", tmp_path)
+    assert res.code == 2 and "onnx-fp32" in _one_line_error(res)
+
+
+def test_code_running_pickle_is_refused(cli, tmp_path, byo_file):
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    ckpt = tmp_path / "evil.pt"
+    ckpt.write_bytes(pickle.dumps({"state_dict": Evil()}))
+    res = cli("export", "--model", f"{byo_file}:build", "--input-shape", "1,3,32,32", "--weights", ckpt, "--out", tmp_path / "o")
+    assert res.code == 1
+    line = _one_line_error(res)
+    assert "weights_only" in line and "state_dict()" in line
+    assert "pwned" not in res.out
+
+
+def test_byo_export_writes_checked_onnx_and_parity(cli, tmp_path, byo_file):
+    from tests.fixtures.byo_model import build
+
+    ckpt = tmp_path / "ckpt.pt"
+    torch.save({"epoch": 3, "state_dict": build().state_dict()}, ckpt)
+    out = tmp_path / "out"
+    res = cli("export", "--model", f"{byo_file}:build", "--weights", ckpt, "--input-shape", "1,3,32,32", "--out", out)
+    assert res.code == 0, res.err
+    assert "Conv+BN+ReLU6" in res.out and "post_bn not folded" in res.out
+    onnx_file = out / "build.fp32.onnx"
+    assert onnx_file.is_file() and not list(out.glob("*.part"))
+    parity = json.loads((out / "parity.json").read_text())
+    checks = parity["artifacts"][0]["checks"]
+    assert [c["stage"] for c in checks] == ["torch -> onnx-fp32", "torch-fused -> onnx-fp32"]
+    assert all(c["passed"] and c["max_abs"] <= 1e-4 and c["cosine"] > 0.999999 for c in checks)
+    assert parity["fusion"]["folded_bn"] == 3
+
+    res = cli("inspect", onnx_file)
+    assert res.code == 0
+    assert "input  input: float32[1, 3, 32, 32]" in res.out and "Conv" in res.out and "HardSwish" in res.out
+    res = cli("inspect", onnx_file, "--json")
+    summary = json.loads(res.out)
+    assert summary["ops"]["Conv"] == 5 and summary["inputs"][0]["shape"] == [1, 3, 32, 32]
+
+
+def test_inspect_rejects_non_model(cli, tmp_path):
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"\\x00garbage" * 10)
+    res = cli("inspect", junk)
+    assert res.code == 1 and "not a readable ONNX file" in _one_line_error(res)
+    fake = tmp_path / "fake.tflite"
+    fake.write_bytes(b"12345678" * 4)
+    res = cli("inspect", fake)
+    assert res.code == 1 and "not a TFLite flatbuffer" in _one_line_error(res)
