@@ -6,10 +6,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 
 from edgeport.errors import UsageError
 from edgeport.registry import Registry
+
+
+@dataclass(frozen=True)
+class QuantOptions:
+    """How int8 targets quantize. Weights are always per-channel int8."""
+
+    method: str = "minmax"  # calibration: minmax | percentile | entropy (| mse where the backend has it)
+    percentile: float = 99.99
+    io_dtype: str = "int8"  # tflite-int8 input/output: int8 | uint8 | float32 (int8 inside)
+    float_fallback: tuple[str, ...] = ()  # layer names the user allows to stay float
 
 
 @dataclass(frozen=True)
@@ -19,6 +30,9 @@ class ExportRequest:
     example: torch.Tensor
     out_dir: Path
     dynamic_batch: bool = False
+    # Preprocessed calibration inputs, float32 NCHW (N, C, H, W), for int8 targets; None for float targets.
+    calibration: np.ndarray | None = None
+    quant: QuantOptions = QuantOptions()
 
 
 @dataclass(frozen=True)

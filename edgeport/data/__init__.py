@@ -1,0 +1,1 @@
+"""Real data for calibration, validation and training: readers and the one preprocessing path they share."""
