@@ -50,7 +50,7 @@ class GraphSummary:
             "ops": dict(self.ops.most_common()),
             "op_dtypes": {f"{op}:{dt}": n for (op, dt), n in sorted(self.op_dtypes.items())},
             "weight_dtypes": dict(self.weight_dtypes),
-            **self.details,
+            **{k: v for k, v in self.details.items() if k != "operators"},
         }
 
 
@@ -136,6 +136,19 @@ def _tflite_summary(path: Path) -> GraphSummary:
         raise UserError(f"{path} is a corrupt or truncated TFLite file ({type(exc).__name__})") from None
 
 
+@dataclass(frozen=True)
+class TfliteOp:
+    name: str  # builtin op name, e.g. CONV_2D
+    input_dtype: str  # dtype of the first input tensor
+    output_dtype: str
+    output_name: str
+
+
+def tflite_ops(path: Path) -> list[TfliteOp]:
+    """The operators of a .tflite file's main subgraph, in execution order, with their tensor dtypes."""
+    return _tflite_summary(Path(path)).details["operators"]
+
+
 def _read_tflite(path: Path, data: bytes, model, schema) -> GraphSummary:
     builtin = _enum_names(schema.BuiltinOperator)
     ttype = {k: v.lower() for k, v in _enum_names(schema.TensorType).items()}
@@ -156,17 +169,22 @@ def _read_tflite(path: Path, data: bytes, model, schema) -> GraphSummary:
     s = GraphSummary(path, "tflite", len(data),
                      [info(sub.Inputs(i)) for i in range(sub.InputsLength())],
                      [info(sub.Outputs(i)) for i in range(sub.OutputsLength())])
+    operators = []
     for i in range(sub.OperatorsLength()):
         op = sub.Operators(i)
         name = op_names[op.OpcodeIndex()]
         s.ops[name] += 1
         first = op.Inputs(0) if op.InputsLength() else -1
-        s.op_dtypes[(name, ttype.get(sub.Tensors(first).Type(), "?") if first >= 0 else "-")] += 1
+        out = op.Outputs(0) if op.OutputsLength() else -1
+        in_dt = ttype.get(sub.Tensors(first).Type(), "?") if first >= 0 else "-"
+        s.op_dtypes[(name, in_dt)] += 1
+        out_t = sub.Tensors(out) if out >= 0 else None
+        operators.append(TfliteOp(name, in_dt, ttype.get(out_t.Type(), "?") if out_t else "-", out_t.Name().decode() if out_t else ""))
     for i in range(sub.TensorsLength()):
         t = sub.Tensors(i)
         buf = model.Buffers(t.Buffer()) if t.Buffer() < model.BuffersLength() else None
         has_data = buf is not None and (buf.DataLength() > 0 or buf.Size() > 0)
         if has_data:
             s.weight_dtypes[ttype.get(t.Type(), "?")] += int(np.prod(t.ShapeAsNumpy())) if t.ShapeLength() else 1
-    s.details = {"subgraphs": model.SubgraphsLength(), "schema_version": model.Version()}
+    s.details = {"subgraphs": model.SubgraphsLength(), "schema_version": model.Version(), "operators": operators}
     return s

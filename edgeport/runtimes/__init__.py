@@ -14,4 +14,8 @@ def open_runtime(path: Path, threads: int = 1):
         from edgeport.runtimes.onnxruntime_runner import OrtRunner
 
         return OrtRunner(path, threads=threads)
-    raise UserError(f"no runtime for {path} (format {suffix or 'unknown'})", "edgeport runs .onnx files")
+    if suffix == ".tflite":
+        from edgeport.runtimes.litert_runner import LiteRtRunner
+
+        return LiteRtRunner(path, threads=threads)
+    raise UserError(f"no runtime for {path} (format {suffix or 'unknown'})", "edgeport runs .onnx and .tflite files")

@@ -1,0 +1,151 @@
+"""tflite-fp32, tflite-fp16, tflite-int8: fused ONNX -> onnx2tf (SavedModel, NHWC) -> TFLiteConverter.
+
+Why this path (measured on MobileNetV2, see README): onnx2tf rewrites the NCHW graph in NHWC, so the int8
+file has no layout TRANSPOSE, and TFLiteConverter's full-integer PTQ quantizes every CONV_2D,
+DEPTHWISE_CONV_2D, ADD, MEAN and FULLY_CONNECTED. litert-torch's PT2E path left 9 of 10 residual ADDs float.
+
+One onnx2tf conversion serves all three targets of an export run (it is the slow step): it is kept in
+the request's per-run cache and deleted with it. onnx2tf fetches a sample-image file from the internet for any 3-channel image
+input, even when no quantization is asked for; we hand it our own calibration data instead, so nothing is
+ever downloaded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from edgeport import native_logs
+from edgeport.atomic_file import write_bytes
+from edgeport.errors import RuntimeMissing, UnsupportedOp, UserError
+from edgeport.exporters import FP16, FP32, INT8, TARGETS, ExportRequest, Target
+from edgeport.exporters.onnx_fp32 import to_onnx
+
+def _import_tf():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    try:
+        with native_logs.silenced():  # TensorFlow logs CUDA/oneDNN notices to stderr on import
+            import onnx2tf  # noqa: F401
+            import tensorflow as tf
+    except ImportError as exc:
+        raise RuntimeMissing(
+            f"TFLite export needs tensorflow and onnx2tf ({exc.name} is missing)",
+            "pip install 'tensorflow==2.21.*' 'onnx2tf==1.28.8' 'tf_keras==2.21.*' onnx_graphsurgeon sng4onnx sne4onnx psutil",
+        ) from None
+    return tf
+
+
+def _sample_images_nhwc(req: ExportRequest) -> np.ndarray:
+    """What onnx2tf would download: up to 20 NHWC images. Ours come from the calibration data."""
+    data = req.calibration if req.calibration is not None and len(req.calibration) else req.example.numpy()
+    return np.ascontiguousarray(data[:20].transpose(0, 2, 3, 1)).astype(np.float32)
+
+
+def saved_model(req: ExportRequest) -> Path:
+    """onnx2tf's output folder (SavedModel + model_float32/float16.tflite) for the request's fused graph."""
+    if req.dynamic_batch:
+        raise UserError("TFLite targets need a fixed batch size", "drop --dynamic-batch for tflite-* targets")
+    if "onnx2tf" in req.cache:
+        return Path(req.cache["onnx2tf"].name) / "saved_model"
+    model = to_onnx(req)
+    _import_tf()
+    import onnx2tf
+    import onnx2tf.onnx2tf as o2t_module
+
+    images = _sample_images_nhwc(req)
+    tmp = tempfile.TemporaryDirectory(prefix="edgeport-onnx2tf-")
+    out = Path(tmp.name) / "saved_model"
+    original = o2t_module.download_test_image_data
+    o2t_module.download_test_image_data = lambda: images  # never fetch: use our data
+    try:
+        with native_logs.captured() as log, contextlib.chdir(tmp.name):
+            try:
+                onnx2tf.convert(
+                    onnx_graph=model,
+                    output_folder_path=str(out),
+                    output_signaturedefs=True,
+                    copy_onnx_input_output_names_to_tflite=True,
+                    not_use_onnxsim=True,  # already simplified by the onnx-fp32 step
+                    non_verbose=True,
+                )
+                ok = (out / "model_float32.tflite").is_file()
+            except Exception as exc:  # onnx2tf raises bare Exceptions and SystemExit on failure
+                ok, why = False, f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+            except SystemExit:
+                ok, why = False, "onnx2tf exited"
+        if not ok:
+            detail = locals().get("why") or native_logs.tail(log)
+            tmp.cleanup()
+            raise UnsupportedOp(f"onnx2tf could not convert the model: {detail}", f"full log: {log}")
+        log.unlink(missing_ok=True)
+    finally:
+        o2t_module.download_test_image_data = original
+    req.cache["onnx2tf"] = tmp  # removed when the run's cache is dropped
+    return out
+
+
+def _copy_onnx2tf_file(req: ExportRequest, target: str, produced: str) -> Path:
+    src = saved_model(req) / produced
+    dest = req.out_dir / TARGETS.get(target).filename(req.name)
+    write_bytes(dest, src.read_bytes())
+    return dest
+
+
+def export_fp32(req: ExportRequest) -> Path:
+    return _copy_onnx2tf_file(req, "tflite-fp32", "model_float32.tflite")
+
+
+def export_fp16(req: ExportRequest) -> Path:
+    """fp16 weights (dequantized to fp32 at load time by LiteRT/XNNPACK), fp32 compute and I/O."""
+    return _copy_onnx2tf_file(req, "tflite-fp16", "model_float16.tflite")
+
+
+IO_DTYPES = ("int8", "uint8", "float32")
+
+
+def export_int8(req: ExportRequest) -> Path:
+    """Full-integer PTQ: per-channel int8 weights, int8 activations, I/O dtype from ``req.quant.io_dtype``."""
+    if req.calibration is None or not len(req.calibration):
+        raise UserError("int8 needs calibration data", "pass --calib (an image folder, .npy/.npz, fashion-mnist)")
+    if req.quant.io_dtype not in IO_DTYPES:
+        raise UserError(f"unknown --io-dtype {req.quant.io_dtype!r}", f"choose from {', '.join(IO_DTYPES)}")
+    sm = saved_model(req)
+    tf = _import_tf()
+    calib = np.ascontiguousarray(req.calibration.transpose(0, 2, 3, 1)).astype(np.float32)
+    batch = req.example.shape[0]
+
+    def representative():
+        for i in range(0, len(calib) - batch + 1, batch):
+            yield [calib[i : i + batch]]
+
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(sm))
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative
+    ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    if req.quant.float_fallback:
+        ops.append(tf.lite.OpsSet.TFLITE_BUILTINS)  # allow float kernels; coverage names what stayed float
+    converter.target_spec.supported_ops = ops
+    if req.quant.io_dtype != "float32":
+        converter.inference_input_type = getattr(tf, req.quant.io_dtype)
+        converter.inference_output_type = getattr(tf, req.quant.io_dtype)
+    with native_logs.captured() as log:
+        try:
+            data = converter.convert()
+        except Exception as exc:
+            raise UnsupportedOp(
+                f"TFLiteConverter could not quantize the model: {str(exc).splitlines()[0][:200]}",
+                f"log: {log}; to keep named layers float, allow a float fallback",
+            ) from None
+    log.unlink(missing_ok=True)
+    dest = req.out_dir / TARGETS.get("tflite-int8").filename(req.name)
+    write_bytes(dest, data)
+    return dest
+
+
+TARGETS.add("tflite-fp32", Target("tflite-fp32", "tflite", "fp32", export_fp32, FP32))
+TARGETS.add("tflite-fp16", Target("tflite-fp16", "tflite", "fp16", export_fp16, FP16))
+TARGETS.add("tflite-int8", Target("tflite-int8", "tflite", "int8", export_int8, INT8))
