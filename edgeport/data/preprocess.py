@@ -28,6 +28,13 @@ class Preprocess:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "Preprocess":
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise UserError(f"unknown preprocessing keys: {', '.join(sorted(unknown))}", f"known: {', '.join(cls.__dataclass_fields__)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
     def __call__(self, images: np.ndarray) -> np.ndarray:
         return apply(self, images)
 

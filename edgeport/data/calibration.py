@@ -1,0 +1,157 @@
+"""Calibration and held-out validation data from what the user points ``--calib`` at.
+
+Sources: ``fashion-mnist`` (Debian's package: calibration from the train split, validation from the test
+split), a folder of images (jpg/png; ``class/img.jpg`` sub-folders give labels), an ``.npy`` / ``.npz``
+array (uint8 pixels are preprocessed; float32 NCHW is taken as already preprocessed), or ``synthetic``
+(image-like noise; only with a loud warning: it says nothing about real accuracy).
+
+Calibration and validation samples are always disjoint and chosen by a seeded permutation, so the same
+command gives the same samples.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgeport import sample_inputs
+from edgeport.data import fashion_mnist
+from edgeport.data.preprocess import Preprocess
+from edgeport.errors import UserError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+DEFAULT_CALIBRATION = 200
+DEFAULT_VALIDATION = 500
+
+
+@dataclass(frozen=True)
+class Samples:
+    inputs: np.ndarray  # float32 NCHW, preprocessed
+    labels: np.ndarray | None
+    source: str
+    synthetic: bool = False
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+
+@dataclass(frozen=True)
+class DataSplit:
+    calibration: Samples
+    validation: Samples
+
+
+def _load_images_folder(folder: Path) -> tuple[list[np.ndarray], np.ndarray | None]:
+    from PIL import Image, UnidentifiedImageError
+
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise UserError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found in {folder}")
+    classes = sorted({p.parent.name for p in files if p.parent != folder})
+    labelled = classes and all(p.parent != folder for p in files)
+    images, labels = [], []
+    for p in files:
+        try:
+            with Image.open(p) as im:
+                images.append(np.asarray(im.convert("RGB")))
+        except (UnidentifiedImageError, OSError) as exc:
+            raise UserError(f"cannot read image {p}: {exc}") from None
+        labels.append(classes.index(p.parent.name) if labelled else -1)
+    return images, (np.asarray(labels) if labelled else None)
+
+
+def _preprocess_list(images: list[np.ndarray], pre: Preprocess) -> np.ndarray:
+    """Images of different sizes are preprocessed one by one (resize makes them equal)."""
+    if len({im.shape for im in images}) == 1:
+        return pre(np.stack(images))
+    return np.concatenate([pre(im[None]) for im in images])
+
+
+def _from_array(arr: np.ndarray, labels: np.ndarray | None, pre: Preprocess, input_shape, origin: str):
+    if arr.dtype == np.uint8:
+        return pre(arr), labels
+    if arr.dtype in (np.float32, np.float64) and arr.ndim == len(input_shape) and tuple(arr.shape[1:]) == tuple(input_shape[1:]):
+        return arr.astype(np.float32), labels
+    raise UserError(
+        f"{origin}: array of {arr.dtype} {arr.shape} fits neither as uint8 images nor as preprocessed float32 {tuple(input_shape[1:])}",
+        "save uint8 pixels (N,H,W[,C]) or float32 inputs shaped like the model's input",
+    )
+
+
+def _load_array_file(path: Path, pre: Preprocess, input_shape) -> tuple[np.ndarray, np.ndarray | None]:
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise UserError(f"cannot read {path}: {str(exc).splitlines()[0][:160]}") from None
+    if isinstance(data, np.lib.npyio.NpzFile):
+        keys = list(data.keys())
+        if not keys:
+            raise UserError(f"{path} holds no arrays")
+        x_key = next((k for k in ("images", "x", "inputs", "data") if k in keys), keys[0])
+        y_key = next((k for k in ("labels", "y", "targets") if k in keys), None)
+        return _from_array(data[x_key], data[y_key] if y_key else None, pre, input_shape, str(path))
+    return _from_array(data, None, pre, input_shape, str(path))
+
+
+def _split(inputs: np.ndarray, labels, n_calib: int, n_val: int, seed: int, source: str) -> DataSplit:
+    if len(inputs) == 0:
+        raise UserError(f"{source} holds no samples")
+    if len(inputs) < 2:
+        raise UserError(f"{source} has {len(inputs)} sample: need at least 2 (calibration and held-out validation)")
+    order = np.random.default_rng(seed).permutation(len(inputs))
+    n_c = min(n_calib, len(inputs) // 2) if n_calib + n_val > len(inputs) else n_calib
+    calib, val = order[:n_c], order[n_c : n_c + n_val]
+    pick = lambda idx: None if labels is None else labels[idx]  # noqa: E731
+    return DataSplit(Samples(inputs[calib], pick(calib), source), Samples(inputs[val], pick(val), source))
+
+
+def load(
+    spec: str,
+    pre: Preprocess,
+    input_shape: tuple[int, ...],
+    n_calib: int = DEFAULT_CALIBRATION,
+    n_val: int = DEFAULT_VALIDATION,
+    seed: int = 0,
+) -> DataSplit:
+    """Calibration and held-out validation samples (disjoint) from ``spec``."""
+    if n_calib < 1 or n_val < 1:
+        raise UserError("calibration and validation need at least one sample each")
+    if spec == "synthetic":
+        gen = lambda n, s: sample_inputs.image_like((n, *input_shape[1:]), n, seed=s).numpy()  # noqa: E731
+        return DataSplit(Samples(gen(n_calib, seed + 101), None, "synthetic", True), Samples(gen(n_val, seed + 202), None, "synthetic", True))
+    name, _, split = spec.partition(":")
+    if name == "fashion-mnist":
+        root = Path(split) if split and split not in ("train", "test") else None
+        rng = np.random.default_rng(seed)
+        tr_x, _ = fashion_mnist.load("train", root)
+        te_x, te_y = fashion_mnist.load("test", root)
+        ci = np.sort(rng.choice(len(tr_x), size=min(n_calib, len(tr_x)), replace=False))
+        vi = np.sort(rng.choice(len(te_x), size=min(n_val, len(te_x)), replace=False))
+        return DataSplit(
+            Samples(pre(tr_x[ci]), None, "fashion-mnist:train"),
+            Samples(pre(te_x[vi]), te_y[vi], "fashion-mnist:test"),
+        )
+    path = Path(spec)
+    if not path.exists():
+        raise UserError(f"calibration source {spec!r} not found", "give an image folder, .npy/.npz, fashion-mnist or synthetic")
+    if path.is_dir():
+        if (path / "train-images-idx3-ubyte.gz").is_file():
+            return load(f"fashion-mnist:{path}", pre, input_shape, n_calib, n_val, seed)
+        images, labels = _load_images_folder(path)
+        return _split(_preprocess_list(images, pre), labels, n_calib, n_val, seed, str(path))
+    if path.suffix.lower() in (".npy", ".npz"):
+        inputs, labels = _load_array_file(path, pre, input_shape)
+        return _split(inputs, labels, n_calib, n_val, seed, str(path))
+    raise UserError(f"cannot use {path} as calibration data", "give an image folder, .npy/.npz, fashion-mnist or synthetic")
+
+
+def check_fits(samples: Samples, input_shape: tuple[int, ...]) -> None:
+    if tuple(samples.inputs.shape[1:]) != tuple(input_shape[1:]):
+        raise UserError(
+            f"{samples.source} gives inputs of shape {tuple(samples.inputs.shape[1:])}, the model takes {tuple(input_shape[1:])}",
+            "set the preprocessing size/channels to match the model's input",
+        )
+    if not np.all(np.isfinite(samples.inputs)):
+        raise UserError(f"{samples.source} contains NaN or infinite values")
