@@ -9,11 +9,12 @@ import importlib
 import importlib.util
 import pickle
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from edgeport.data.preprocess import Preprocess
 from edgeport.errors import UsageError, UserError
 from edgeport.models import MODELS
 from edgeport.registry import ModelSpec
@@ -28,6 +29,20 @@ class LoadedModel:
     input_shape: tuple[int, ...]
     spec: ModelSpec | None = None
     weights: Path | None = None
+    preprocess: Preprocess | None = None
+    build_kwargs: dict = field(default_factory=dict)
+
+    @property
+    def random_weights(self) -> bool:
+        """A zoo model built without a checkpoint: its outputs barely depend on the input."""
+        return self.spec is not None and self.weights is None
+
+    def data_preprocess(self) -> Preprocess:
+        """The model's preprocessing, sized to its input (ImageNet mean/std, resize 1/0.875, centre crop by default)."""
+        if self.preprocess is not None:
+            return self.preprocess
+        c, h = self.input_shape[1], self.input_shape[-1]
+        return Preprocess(size=h, resize=round(h / 0.875), channels=c)
 
 
 def parse_shape(text: str) -> tuple[int, ...]:
@@ -90,7 +105,15 @@ def build(ref: str, **kwargs) -> tuple[torch.nn.Module, ModelSpec | None]:
 
 
 def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """Read a checkpoint safely: a state dict, or a dict holding one under a usual key."""
+    return load_checkpoint(path)[0]
+
+
+def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """Read a checkpoint safely: (state dict, edgeport metadata or {}).
+
+    A checkpoint is a state dict, or a dict holding one under a usual key; edgeport's own checkpoints also
+    carry ``"edgeport": {"model", "kwargs", "input_shape", "preprocess"}`` (plain data, no code).
+    """
     if not path.is_file():
         raise UserError(f"weights file {path} does not exist")
     try:
@@ -102,6 +125,7 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
         raise UserError(f"{path} is not a readable torch checkpoint ({str(exc).splitlines()[0][:160]})") from None
+    meta = obj.get("edgeport") if isinstance(obj, dict) and isinstance(obj.get("edgeport"), dict) else {}
     if isinstance(obj, dict):
         for key in CHECKPOINT_KEYS:
             if isinstance(obj.get(key), dict):
@@ -112,7 +136,7 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     prefix = "module."  # saved from DataParallel/DistributedDataParallel
     if obj and all(k.startswith(prefix) for k in obj):
         obj = {k[len(prefix):]: v for k, v in obj.items()}
-    return obj
+    return obj, meta
 
 
 def apply_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], source: Path) -> None:
@@ -147,12 +171,26 @@ def check_runs(model: torch.nn.Module, example: torch.Tensor) -> None:
 
 
 def load(ref: str, weights: Path | None = None, input_shape: tuple[int, ...] | None = None, **kwargs) -> LoadedModel:
-    model, spec = build(ref, **kwargs)
-    if weights is not None:
-        apply_weights(model, load_state_dict(Path(weights)), Path(weights))
+    """Build ``ref``, load ``weights`` (or the zoo entry's shipped checkpoint), check it runs on the input shape.
+
+    Builder kwargs, input shape and preprocessing come from the user first, then from the checkpoint's
+    edgeport metadata, then from the zoo entry.
+    """
+    spec = MODELS.get(ref) if ":" not in ref else None
+    if weights is None and spec is not None and spec.weights:
+        weights = Path(__file__).parent / spec.weights
+    state, meta = load_checkpoint(Path(weights)) if weights is not None else (None, {})
+    build_kwargs = {**(meta.get("kwargs") or {}), **kwargs}
+    model, spec = build(ref, **build_kwargs)
+    if state is not None:
+        apply_weights(model, state, Path(weights))
     model = model.float().eval()
-    shape = input_shape or (spec.input_shape if spec else None)
+    shape = input_shape or (tuple(meta["input_shape"]) if meta.get("input_shape") else None) or (spec.input_shape if spec else None)
     if shape is None:
         raise UsageError(f"{ref} is not a zoo model, so edgeport needs its input shape", "add --input-shape 1,3,224,224")
     check_runs(model, torch.zeros(shape))
-    return LoadedModel(name=spec.name if spec else ref.rpartition(":")[2], module=model, input_shape=shape, spec=spec, weights=weights)
+    pre = Preprocess.from_dict(meta["preprocess"]) if meta.get("preprocess") else (spec.preprocess if spec else None)
+    if pre is not None and (pre.size != shape[-1] or pre.channels != shape[1]):
+        pre = None  # the user changed the input shape: fall back to the default recipe at the new size
+    name = spec.name if spec else ref.rpartition(":")[2]
+    return LoadedModel(name, model, shape, spec, weights, pre, build_kwargs)

@@ -79,6 +79,8 @@ class ModelSpec:
     # we match the implementation exactly.
     exact_params: int | None = None
     description: str = ""
+    preprocess: object | None = None  # edgeport.data.preprocess.Preprocess; None: ImageNet at input_size
+    weights: str | None = None  # checkpoint shipped with edgeport (path relative to the package)
 
     def build(self, **overrides):
         return self.factory(**{**self.kwargs, **overrides})
@@ -101,6 +103,8 @@ def register_model(
     paper_macs: PaperFigure | None = None,
     exact_params: int | None = None,
     description: str = "",
+    preprocess: object | None = None,
+    weights: str | None = None,
     **kwargs,
 ) -> ModelSpec:
     spec = ModelSpec(
@@ -113,6 +117,8 @@ def register_model(
         paper_macs=paper_macs,
         exact_params=exact_params,
         description=description,
+        preprocess=preprocess,
+        weights=weights,
     )
     MODELS.add(name, spec)
     return spec

@@ -10,4 +10,10 @@ fi
 # torch alone and first: 'torch==2.13.0' resolves to the machine's CPU build (a bare 'torch' could pull CUDA).
 .venv/bin/python -m pip install -q torch==2.13.0
 .venv/bin/python -m pip install -q -c constraints.txt -e ".[test]"
+# Real data for calibration, validation and the trained reference models (Debian's package, offline).
+if [ ! -f /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz ]; then
+    if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+    ($SUDO apt-get update -qq && $SUDO apt-get install -y -qq dataset-fashion-mnist) >/dev/null \
+        || echo "warning: could not install dataset-fashion-mnist (apt); Fashion-MNIST features will say so"
+fi
 .venv/bin/edgeport --version

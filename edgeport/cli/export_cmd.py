@@ -1,80 +1,76 @@
-"""``edgeport export``: model -> fused graph -> artifacts, each validated in its own runtime."""
+"""``edgeport export``: model -> fused graph -> artifacts, int8 graphs verified, each validated in its runtime."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
-from edgeport.atomic_file import write_text
+from edgeport.cli import model_options as opt
+from edgeport.cli import render
 from edgeport.errors import ParityFailed
 
 console = Console(highlight=False)
 
 
 def export(
-    model: str = typer.Option(..., "--model", "-m", help="Zoo name (see `edgeport models`), pkg.module:factory or path/file.py:factory."),
-    target: str = typer.Option("onnx-fp32", "--target", "-t", help="Comma-separated targets, e.g. onnx-fp32."),
+    model: str = opt.MODEL,
+    target: str = typer.Option("onnx-fp32", "--target", "-t", help="Comma-separated: onnx-fp32, onnx-int8, tflite-fp32, tflite-fp16, tflite-int8."),
     out: Path = typer.Option(Path("artifacts"), "--out", "-o", help="Folder for the artifacts and parity.json."),
-    weights: Path = typer.Option(None, "--weights", "-w", help="Checkpoint (state dict, or dict with state_dict/model), loaded with weights_only=True."),
-    input_shape: str = typer.Option(None, "--input-shape", help="N,C,H,W (default: the zoo model's own)."),
-    num_classes: int = typer.Option(None, "--num-classes", help="Build a zoo model with this many classes."),
-    width: float = typer.Option(None, "--width", help="Width multiplier for a zoo model (its builder's width_mult)."),
-    dynamic_batch: bool = typer.Option(False, "--dynamic-batch", help="Make the batch dimension dynamic."),
+    weights: Path = opt.WEIGHTS,
+    input_shape: str = opt.INPUT_SHAPE,
+    num_classes: int = opt.NUM_CLASSES,
+    width: float = opt.WIDTH,
+    calib: str = opt.CALIB,
+    calib_samples: int = opt.CALIB_SAMPLES,
+    val_samples: int = opt.VAL_SAMPLES,
+    seed: int = opt.SEED,
+    calib_method: str = typer.Option("minmax", "--calib-method", help="int8 calibration: minmax, percentile or entropy (onnx-int8)."),
+    io_dtype: str = typer.Option("int8", "--io-dtype", help="tflite-int8 input/output: int8, uint8 or float32 (int8 inside)."),
+    allow_float: list[str] = typer.Option([], "--allow-float", help="Layer allowed to stay float in int8 targets (repeatable)."),
+    mean: str = opt.MEAN,
+    std: str = opt.STD,
+    scale_127: bool = opt.SCALE_127,
+    bgr: bool = opt.BGR,
+    min_sqnr: float = opt.MIN_SQNR,
+    min_top1: float = opt.MIN_TOP1,
+    max_abs: float = opt.MAX_ABS,
+    dynamic_batch: bool = typer.Option(False, "--dynamic-batch", help="Make the batch dimension dynamic (ONNX targets)."),
     validate: bool = typer.Option(True, "--validate/--no-validate", help="Run each artifact in its runtime and check parity."),
 ) -> None:
-    """Export a model to edge formats; fail (exit 3) if an artifact does not match PyTorch."""
-    from edgeport import model_source
-    from edgeport.exporters import parse_targets
+    """Export a model to edge formats; exit 3 if an artifact does not match PyTorch or an int8 graph is not int8."""
+    from edgeport import parity_file
+    from edgeport.errors import UsageError
     from edgeport.export_flow import run_export
+    from edgeport.exporters import QuantOptions, parse_targets
 
     targets = parse_targets(target)
-    shape = model_source.parse_shape(input_shape) if input_shape else None
-    kwargs = {k: v for k, v in {"num_classes": num_classes, "width_mult": width}.items() if v is not None}
+    if calib_method not in ("minmax", "percentile", "entropy"):
+        raise UsageError(f"unknown --calib-method {calib_method!r}", "choose minmax, percentile or entropy")
+    quant = QuantOptions(method=calib_method, io_dtype=io_dtype, float_fallback=tuple(allow_float))
     with console.status(f"loading {model}") as status:
-        loaded = model_source.load(model, weights=weights, input_shape=shape, **kwargs)
-        prep, results = run_export(
-            loaded, targets, out, dynamic_batch=dynamic_batch, validate_artifacts=validate,
+        loaded = opt.load_model(model, weights, input_shape, num_classes, width)
+        data = opt.load_data(loaded, calib, calib_samples, val_samples, seed, mean, std, scale_127, bgr, console)
+        run = run_export(
+            loaded, targets, out, data=data, quant=quant, dynamic_batch=dynamic_batch, validate=validate,
+            thresholds=opt.threshold_overrides(min_sqnr, min_top1, max_abs),
             on_stage=lambda s: status.update(f"{loaded.name}: {s}"),
         )
-    console.print(f"[bold]{loaded.name}[/] input {tuple(loaded.input_shape)} — {prep.report.summary()}")
-    for bn, why in prep.report.unfused_bn:
-        console.print(f"  [yellow]BatchNorm {bn} not folded:[/] {why}")
-    console.print(f"  fusion equivalence: {prep.equivalence.describe()}")
-    table = Table(show_header=True, box=None, pad_edge=False)
-    for col in ("file", "size", "compared with", "max|Δ|", "cosine", "SQNR dB", "top-1", ""):
-        table.add_column(col, no_wrap=True)
-    for r in results:
-        a = r.artifact
-        size = f"{a.size / 1e6:.2f} MB"
-        if not r.checks:
-            table.add_row(a.path.name, size, "not validated (--no-validate)", "", "", "", "", "")
-        for c in r.checks:
-            p = c.parity
-            table.add_row(
-                a.path.name, size, c.stage.split(" -> ")[0], f"{p.max_abs:.2e}", f"{p.cosine:.6f}",
-                f"{p.sqnr_db:.1f}", f"{p.top1_agreement:.2f}", "[green]pass[/]" if c.passed else "[red]FAIL[/]",
-            )
-    console.print(table)
-    console.print(f"artifacts in {out}/" + (" (parity.json beside them)" if validate else ""))
-    if validate:
-        parity = {
-            "model": loaded.name, "input_shape": list(loaded.input_shape),
-            "fusion": {**prep.report.to_dict(), "max_rel_error": prep.equivalence.max_rel_error},
-            "artifacts": [{**r.artifact.to_dict(), "checks": [c.to_dict() for c in r.checks]} for r in results],
-        }
-        write_text(Path(out) / "parity.json", json.dumps(parity, indent=2))
-    failed = [c for r in results for c in r.checks if not c.passed]
-    if failed:
-        worst = failed[0]
-        raise ParityFailed(
-            f"{worst.stage}: max abs error {worst.parity.max_abs:.2e} > {worst.max_abs:.0e} "
-            f"(relative {worst.parity.max_rel:.2e} > {worst.max_rel:.0e})",
-            f"see {Path(out) / 'parity.json'}",
-        )
+    render.fusion(console, run.prep)
+    render.artifacts(console, run.artifacts, run.int8_problems)
+    render.validation(console, run.validation)
+    for w in run.warnings:
+        console.print(f"[bold yellow]WARNING:[/] {w}")
+    if data is None and validate:
+        console.print("[yellow]no --calib: validated on synthetic inputs only[/]")
+    path = parity_file.write(out, parity_file.build(run, data, quant))
+    console.print(f"wrote {path}")
+    if run.int8_problems:
+        raise ParityFailed(run.int8_problems[0], "allow named layers with --allow-float, or see `edgeport inspect`")
+    if run.validation is not None and run.validation.failed:
+        c = run.validation.failed[0]
+        raise ParityFailed(f"{c.stage} vs {c.against}: {'; '.join(c.failures)}", f"see {path}")
 
 
 def register(app: typer.Typer) -> None:

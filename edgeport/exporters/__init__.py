@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -11,6 +11,7 @@ import torch
 
 from edgeport.errors import UsageError
 from edgeport.registry import Registry
+from edgeport.validate import Thresholds
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,13 @@ class ExportRequest:
     # Preprocessed calibration inputs, float32 NCHW (N, C, H, W), for int8 targets; None for float targets.
     calibration: np.ndarray | None = None
     quant: QuantOptions = QuantOptions()
+    # Intermediate results shared by the targets of one export run (the fp32 ONNX model, onnx2tf's output).
+    cache: dict = field(default_factory=dict, compare=False, repr=False)
+
+
+FP32 = Thresholds(max_abs=1e-4, max_rel=1e-4)
+FP16 = Thresholds(max_abs=1e-2, max_rel=1e-2)
+INT8 = Thresholds(min_sqnr_db=15.0, min_top1=0.9)  # top-1 is meaningful only on a trained model
 
 
 @dataclass(frozen=True)
@@ -41,8 +49,7 @@ class Target:
     format: str  # "onnx" | "tflite"
     precision: str  # "fp32" | "fp16" | "int8"
     export: Callable[[ExportRequest], Path]
-    max_abs: float  # default parity tolerance against the PyTorch reference
-    max_rel: float
+    thresholds: Thresholds  # default parity thresholds against the PyTorch reference
 
     def filename(self, base: str) -> str:
         return f"{base}.{self.precision}.{self.format}"
@@ -51,9 +58,19 @@ class Target:
 TARGETS: Registry[Target] = Registry("target")
 
 
+def load_all() -> None:
+    """Import every exporter module so each registers its targets."""
+    from edgeport.exporters import onnx_fp32, tflite  # noqa: F401
+
+    try:
+        from edgeport.exporters import onnx_int8  # noqa: F401
+    except ImportError:
+        pass
+
+
 def parse_targets(text: str) -> list[Target]:
     """``"onnx-fp32,tflite-int8"`` -> targets, in order, without duplicates."""
-    from edgeport.exporters import onnx_fp32  # noqa: F401  (registers its target)
+    load_all()
 
     names = [t.strip() for t in text.split(",") if t.strip()]
     if not names:

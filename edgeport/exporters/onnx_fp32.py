@@ -13,14 +13,20 @@ import torch
 
 from edgeport.atomic_file import write_bytes
 from edgeport.errors import UnsupportedOp
-from edgeport.exporters import TARGETS, ExportRequest, Target
+from edgeport.exporters import FP32, TARGETS, ExportRequest, Target
 
 OPSET = 18
 INPUT_NAME, OUTPUT_NAME = "input", "output"
 
 
 def to_onnx(req: ExportRequest) -> onnx.ModelProto:
-    """The fused program as a simplified, checked ONNX model (in memory)."""
+    """The fused program as a simplified, checked ONNX model (in memory), made once per export run."""
+    if "onnx-fp32" not in req.cache:
+        req.cache["onnx-fp32"] = _convert(req)
+    return req.cache["onnx-fp32"]
+
+
+def _convert(req: ExportRequest) -> onnx.ModelProto:
     import onnxsim
 
     # The exporter logs a warning per torchvision op it cannot register when torchvision is absent.
@@ -74,4 +80,4 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0][:300]
 
 
-TARGETS.add("onnx-fp32", Target("onnx-fp32", "onnx", "fp32", export, max_abs=1e-4, max_rel=1e-4))
+TARGETS.add("onnx-fp32", Target("onnx-fp32", "onnx", "fp32", export, FP32))

@@ -115,8 +115,8 @@ def test_byo_export_writes_checked_onnx_and_parity(cli, tmp_path, byo_file):
     onnx_file = out / "build.fp32.onnx"
     assert onnx_file.is_file() and not list(out.glob("*.part"))
     parity = json.loads((out / "parity.json").read_text())
-    checks = parity["artifacts"][0]["checks"]
-    assert [c["stage"] for c in checks] == ["torch -> onnx-fp32", "torch-fused -> onnx-fp32"]
+    checks = parity["validation"]["checks"]
+    assert [(c["stage"], c["against"]) for c in checks] == [("onnx-fp32", "torch"), ("onnx-fp32", "torch-fused")]
     assert all(c["passed"] and c["max_abs"] <= 1e-4 and c["cosine"] > 0.999999 for c in checks)
     assert parity["fusion"]["folded_bn"] == 3
 

@@ -13,8 +13,8 @@ from edgeport.runtimes.onnxruntime_runner import OrtRunner
 
 def test_dynamic_batch_export_runs_any_batch(tmp_path, byo_file):
     loaded = model_source.load(f"{byo_file}:build", input_shape=(1, 3, 32, 32))
-    prep, results = run_export(loaded, parse_targets("onnx-fp32"), tmp_path, dynamic_batch=True)
-    path = results[0].artifact.path
+    run = run_export(loaded, parse_targets("onnx-fp32"), tmp_path, dynamic_batch=True)
+    path = run.artifacts[0].path
     model = onnx.load(path)
     assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
     x = sample_inputs.image_like((3, 3, 32, 32), 3)
@@ -23,19 +23,19 @@ def test_dynamic_batch_export_runs_any_batch(tmp_path, byo_file):
         ref = loaded.module(x).numpy()
     assert out.shape == (3, 10)
     assert np.abs(out - ref).max() <= 1e-4
-    assert results[0].passed
+    assert run.passed
 
 
 def test_artifact_records_hash_and_tools(tmp_path, byo_file):
     import hashlib
 
     loaded = model_source.load(f"{byo_file}:build", input_shape=(1, 3, 32, 32))
-    _, results = run_export(loaded, parse_targets("onnx-fp32"), tmp_path, validate_artifacts=False)
-    a = results[0].artifact
+    run = run_export(loaded, parse_targets("onnx-fp32"), tmp_path, validate=False)
+    a = run.artifacts[0]
     assert a.sha256 == hashlib.sha256(a.path.read_bytes()).hexdigest()
     assert a.size == a.path.stat().st_size and a.target == "onnx-fp32"
     assert {"torch", "onnx", "onnxruntime"} <= set(a.tools)
-    assert not results[0].checks
+    assert run.validation is None
 
 
 def test_atomic_write_keeps_previous_file_on_failure(tmp_path):
@@ -63,13 +63,12 @@ def _calibrated(name: str) -> model_source.LoadedModel:
 @pytest.mark.parametrize("name", MODELS.names())
 def test_every_zoo_model_exports_to_onnx_with_parity(name, tmp_path):
     loaded = _calibrated(name)
-    prep, results = run_export(loaded, parse_targets("onnx-fp32"), tmp_path)
-    assert prep.equivalence.ok(1e-5), prep.equivalence
-    assert not prep.report.unfused_bn
-    (result,) = results
-    first = result.checks[0]
-    assert first.stage == "torch -> onnx-fp32"
+    run = run_export(loaded, parse_targets("onnx-fp32"), tmp_path)
+    assert run.prep.equivalence.ok(1e-5), run.prep.equivalence
+    assert not run.prep.report.unfused_bn
+    first = run.validation.checks[0]
+    assert (first.stage, first.against) == ("onnx-fp32", "torch")
     # max abs error <= 1e-4 on the logits, or <= 1e-4 relative to their scale (calibrated nets reach ~10)
     assert first.parity.max_abs <= 1e-4 or first.parity.max_rel <= 1e-4, first.parity
     assert first.parity.cosine > 0.99999
-    assert result.passed
+    assert run.passed

@@ -1,0 +1,20 @@
+"""Zoo models trained by edgeport on Fashion-MNIST (scripts/train_fashion_mnist.py), shipped as fp16
+checkpoints so accuracy and int8 parity can be measured on a real, trained network offline."""
+
+from edgeport.data.preprocess import FASHION_MNIST
+from edgeport.models.mobilenet_v2 import mobilenet_v2
+from edgeport.models.shufflenet_v2 import shufflenet_v2_x0_5
+from edgeport.registry import register_model
+
+register_model(
+    "fmnist_mobilenet_v2_x0_5", mobilenet_v2, family="fashion_mnist", input_size=64,
+    preprocess=FASHION_MNIST, weights="weights/fmnist_mobilenet_v2_x0_5.pt",
+    description="MobileNetV2 width 0.5 trained on Fashion-MNIST (64x64, 3 channels, [-1, 1])",
+    width_mult=0.5, num_classes=10,
+)
+register_model(
+    "fmnist_shufflenet_v2_x0_5", shufflenet_v2_x0_5, family="fashion_mnist", input_size=64,
+    preprocess=FASHION_MNIST, weights="weights/fmnist_shufflenet_v2_x0_5.pt",
+    description="ShuffleNetV2 0.5x trained on Fashion-MNIST (64x64, 3 channels, [-1, 1])",
+    num_classes=10,
+)
