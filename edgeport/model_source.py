@@ -20,6 +20,7 @@ from edgeport.models import MODELS
 from edgeport.registry import ModelSpec
 
 CHECKPOINT_KEYS = ("state_dict", "model", "model_state_dict", "ema")
+ZOO_SEED = 0
 
 
 @dataclass
@@ -93,7 +94,11 @@ def build(ref: str, **kwargs) -> tuple[torch.nn.Module, ModelSpec | None]:
     """Build a zoo model by name, or call a user factory given as ``module:factory``/``file.py:factory``."""
     if ":" not in ref:
         spec = MODELS.get(ref)
-        return spec.build(**kwargs), spec
+        # Seeded, so a zoo model without a checkpoint has the same random weights in every command:
+        # `validate` then compares an artifact with the very network that `export` exported.
+        with torch.random.fork_rng():
+            torch.manual_seed(ZOO_SEED)
+            return spec.build(**kwargs), spec
     factory = _import_factory(ref)
     try:
         model = factory(**kwargs)

@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
+from edgeport.cli.console import make as make_console
 
 from edgeport.cli import model_options as opt
 from edgeport.cli import render
 from edgeport.errors import ParityFailed
 
-console = Console(highlight=False)
+console = make_console()
 
 
 def export(

@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 import typer
-from rich.console import Console
+from edgeport.cli.console import make as make_console
 from rich.table import Table
 
-console = Console(highlight=False)
+console = make_console()
 
 
 def _fmt_tensor(t) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import typer
-from rich.console import Console
+from edgeport.cli.console import make as make_console
 from rich.table import Table
 
 from edgeport.complexity import measure
@@ -55,7 +55,7 @@ def models(
             f"{c.macs / 1e6:.1f}M", str(s.paper_macs) if s.paper_macs else "—", _delta(c.macs, s.paper_macs),
             _verdict(s, c.params, c.macs),
         )
-    Console().print(table)
+    make_console().print(table)
 
 
 def register(app: typer.Typer) -> None:

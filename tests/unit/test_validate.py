@@ -32,3 +32,14 @@ def test_stage_chain_falls_back_to_available_parent():
 def test_top1_accuracy():
     assert top1_accuracy(np.array([[0.1, 0.9], [0.8, 0.2]]), np.array([1, 1])) == 0.5
     assert top1_accuracy(np.zeros((2, 2)), None) is None
+
+
+def test_fp32_thresholds_catch_wrong_outputs_with_tiny_logits():
+    """Random-init nets have logits ~1e-8: any output passes max|Δ| <= 1e-4, so SQNR must catch it."""
+    from edgeport.exporters import FP32
+
+    rng = np.random.default_rng(0)
+    ref = rng.standard_normal((8, 1000)) * 1e-8
+    unrelated = rng.standard_normal((8, 1000)) * 1e-8
+    assert FP32.failures(compare(ref, unrelated))
+    assert not FP32.failures(compare(ref, ref * (1 + 1e-7)))
