@@ -33,7 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from edgeport.models.channel_shuffle import ChannelShuffle
-from edgeport.models.layers import ConvBNAct, make_divisible
+from edgeport.models.layers import ConvBNAct, init_weights, make_divisible
 from edgeport.registry import PaperFigure, register_model
 
 __all__ = ["ShuffleNetV1", "ShuffleV1Block", "shufflenet_v1", "STAGE_OUT_CHANNELS"]
@@ -140,20 +140,7 @@ class ShuffleNetV1(nn.Module):
             setattr(self, f"stage{index + 2}", nn.Sequential(*units))
 
         self.fc = nn.Linear(in_channels, num_classes)
-        self._init_weights()
-
-    def _init_weights(self) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0, 0.01)
-                nn.init.zeros_(m.bias)
+        init_weights(self)
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.conv1(x)

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from edgeport.models.channel_shuffle import channel_shuffle
+from edgeport.models.layers import init_weights
 from edgeport.registry import PaperFigure, register_model
 
 __all__ = [
@@ -135,20 +136,7 @@ class ShuffleNetV2(nn.Module):
         )
         self.fc = nn.Linear(last_channels, num_classes)
 
-        self._init_weights()
-
-    def _init_weights(self) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0, 0.01)
-                nn.init.zeros_(m.bias)
+        init_weights(self)
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.conv1(x)
