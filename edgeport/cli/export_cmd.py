@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from edgeport.cli.console import StageReporter
 from edgeport.cli.console import make as make_console
 
 from edgeport.cli import model_options as opt
@@ -49,8 +50,10 @@ def export(
     if calib_method not in ("minmax", "percentile", "entropy"):
         raise UsageError(f"unknown --calib-method {calib_method!r}", "choose minmax, percentile or entropy")
     quant = QuantOptions(method=calib_method, io_dtype=io_dtype, float_fallback=tuple(allow_float))
-    with console.status(f"loading {model}") as status:
+    with StageReporter(console, f"loading {model}") as status:
         loaded = opt.load_model(model, weights, input_shape, num_classes, width)
+        if calib:
+            status.update(f"{loaded.name}: reading calibration data ({calib})")
         data = opt.load_data(loaded, calib, calib_samples, val_samples, seed, mean, std, scale_127, bgr, console)
         run = run_export(
             loaded, targets, out, data=data, quant=quant, dynamic_batch=dynamic_batch, validate=validate,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from edgeport.cli.console import StageReporter
 from edgeport.cli.console import make as make_console
 
 from edgeport.cli import model_options as opt
@@ -58,7 +59,7 @@ def validate(
     for a in artifacts:
         if not a.is_file():
             raise UserError(f"{a} does not exist")
-    with console.status("validating") as status:
+    with StageReporter(console, f"loading {model}") as status:
         loaded = opt.load_model(model, weights, input_shape, num_classes, width)
         status.update("preparing data")
         data = opt.load_data(loaded, calib or "synthetic", 1, val_samples, seed, mean, std, scale_127, bgr, console)
