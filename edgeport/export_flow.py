@@ -17,6 +17,7 @@ from edgeport.capture import capture
 from edgeport.data.calibration import DataSplit, Samples
 from edgeport.exporters import ExportRequest, QuantOptions, Target
 from edgeport.fuse import Equivalence, FusionReport, check_equivalence, fuse
+from edgeport.graph_rewrites import zero_pad_maxpool
 from edgeport.model_source import LoadedModel
 from edgeport.runtimes.torch_runner import run_module
 from edgeport.validate import PARENTS, Thresholds, ValidationReport, validate_artifacts
@@ -64,6 +65,7 @@ def prepare(loaded: LoadedModel, dynamic_batch: bool = False) -> Prepared:
     example = torch.zeros(loaded.input_shape)
     program = capture(loaded.module, example, dynamic_batch=dynamic_batch)
     fused, report = fuse(program.module())
+    report.rewrites = zero_pad_maxpool(fused)
     batch = None if dynamic_batch else loaded.input_shape[0]
     equivalence = check_equivalence(loaded.module, fused, sample_inputs.check_set(loaded.input_shape), batch)
     if not equivalence.ok(FUSION_TOLERANCE):

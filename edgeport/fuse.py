@@ -46,6 +46,7 @@ class FusedGroup:
 class FusionReport:
     groups: list[FusedGroup] = field(default_factory=list)
     unfused_bn: list[tuple[str, str]] = field(default_factory=list)  # (bn module path, reason)
+    rewrites: list[str] = field(default_factory=list)  # layers changed by edgeport.graph_rewrites
 
     @property
     def folded_bn(self) -> int:
@@ -62,6 +63,8 @@ class FusionReport:
         line = f"fused {len(self.groups)} groups ({kinds}); folded {self.folded_bn} BatchNorm"
         if self.unfused_bn:
             line += f"; {len(self.unfused_bn)} BatchNorm left unfolded"
+        if self.rewrites:
+            line += f"; max-pool padding made explicit (zero pad, exact after ReLU): {', '.join(self.rewrites)}"
         return line
 
     def to_dict(self) -> dict:
@@ -70,6 +73,7 @@ class FusionReport:
             "counts": self.counts(),
             "folded_bn": self.folded_bn,
             "unfused_bn": [{"bn": bn, "reason": why} for bn, why in self.unfused_bn],
+            "rewrites": self.rewrites,
         }
 
 
