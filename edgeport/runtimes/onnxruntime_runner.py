@@ -35,6 +35,16 @@ class OrtRunner:
         first = self.input_shape[0] if self.input_shape else None
         return first if isinstance(first, int) else None
 
+    def invoker(self, batch: np.ndarray | None = None):
+        """A no-argument callable running one inference on ``batch`` (inputs prepared once, outside timing);
+        without a batch, seeded noise shaped like the file's input (symbolic dims taken as 1)."""
+        if batch is None:
+            shape = [d if isinstance(d, int) else 1 for d in self.input_shape]
+            batch = np.random.default_rng(0).standard_normal(shape)
+        feed = {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)}
+        run, names = self.session.run, None
+        return lambda: run(names, feed)
+
     def run(self, batch: np.ndarray) -> np.ndarray:
         """Outputs of the first graph output for ``batch`` (N, ...), run one sample at a time if the batch is fixed."""
         batch = np.ascontiguousarray(batch, dtype=np.float32)

@@ -1,0 +1,134 @@
+"""Benchmark artifacts in-process on this machine: load time, warm-up, then adaptive timed runs.
+
+Timing is adaptive: runs continue until the median's 95 % confidence interval (order-statistic bounds,
+distribution-free) is within ``rel_ci`` of the median, with at least ``min_runs``, or until the time
+budget is spent. Only the inference call is timed; inputs are prepared once before.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgeport.runtimes import open_runtime
+
+
+@dataclass(frozen=True)
+class Timing:
+    artifact: str
+    target: str  # e.g. "tflite-int8" (from the file name) or the format
+    runtime: str
+    runtime_version: str
+    threads: int
+    runs: int
+    load_ms: float
+    rss_mb: float  # resident memory added by loading and running the artifact
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    mean_ms: float
+    std_ms: float
+    min_ms: float
+    ci95_ms: tuple[float, float]  # confidence interval of the median
+    converged: bool  # the CI met the tolerance before the budget ran out
+
+    @property
+    def throughput(self) -> float:
+        return 1000.0 / self.p50_ms if self.p50_ms > 0 else float("inf")
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "throughput_per_s": self.throughput}
+
+
+def _rss_mb() -> float:
+    try:
+        import psutil
+
+        return psutil.Process(os.getpid()).memory_info().rss / 2**20
+    except ImportError:
+        return float("nan")
+
+
+def median_ci(samples: list[float], z: float = 1.96) -> tuple[float, float]:
+    """Distribution-free 95 % CI of the median from order statistics."""
+    s = sorted(samples)
+    n = len(s)
+    lo = max(0, int(math.floor(n / 2 - z * math.sqrt(n) / 2)))
+    hi = min(n - 1, int(math.ceil(n / 2 + z * math.sqrt(n) / 2)))
+    return s[lo], s[hi]
+
+
+def target_of_name(path: Path) -> str:
+    """``model.int8.tflite`` -> ``tflite-int8`` (edgeport's naming); otherwise the format."""
+    parts = path.name.split(".")
+    if len(parts) >= 3 and parts[-2] in ("fp32", "fp16", "int8"):
+        return f"{parts[-1]}-{parts[-2]}"
+    return path.suffix.lstrip(".")
+
+
+def bench_artifact(
+    path: Path,
+    threads: int = 1,
+    warmup: int = 5,
+    min_runs: int = 30,
+    budget_s: float = 5.0,
+    rel_ci: float = 0.02,
+) -> Timing:
+    rss0 = _rss_mb()
+    t0 = time.perf_counter()
+    runner = open_runtime(path, threads=threads)
+    invoke = runner.invoker()
+    invoke()  # first inference finishes lazy initialisation (XNNPACK packing, ORT kernel selection)
+    load_ms = (time.perf_counter() - t0) * 1000
+    for _ in range(warmup):
+        invoke()
+    samples: list[float] = []
+    start = time.perf_counter()
+    converged = False
+    while True:
+        t = time.perf_counter()
+        invoke()
+        samples.append((time.perf_counter() - t) * 1000)
+        if len(samples) >= min_runs and len(samples) % 10 == 0:
+            lo, hi = median_ci(samples)
+            med = statistics.median(samples)
+            if (hi - lo) / 2 <= rel_ci * med:
+                converged = True
+                break
+        if time.perf_counter() - start > budget_s and len(samples) >= 5:
+            break
+    arr = np.asarray(samples)
+    return Timing(
+        artifact=str(path), target=target_of_name(Path(path)), runtime=runner.name,
+        runtime_version=str(getattr(runner, "version", "?")), threads=threads, runs=len(samples),
+        load_ms=load_ms, rss_mb=_rss_mb() - rss0,
+        p50_ms=float(np.percentile(arr, 50)), p90_ms=float(np.percentile(arr, 90)), p99_ms=float(np.percentile(arr, 99)),
+        mean_ms=float(arr.mean()), std_ms=float(arr.std()), min_ms=float(arr.min()),
+        ci95_ms=median_ci(samples), converged=converged,
+    )
+
+
+def ratios_vs_fp32(timings: list[Timing]) -> dict[tuple[str, int], float]:
+    """p50 of each artifact over the p50 of the fp32 artifact of the same format and thread count."""
+    base = {(t.target.split("-")[0], t.threads): t.p50_ms for t in timings if t.target.endswith("fp32")}
+    out = {}
+    for t in timings:
+        b = base.get((t.target.split("-")[0], t.threads))
+        if b:
+            out[(t.artifact, t.threads)] = t.p50_ms / b
+    return out
+
+
+def vnni_explanation(vnni: bool, arch: str) -> str:
+    if arch not in ("x86_64", "x86"):
+        return "ARM: int8 runs on NEON/dot-product kernels; int8/fp32 depends on the core (see the Pi numbers)"
+    if vnni:
+        return "AVX-512 VNNI / AVX-VNNI present: int8 dot products are native, so int8 is expected near 0.5x fp32 under XNNPACK"
+    return ("no VNNI (AVX2 only): int8 dot products are emulated, so int8 is often as slow as or slower than fp32; "
+            "ORT's U8S8 kernels can saturate here (edgeport quantizes ONNX weights to 7 bits on such CPUs)")
