@@ -264,8 +264,9 @@ class Equivalence:
     def describe(self, tolerance: float = 1e-5) -> str:
         line = f"max relative error {self.max_rel_error:.1e} (tolerance {tolerance:.0e})"
         if self.fused_vs_exact is not None:
-            line += (f"; vs float64: fused {self.fused_vs_exact:.1e}, original {self.original_vs_exact:.1e}"
-                     " (both at float32 rounding level)" if self.ok(tolerance) else "")
+            line += f"; vs float64: fused {self.fused_vs_exact:.1e}, original {self.original_vs_exact:.1e}"
+            if self.ok(tolerance):
+                line += " (both at float32 rounding level)"
         return line
 
 

@@ -109,10 +109,6 @@ def build(ref: str, **kwargs) -> tuple[torch.nn.Module, ModelSpec | None]:
     return model, None
 
 
-def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    return load_checkpoint(path)[0]
-
-
 def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
     """Read a checkpoint safely: (state dict, edgeport metadata or {}).
 

@@ -39,10 +39,15 @@ def _import_tf():
     return tf
 
 
+def _nhwc(nchw: np.ndarray) -> np.ndarray:
+    """PyTorch-layout inputs in the layout of onnx2tf's graphs."""
+    return np.ascontiguousarray(nchw.transpose(0, 2, 3, 1)).astype(np.float32)
+
+
 def _sample_images_nhwc(req: ExportRequest) -> np.ndarray:
     """What onnx2tf would download: up to 20 NHWC images. Ours come from the calibration data."""
     data = req.calibration if req.calibration is not None and len(req.calibration) else req.example.numpy()
-    return np.ascontiguousarray(data[:20].transpose(0, 2, 3, 1)).astype(np.float32)
+    return _nhwc(data[:20])
 
 
 def saved_model(req: ExportRequest) -> Path:
@@ -115,7 +120,7 @@ def export_int8(req: ExportRequest) -> Path:
         raise UserError(f"unknown --io-dtype {req.quant.io_dtype!r}", f"choose from {', '.join(IO_DTYPES)}")
     sm = saved_model(req)
     tf = _import_tf()
-    calib = np.ascontiguousarray(req.calibration.transpose(0, 2, 3, 1)).astype(np.float32)
+    calib = _nhwc(req.calibration)
     batch = req.example.shape[0]
 
     def representative():

@@ -128,3 +128,13 @@ def test_calibrated_fusion_is_as_exact_as_the_original(name):
     assert eq.fused_vs_exact is not None and eq.original_vs_exact is not None
     assert eq.fused_vs_exact <= 1.5 * eq.original_vs_exact, eq
     assert eq.max_rel_error <= 1e-4, eq  # two independent fp32 noise terms, not a systematic error
+
+
+def test_failed_equivalence_description_keeps_the_float64_numbers():
+    from edgeport.fuse import Equivalence
+
+    bad = Equivalence(3e-3, 1e-2, ("x",), fused_vs_exact=3e-3, original_vs_exact=1e-6)
+    assert not bad.ok() and "fused 3.0e-03, original 1.0e-06" in bad.describe()
+    assert "rounding level" not in bad.describe()
+    good = Equivalence(2e-5, 1e-5, ("x",), fused_vs_exact=5e-6, original_vs_exact=5e-6)
+    assert good.ok() and "rounding level" in good.describe()
