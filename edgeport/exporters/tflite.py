@@ -24,6 +24,7 @@ from edgeport.atomic_file import write_bytes
 from edgeport.errors import RuntimeMissing, UnsupportedOp, UserError
 from edgeport.exporters import FP16, FP32, INT8, TARGETS, ExportRequest, Target
 from edgeport.exporters.onnx_fp32 import to_onnx
+from edgeport.exporters.tflite_compact import share_quantization_vectors
 
 def _import_tf():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -147,7 +148,7 @@ def export_int8(req: ExportRequest) -> Path:
             ) from None
     log.unlink(missing_ok=True)
     dest = req.out_dir / TARGETS.get("tflite-int8").filename(req.name)
-    write_bytes(dest, data)
+    write_bytes(dest, share_quantization_vectors(data))
     return dest
 
 

@@ -88,3 +88,56 @@ def test_float_int8_coverage_is_detected(exported):
     cov = coverage_of(paths["tflite-fp32"])
     assert cov.int8_total == 0 and "CONV_2D" in {t for t in cov.float_op_types}
     assert len(cov.critical_float()) >= 6  # 4 conv + 1 depthwise + 1 FC (+ adds)
+
+
+def _vector_positions(data: bytes) -> tuple[list[int], list[int]]:
+    """(positions of each tensor's zero-point vector, positions of each non-empty buffer's bytes)."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    m = schema.Model.GetRootAs(data, 0)
+    zero_points = []
+    for g in range(m.SubgraphsLength()):
+        sg = m.Subgraphs(g)
+        for t in range(sg.TensorsLength()):
+            q = sg.Tensors(t).Quantization()
+            if q is not None and q.ZeroPointLength() > 1:
+                zero_points.append(q._tab.Vector(q._tab.Offset(10)))
+    buffers = []
+    for b in range(m.BuffersLength()):
+        buf = m.Buffers(b)
+        if buf.DataLength():
+            buffers.append(buf._tab.Vector(buf._tab.Offset(4)))
+    return zero_points, buffers
+
+
+def test_int8_quantization_vectors_are_stored_once_without_changing_outputs(exported):
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    from edgeport.exporters.tflite_compact import share_quantization_vectors
+
+    _, paths, _, _ = exported
+    shipped = paths["tflite-int8"].read_bytes()
+    # the same model as the generated object API writes it: one vector per tensor, as TFLiteConverter does
+    builder = flatbuffers.Builder(0)
+    builder.Finish(schema.ModelT.InitFromPackedBuf(bytearray(shipped), 0).Pack(builder), file_identifier=b"TFL3")
+    fat = bytes(builder.Output())
+    compact = share_quantization_vectors(fat)
+    zp_fat, _ = _vector_positions(fat)
+    zp_compact, buffers = _vector_positions(compact)
+    assert len(zp_compact) == len(zp_fat) > 0
+    assert len(set(zp_compact)) < len(set(zp_fat)) == len(zp_fat)
+    assert len(compact) < len(fat) and len(shipped) <= len(compact)
+    assert all(p % 16 == 0 for p in buffers)  # schema.fbs: Buffer.data (force_align: 16)
+    from ai_edge_litert.interpreter import Interpreter
+
+    outs = []
+    for data in (fat, compact):
+        it = Interpreter(model_content=data)
+        it.allocate_tensors()
+        d = it.get_input_details()[0]
+        batch = np.random.default_rng(0).integers(-128, 128, size=d["shape"], dtype=np.int8)
+        it.set_tensor(d["index"], batch)
+        it.invoke()
+        outs.append(it.get_tensor(it.get_output_details()[0]["index"]).copy())
+    assert np.array_equal(outs[0], outs[1])

@@ -1,0 +1,93 @@
+"""Shrink a quantized .tflite without changing a single computed value: store each distinct quantization
+vector (per-channel zero points, scales) once and let every tensor that uses it point at the same copy.
+
+Why by hand: TFLiteConverter writes one int64 zero-point vector per per-channel tensor, all zeros for
+symmetric int8 weights (the schema requires as many zero points as scales). On the trained Fashion-MNIST
+MobileNetV2-0.5 that is 149 KB of a 978 KB file. FlatBuffers allows several tables to reference one
+vector (offsets are plain pointers and the verifier only checks bounds), but neither the converter nor the
+generated object API shares them, so we repack the model with the generated object API and a Pack that
+reuses an already written vector when its bytes are identical. Nothing else in the file changes: the
+interpreter sees the same tensors, buffers and operators (bit-identical outputs; tested). Buffers keep the
+16-byte alignment the schema asks for (``force_align: 16``), which the generated Pack would drop.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _shared_vector_pack(schema, cache: dict):
+    base = schema.QuantizationParametersT
+
+    class SharedVectors(base):
+        def Pack(self, builder):  # noqa: N802 (the generated API's name)
+            if self.details is not None:  # custom quantization: keep the generated packing
+                return base.Pack(self, builder)
+
+            def vector(values, dtype):
+                if values is None:
+                    return None
+                a = np.ascontiguousarray(values, dtype=dtype)
+                key = (a.dtype.str, a.tobytes())
+                if key not in cache:
+                    cache[key] = builder.CreateNumpyVector(a)
+                return cache[key]
+
+            offsets = {
+                "Min": vector(self.min, np.float32),
+                "Max": vector(self.max, np.float32),
+                "Scale": vector(self.scale, np.float32),
+                "ZeroPoint": vector(self.zeroPoint, np.int64),
+            }
+            schema.QuantizationParametersStart(builder)
+            for field, offset in offsets.items():
+                if offset is not None:
+                    getattr(schema, f"QuantizationParametersAdd{field}")(builder, offset)
+            schema.QuantizationParametersAddDetailsType(builder, self.detailsType)
+            schema.QuantizationParametersAddQuantizedDimension(builder, self.quantizedDimension)
+            return schema.QuantizationParametersEnd(builder)
+
+    return SharedVectors
+
+
+BUFFER_ALIGNMENT = 16  # schema.fbs: Buffer.data:[ubyte] (force_align: 16)
+
+
+def _aligned_buffer_pack(schema):
+    base = schema.BufferT
+
+    class AlignedBuffer(base):
+        def Pack(self, builder):  # noqa: N802
+            data = None
+            if self.data is not None:
+                payload = np.ascontiguousarray(self.data, dtype=np.uint8)
+                builder.Prep(BUFFER_ALIGNMENT, payload.size)  # pad so the bytes that follow start aligned
+                data = builder.CreateNumpyVector(payload)
+            schema.BufferStart(builder)
+            if data is not None:
+                schema.BufferAddData(builder, data)
+            schema.BufferAddOffset(builder, self.offset)
+            schema.BufferAddSize(builder, self.size)
+            return schema.BufferEnd(builder)
+
+    return AlignedBuffer
+
+
+def share_quantization_vectors(model: bytes) -> bytes:
+    """``model`` repacked with identical quantization vectors stored once (same graph, same values)."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    tree = schema.ModelT.InitFromPackedBuf(bytearray(model), 0)
+    shared = _shared_vector_pack(schema, {})
+    for subgraph in tree.subgraphs or []:
+        for tensor in subgraph.tensors or []:
+            if tensor.quantization is not None:
+                tensor.quantization.__class__ = shared
+    aligned = _aligned_buffer_pack(schema)
+    for buffer in tree.buffers or []:
+        buffer.__class__ = aligned
+    builder = flatbuffers.Builder(len(model))
+    builder.Finish(tree.Pack(builder), file_identifier=b"TFL3")
+    packed = bytes(builder.Output())
+    return packed if len(packed) < len(model) else model
