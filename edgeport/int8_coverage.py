@@ -179,6 +179,12 @@ def ort_coverage(model_or_path, qdq_int8_allowed: bool | None = None) -> Coverag
     groups native only on ARM and converts them to uint8 on x86. ``qdq_int8_allowed=True`` makes an x86
     session fuse like an ARM one (``session.qdqisint8allowed``), to preview a device's graph.
     """
+    return onnx_coverage(ort_optimized_model(model_or_path, qdq_int8_allowed), qdq_counts_as_int8=False)
+
+
+def ort_optimized_model(model_or_path, qdq_int8_allowed: bool | None = None):
+    """The graph ONNX Runtime's CPU provider executes on this machine: the model optimised at ORT_ENABLE_ALL
+    (as OrtRunner loads it) and saved with ``optimized_model_filepath``, read back as a ``ModelProto``."""
     import tempfile
 
     import onnx
@@ -193,8 +199,7 @@ def ort_coverage(model_or_path, qdq_int8_allowed: bool | None = None) -> Coverag
         if qdq_int8_allowed is not None:
             opts.add_session_config_entry("session.qdqisint8allowed", "1" if qdq_int8_allowed else "0")
         ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
-        optimized = onnx.load(opts.optimized_model_filepath)
-    return onnx_coverage(optimized, qdq_counts_as_int8=False)
+        return onnx.load(opts.optimized_model_filepath)
 
 
 class _Graph:
