@@ -12,6 +12,8 @@ EXIT_USAGE = 2
 EXIT_THRESHOLD = 3
 EXIT_RUNTIME = 4
 
+REEXPORT_HINT = "re-export it with `edgeport export` (the file is damaged or another format)"
+
 
 class EdgeportError(Exception):
     """Base class: a problem we can explain to the user without a stack trace."""

@@ -280,9 +280,14 @@ def check_equivalence(
     """Compare fused with original over named inputs (``batch``: samples per call for a static capture)."""
     ref, out = [], []
     with torch.no_grad():
-        for x in inputs.values():
+        for name, x in inputs.items():
             chunks = [x] if batch is None else list(x.split(batch))
             r = [t for c in chunks for t in _flat(original(c))]
+            if not all(bool(torch.isfinite(t).all()) for t in r):
+                raise UserError(
+                    f"the PyTorch model itself produces NaN or inf on {name} inputs of shape {tuple(x.shape)}",
+                    "fix the model (or its weights) first: nothing can be validated against non-finite outputs",
+                )
             o = [t for c in chunks for t in _flat(fused(c))]
             if len(r) != len(o):
                 raise UserError("fused model returns a different number of outputs than the original")

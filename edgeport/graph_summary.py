@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeport.errors import RuntimeMissing, UserError
+from edgeport.errors import REEXPORT_HINT, RuntimeMissing, UserError
 
 
 @dataclass(frozen=True)
@@ -78,9 +78,9 @@ def _onnx_summary(path: Path) -> GraphSummary:
     try:
         model = onnx.load(str(path))
     except (DecodeError, ValueError, OSError, RuntimeError) as exc:
-        raise UserError(f"{path} is not a readable ONNX file ({str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__})") from None
+        raise UserError(f"{path} is not a readable ONNX file ({str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__})", REEXPORT_HINT) from None
     if not model.graph.node and not model.graph.input:
-        raise UserError(f"{path} is not a readable ONNX file (empty graph)")
+        raise UserError(f"{path} is not a readable ONNX file (empty graph)", REEXPORT_HINT)
     try:
         inferred = onnx.shape_inference.infer_shapes(model)
     except Exception:  # inference is best effort: dtypes of intermediate values may stay unknown
@@ -126,14 +126,14 @@ def _tflite_summary(path: Path) -> GraphSummary:
     schema = _tflite_schema()
     data = path.read_bytes()
     if len(data) < 8 or data[4:8] != b"TFL3":
-        raise UserError(f"{path} is not a TFLite flatbuffer (no TFL3 identifier)")
+        raise UserError(f"{path} is not a TFLite flatbuffer (no TFL3 identifier)", REEXPORT_HINT)
     try:
         model = schema.Model.GetRootAsModel(data, 0)
         return _read_tflite(path, data, model, schema)
     except UserError:
         raise
     except Exception as exc:  # a truncated or corrupt flatbuffer fails anywhere inside the reader
-        raise UserError(f"{path} is a corrupt or truncated TFLite file ({type(exc).__name__})") from None
+        raise UserError(f"{path} is a corrupt or truncated TFLite file ({type(exc).__name__})", REEXPORT_HINT) from None
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import pickle
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,7 +50,7 @@ class LoadedModel:
 def parse_shape(text: str) -> tuple[int, ...]:
     """``"1,3,224,224"`` -> ``(1, 3, 224, 224)``; rejects anything that is not positive integers."""
     try:
-        shape = tuple(int(p) for p in text.replace("x", ",").split(",") if p.strip())
+        shape = tuple(int(p) for p in re.split(r"[,x]", text.strip()))
     except ValueError:
         raise UsageError(f"input shape {text!r} is not a list of integers", "write it like 1,3,224,224") from None
     if len(shape) < 2 or any(d <= 0 for d in shape):
@@ -124,8 +125,13 @@ def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
             f"{path} holds Python objects that weights_only loading refuses ({str(exc).splitlines()[0][:120]})",
             "if you trust it, re-save only the tensors: torch.save(torch.load(p, weights_only=False).state_dict(), 'clean.pt')",
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise UserError(f"{path} is not a readable torch checkpoint ({str(exc).splitlines()[0][:160]})") from None
+    except Exception as exc:  # noqa: BLE001 - on arbitrary bytes the unpickler fails in unbounded ways
+        # (KeyError, IndexError, struct.error, UnicodeDecodeError, ... measured with text and truncated files)
+        detail = (str(exc).splitlines() or [""])[0][:160] or type(exc).__name__
+        raise UserError(
+            f"{path} is not a readable torch checkpoint ({detail})",
+            "pass a file written by torch.save (a state dict); it may be truncated or another format",
+        ) from None
     meta = obj.get("edgeport") if isinstance(obj, dict) and isinstance(obj.get("edgeport"), dict) else {}
     if isinstance(obj, dict):
         for key in CHECKPOINT_KEYS:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import re
 import warnings
 from pathlib import Path
 
@@ -45,6 +46,12 @@ def _convert(req: ExportRequest) -> onnx.ModelProto:
                 verbose=False,
             )
     except Exception as exc:  # the exporter wraps failures in several internal types
+        op, node = _failed_op(exc)
+        if op:
+            raise UnsupportedOp(
+                f"op {op} (graph node {node or '?'}) has no ONNX translation, so no target can express it",
+                "replace it with standard ops in the model, or run that part outside the exported graph",
+            ) from None
         raise UnsupportedOp(
             f"torch.onnx.export failed: {_first_line(exc)}",
             "an op in the model has no ONNX translation; see the message for its name",
@@ -73,6 +80,17 @@ def _name_batch_dim(model: onnx.ModelProto) -> None:
         dim = value.type.tensor_type.shape.dim[0]
         if dim.dim_param:
             dim.dim_param = "batch"
+
+
+def _failed_op(exc: BaseException) -> tuple[str | None, str | None]:
+    """(op, FX node) named in the exporter's error text, e.g. ``prims.bessel_j0`` / ``bessel_j0``.
+
+    The exporter has no structured field for them: its ConversionError summary says "No ONNX function
+    found for <OpOverload(op='prims.bessel_j0', ...)>" and "Error when translating node %bessel_j0"."""
+    text = " ".join(str(e) for e in (exc, exc.__cause__, exc.__context__) if e is not None)
+    op = re.search(r"OpOverload\(op='([\w.]+)'", text)
+    node = re.search(r"translating node %(\w+)", text)
+    return (op.group(1) if op else None), (node.group(1) if node else None)
 
 
 def _first_line(exc: BaseException) -> str:

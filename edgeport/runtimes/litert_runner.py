@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeport import native_logs
-from edgeport.errors import RuntimeMissing, UserError
+from edgeport.errors import REEXPORT_HINT, RuntimeMissing, UserError
 
 
 class LiteRtRunner:
@@ -30,7 +30,7 @@ class LiteRtRunner:
                 self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
                 self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
-            raise UserError(f"LiteRT cannot load {path}: {str(exc).splitlines()[0][:200]}") from None
+            raise UserError(f"LiteRT cannot load {path}: {str(exc).splitlines()[0][:200]}", REEXPORT_HINT) from None
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]
         self.version = getattr(ai_edge_litert, "__version__", "?")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeport.errors import RuntimeMissing, UserError
+from edgeport.errors import REEXPORT_HINT, RuntimeMissing, UserError
 
 
 class OrtRunner:
@@ -24,7 +24,10 @@ class OrtRunner:
         try:
             self.session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
         except Exception as exc:  # ORT raises its own Fail/InvalidGraph/NoSuchFile types
-            raise UserError(f"onnxruntime cannot load {path}: {str(exc).splitlines()[0][:200]}") from None
+            raise UserError(
+                f"onnxruntime cannot load {path}: {str(exc).splitlines()[0][:200]}",
+                REEXPORT_HINT,
+            ) from None
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         self.input_shape = inp.shape
@@ -48,6 +51,12 @@ class OrtRunner:
     def run(self, batch: np.ndarray) -> np.ndarray:
         """Outputs of the first graph output for ``batch`` (N, ...), run one sample at a time if the batch is fixed."""
         batch = np.ascontiguousarray(batch, dtype=np.float32)
+        want = [d if isinstance(d, int) else None for d in self.input_shape]
+        if len(want) != batch.ndim or any(w is not None and w != g for w, g in zip(want[1:], batch.shape[1:])):
+            raise UserError(
+                f"inputs of shape {tuple(batch.shape)} do not fit the .onnx input {tuple(d or '?' for d in want)}",
+                "pass the --input-shape the artifact was exported with (or the model it came from)",
+            )
         if self.fixed_batch is None or self.fixed_batch == batch.shape[0]:
             return self.session.run(None, {self.input_name: batch})[0]
         step = self.fixed_batch
