@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from pathlib import Path
 from typing import Iterator
 
 from edgeport.errors import UserError
+
+
+# Failures of the write itself (disk full, quota, read-only file system, permissions): the user's to fix.
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
 
 
 @contextlib.contextmanager
@@ -31,6 +36,13 @@ def atomic_path(dest: Path) -> Iterator[Path]:
             os.fsync(fh.fileno())
         os.replace(tmp_path, dest)
         _fsync_dir(dest.parent)
+    except OSError as exc:
+        tmp_path.unlink(missing_ok=True)
+        if exc.errno in WRITE_ERRNOS:
+            raise UserError(
+                f"cannot write {dest}: {exc.strerror}", "free space or choose another --out folder; nothing was replaced"
+            ) from None
+        raise
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
