@@ -72,20 +72,10 @@ def target_of_name(path: Path) -> str:
     return path.suffix.lstrip(".")
 
 
-def bench_artifact(
-    path: Path,
-    threads: int = 1,
-    warmup: int = 5,
-    min_runs: int = 30,
-    budget_s: float = 5.0,
-    rel_ci: float = 0.02,
-) -> Timing:
-    rss0 = _rss_mb()
-    t0 = time.perf_counter()
-    runner = open_runtime(path, threads=threads)
-    invoke = runner.invoker()
-    invoke()  # first inference finishes lazy initialisation (XNNPACK packing, ORT kernel selection)
-    load_ms = (time.perf_counter() - t0) * 1000
+def time_calls(invoke, warmup: int = 5, min_runs: int = 30, budget_s: float = 5.0,
+               rel_ci: float = 0.02) -> tuple[list[float], bool]:
+    """Warm up, then time ``invoke()`` until the median's CI is within ``rel_ci`` (or the budget is spent).
+    Returns the samples in ms and whether the CI converged."""
     for _ in range(warmup):
         invoke()
     samples: list[float] = []
@@ -103,14 +93,72 @@ def bench_artifact(
                 break
         if time.perf_counter() - start > budget_s and len(samples) >= 5:
             break
+    return samples, converged
+
+
+def timing_from(samples: list[float], converged: bool, **fields) -> Timing:
+    """A Timing from measured samples; ``fields`` are the descriptive ones (artifact, runtime, load_ms...)."""
     arr = np.asarray(samples)
     return Timing(
-        artifact=str(path), target=target_of_name(Path(path)), runtime=runner.name,
-        runtime_version=str(getattr(runner, "version", "?")), threads=threads, runs=len(samples),
-        load_ms=load_ms, rss_mb=_rss_mb() - rss0,
+        **fields, runs=len(samples),
         p50_ms=float(np.percentile(arr, 50)), p90_ms=float(np.percentile(arr, 90)), p99_ms=float(np.percentile(arr, 99)),
         mean_ms=float(arr.mean()), std_ms=float(arr.std()), min_ms=float(arr.min()),
         ci95_ms=median_ci(samples), converged=converged,
+    )
+
+
+def bench_artifact(
+    path: Path,
+    threads: int = 1,
+    warmup: int = 5,
+    min_runs: int = 30,
+    budget_s: float = 5.0,
+    rel_ci: float = 0.02,
+) -> Timing:
+    rss0 = _rss_mb()
+    t0 = time.perf_counter()
+    runner = open_runtime(path, threads=threads)
+    invoke = runner.invoker()
+    invoke()  # first inference finishes lazy initialisation (XNNPACK packing, ORT kernel selection)
+    load_ms = (time.perf_counter() - t0) * 1000
+    samples, converged = time_calls(invoke, warmup, min_runs, budget_s, rel_ci)
+    return timing_from(
+        samples, converged, artifact=str(path), target=target_of_name(Path(path)), runtime=runner.name,
+        runtime_version=str(getattr(runner, "version", "?")), threads=threads, load_ms=load_ms, rss_mb=_rss_mb() - rss0,
+    )
+
+
+def bench_torch(
+    module,
+    example,
+    label: str,
+    threads: int = 1,
+    load_ms: float = 0.0,
+    warmup: int = 5,
+    min_runs: int = 30,
+    budget_s: float = 5.0,
+    rel_ci: float = 0.02,
+) -> Timing:
+    """The PyTorch model itself in eager mode (inference_mode, ``threads`` intra-op threads), timed exactly
+    like an artifact: the baseline the exported files are compared with. ``load_ms`` is the caller's model
+    build + checkpoint time; the first inference is added to it."""
+    import torch
+
+    rss0 = _rss_mb()
+    saved = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        module = module.eval()
+        with torch.inference_mode():
+            t0 = time.perf_counter()
+            module(example)
+            first_ms = (time.perf_counter() - t0) * 1000
+            samples, converged = time_calls(lambda: module(example), warmup, min_runs, budget_s, rel_ci)
+    finally:
+        torch.set_num_threads(saved)
+    return timing_from(
+        samples, converged, artifact=label, target="torch-eager", runtime="torch", runtime_version=torch.__version__,
+        threads=threads, load_ms=load_ms + first_ms, rss_mb=_rss_mb() - rss0,
     )
 
 

@@ -22,11 +22,18 @@ def inspect(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Ops (with the dtype each computes in), weight dtypes, size, inputs and outputs of a model file."""
+    from edgeport.delegation import delegation_of
+    from edgeport.errors import EdgeportError
     from edgeport.graph_summary import summarize
 
     s = summarize(file)
+    try:  # measured in the runtime: XNNPACK partitions / ORT integer kernels
+        delegation, not_measured = delegation_of(file), None
+    except EdgeportError as exc:  # the file is still worth describing when its runtime refuses it
+        delegation, not_measured = None, str(exc)
     if as_json:
-        typer.echo(json.dumps(s.to_dict(), indent=2))
+        record = delegation.to_dict() if delegation else {"error": not_measured}
+        typer.echo(json.dumps({**s.to_dict(), "delegation": record}, indent=2))
         return
     console.print(f"[bold]{s.path}[/]  {s.format}  {s.size / 1e6:.3f} MB  {s.weight_count:,} weight values")
     for label, tensors in (("input", s.inputs), ("output", s.outputs)):
@@ -40,6 +47,8 @@ def inspect(
     for (op, dt), n in sorted(s.op_dtypes.items(), key=lambda kv: (-kv[1], kv[0])):
         table.add_row(op, dt, str(n))
     console.print(table)
+    for line in delegation.lines() if delegation else [f"delegation not measured: {not_measured}"]:
+        console.print(line)
 
 
 def register(app: typer.Typer) -> None:

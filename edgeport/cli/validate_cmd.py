@@ -81,11 +81,22 @@ def validate(
     render.fusion(console, prep)
     render.artifacts(console, run.artifacts, [])
     render.validation(console, run.validation)
+    _warn_left_out_of_fast_path(artifacts)
     path = parity_file.write(report or artifacts[0].parent, parity_file.build(run, data))
     console.print(f"wrote {path}")
     if run.validation.failed:
         c = run.validation.failed[0]
         raise ParityFailed(f"{c.stage} vs {c.against}: {'; '.join(c.failures)}", f"see {path}")
+
+
+def _warn_left_out_of_fast_path(artifacts: list[Path]) -> None:
+    """A warning per artifact with ops outside XNNPACK (TFLite) or left float in ORT (int8 ONNX)."""
+    from edgeport.delegation import delegation_of
+
+    for path in artifacts:
+        warning = delegation_of(path).warning()
+        if warning:
+            console.print(f"[bold yellow]WARNING: {warning}[/] (see `edgeport inspect {path}`)")
 
 
 def register(app: typer.Typer) -> None:

@@ -1,0 +1,83 @@
+"""Delegation report on real exports of the bring-your-own model (it has h-swish and hard-sigmoid), shown by
+inspect, bench (with the torch eager baseline) and validate. No assertion on how fast anything is."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from edgeport.delegation import delegation_of
+from edgeport.graph_summary import tflite_ops
+
+BYO = Path(__file__).parent.parent / "fixtures" / "byo_model.py"
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory):
+    from edgeport import model_source, sample_inputs
+    from edgeport.data.calibration import DataSplit, Samples
+    from edgeport.export_flow import run_export
+    from edgeport.exporters import parse_targets
+
+    out = tmp_path_factory.mktemp("delegation")
+    loaded = model_source.load(f"{BYO}:build", input_shape=(1, 3, 32, 32))
+    calib = sample_inputs.image_like((16, 3, 32, 32), 16).numpy()
+    data = DataSplit(Samples(calib, None, "synthetic", True), Samples(calib[:4], None, "synthetic", True))
+    run = run_export(loaded, parse_targets("onnx-fp32,onnx-int8,tflite-fp32,tflite-int8"), out, data=data, validate=False)
+    return {a.target: a.path for a in run.artifacts}
+
+
+def test_tflite_int8_hard_swish_falls_back_and_splits_partitions(artifacts):
+    d = delegation_of(artifacts["tflite-int8"])
+    assert d.slow["HARD_SWISH"] == 1  # XNNPACK has no int8 HARD_SWISH
+    assert d.fast["CONV_2D"] >= 3 and d.partitions >= 2
+    # every node of the file is accounted for exactly once
+    assert sum(d.fast.values()) + sum(d.slow.values()) == len(tflite_ops(Path(artifacts["tflite-int8"])))
+    assert [op for _, op in d.slow_nodes].count("HARD_SWISH") == 1
+    assert "HARD_SWISH" in d.warning()
+
+
+def test_tflite_fp32_takes_hard_swish_but_not_relu_0_to_1(artifacts):
+    # measured with ai-edge-litert 2.3: fp32 HARD_SWISH is delegated; the hard-sigmoid that onnx2tf writes as
+    # RELU_0_TO_1 is not, in fp32 or int8, and splits the graph
+    d = delegation_of(artifacts["tflite-fp32"])
+    assert d.fast["HARD_SWISH"] == 1 and d.slow == {"RELU_0_TO_1": 1} and d.partitions == 2
+
+
+def test_onnx_int8_kernels_from_ort_optimized_graph(artifacts):
+    d = delegation_of(artifacts["onnx-int8"])
+    assert d.quantized and d.fast["QLinearConv"] >= 1 and d.qdq_nodes > 0
+    assert d.left_out["HardSigmoid"] >= 1  # h-swish/h-sigmoid: ORT's CPU provider has no integer kernel
+    f = delegation_of(artifacts["onnx-fp32"])
+    assert not f.quantized and not f.fast and f.warning() is None
+
+
+def test_inspect_shows_and_serializes_it(cli, artifacts):
+    res = cli("inspect", artifacts["tflite-int8"])
+    assert res.code == 0, res.err
+    assert "XNNPACK delegate" in res.out and "HARD_SWISH x1" in res.out
+    res = cli("inspect", artifacts["onnx-int8"], "--json")
+    record = json.loads(res.out)["delegation"]
+    assert record["format"] == "onnx" and record["fast"].get("QLinearConv", 0) >= 1 and record["left_out"] > 0
+
+
+def test_bench_with_torch_baseline_and_delegation(cli, artifacts, tmp_path):
+    res = cli("bench", artifacts["tflite-int8"], "--model", f"{BYO}:build", "--input-shape", "1,3,32,32",
+              "--budget", "0.2", "--json", tmp_path / "b.json")
+    assert res.code == 0, res.err
+    assert "torch eager" in res.out and "partition" in res.out
+    record = json.loads((tmp_path / "b.json").read_text())
+    torch_row = [t for t in record["timings"] if t["target"] == "torch-eager"]
+    assert len(torch_row) == 1 and torch_row[0]["runtime"] == "torch" and torch_row[0]["x_torch"] == 1.0
+    assert 0 < torch_row[0]["min_ms"] <= torch_row[0]["p50_ms"] <= torch_row[0]["p99_ms"]
+    tfl = [t for t in record["timings"] if t["target"] == "tflite-int8"][0]
+    assert tfl["x_torch"] == pytest.approx(tfl["p50_ms"] / torch_row[0]["p50_ms"])
+    assert record["delegation"][0]["slow"] == {"HARD_SWISH": 1, "RELU_0_TO_1": 1}
+    assert cli("bench").code == 2  # neither files nor --model
+
+
+def test_validate_warns_about_ops_left_out(cli, artifacts, tmp_path):
+    res = cli("validate", artifacts["tflite-int8"], "--model", f"{BYO}:build", "--input-shape", "1,3,32,32",
+              "--val-samples", "8", "--report", tmp_path)
+    assert res.code in (0, 3), res.err
+    assert "WARNING" in res.out and "not XNNPACK" in res.out and "HARD_SWISH" in res.out
