@@ -16,4 +16,13 @@ if [ ! -f /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz ]; then
     ($SUDO apt-get update -qq && $SUDO apt-get install -y -qq dataset-fashion-mnist) >/dev/null \
         || echo "warning: could not install dataset-fashion-mnist (apt); Fashion-MNIST features will say so"
 fi
+# --- ssh:// bench device (edgeport/bench/ssh_device.py) --------------------------------------------
+# The OpenSSH client copies artifacts to a board and runs them there; the server lets the tests run the
+# same path against a throwaway sshd on 127.0.0.1 (tests/cli/test_ssh_device.py). Not started as a service.
+if [ ! -x /usr/sbin/sshd ] || ! command -v scp >/dev/null; then
+    if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+    ($SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends openssh-client openssh-server) >/dev/null \
+        || echo "warning: could not install openssh-client/openssh-server (apt); --device ssh:// and its tests need them"
+fi
+# --- end ssh:// bench device -------------------------------------------------------------------------
 .venv/bin/edgeport --version

@@ -1,0 +1,61 @@
+"""--device ssh://: against a throwaway sshd on 127.0.0.1 (the "device" runs the host venv's python), and
+against a closed port. No assertion on how fast anything is."""
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgeport.bench.devices import parse_device
+from edgeport.bench.ssh_device import make_device
+from edgeport.errors import RuntimeMissing, UserError
+from tests.cli import local_sshd
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory):
+    why = local_sshd.available()
+    assert why is None, why  # scripts/setup.sh installs openssh-server/-client
+    server = local_sshd.start(tmp_path_factory.mktemp("sshd") / "s")
+    yield server
+    server.stop()
+
+
+def _device(server, **kw):
+    return make_device(parse_device(server.url), identity=server.key, ssh_config=server.ssh_config, **kw)
+
+
+def test_closed_port_is_a_quick_typed_error():
+    port = local_sshd.free_port()  # nothing listens there
+    device = make_device(parse_device(f"ssh://nobody@127.0.0.1:{port}"), connect_timeout=3)
+    t0 = time.monotonic()
+    with pytest.raises(UserError) as exc:
+        device.run(Path("m.tflite"), np.zeros((1, 3, 8, 8), np.float32), 1)
+    assert f"127.0.0.1:{port}" in exc.value.message and "3 s" in exc.value.message
+    assert time.monotonic() - t0 < 30  # bounded by the connect timeout, not by TCP's retries
+
+
+def test_missing_runtime_names_the_pip_command(sshd, tmp_path):
+    artifact = tmp_path / "m.tflite"
+    artifact.write_bytes(b"not used: the probe stops first")
+    # Debian's own python3 has no numpy: exactly what a fresh Raspberry Pi OS looks like
+    with pytest.raises(RuntimeMissing) as exc:
+        _device(sshd, remote_python="/usr/bin/python3").run(artifact, np.zeros((1, 3, 8, 8), np.float32), 1)
+    assert "numpy" in exc.value.message and "ai_edge_litert" in exc.value.message
+    assert "pip install" in exc.value.hint and "ai-edge-litert==" in exc.value.hint and "--remote-python" in exc.value.hint
+    with pytest.raises(RuntimeMissing) as exc:
+        _device(sshd, remote_python="/nonexistent/python3").run(artifact, np.zeros((1, 3, 8, 8), np.float32), 1)
+    assert "does not run" in exc.value.message
+
+
+def test_unknown_key_is_refused(sshd, tmp_path):
+    import subprocess
+
+    other = tmp_path / "other_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    device = make_device(parse_device(sshd.url), identity=other, ssh_config=sshd.ssh_config, connect_timeout=5)
+    with pytest.raises(UserError) as exc:
+        device.probe(".onnx")
+    assert "Permission denied" in exc.value.message and "--ssh-key" in exc.value.hint
