@@ -17,7 +17,7 @@ from edgeport.capture import capture
 from edgeport.data.calibration import DataSplit, Samples
 from edgeport.exporters import ExportRequest, QuantOptions, Target
 from edgeport.fuse import Equivalence, FusionReport, check_equivalence, fuse
-from edgeport.graph_rewrites import zero_pad_maxpool
+from edgeport.graph_rewrites import rewrite_for_edge
 from edgeport.model_source import LoadedModel
 from edgeport.runtimes.torch_runner import run_module
 from edgeport.validate import PARENTS, Thresholds, ValidationReport, validate_artifacts
@@ -65,7 +65,7 @@ def prepare(loaded: LoadedModel, dynamic_batch: bool = False) -> Prepared:
     example = torch.zeros(loaded.input_shape)
     program = capture(loaded.module, example, dynamic_batch=dynamic_batch)
     fused, report = fuse(program.module())
-    report.rewrites = zero_pad_maxpool(fused)
+    report.rewrites = rewrite_for_edge(fused)
     batch = None if dynamic_batch else loaded.input_shape[0]
     equivalence = check_equivalence(loaded.module, fused, sample_inputs.check_set(loaded.input_shape), batch)
     if not equivalence.ok(FUSION_TOLERANCE):
@@ -122,17 +122,23 @@ def run_export(
     req.cache.clear()  # drop onnx2tf's temporary SavedModel now
     if validate:
         on_stage("validate")
-        val = data.validation if data is not None else Samples(
-            torch.cat(list(sample_inputs.check_set(loaded.input_shape).values())).numpy(), None, "synthetic", True
-        )
-        reference, fused = run.prep.outputs(val.inputs)
-        pairs = [(a, _thresholds(t, thresholds or {}, loaded.random_weights)) for a, t in zip(run.artifacts, run.targets)]
-        if loaded.random_weights and any(t is None for _, t in pairs):
-            run.warnings.append(
-                f"{loaded.name} has random weights: int8 parity is reported but not judged "
-                "(pass --weights, or set --min-sqnr/--min-top1 to judge it anyway)"
-            )
-        run.validation = validate_artifacts(reference, fused, val.inputs, pairs, val.labels, val.source)
-        run.validation_data = val
+        validate_run(run, data, thresholds)
     return run
 
+
+def validate_run(run: ExportRun, data: DataSplit | None = None, thresholds: dict[str, Thresholds] | None = None) -> None:
+    """Run each artifact of ``run`` in its runtime on held-out data (synthetic without ``data``) and judge it;
+    fills run.validation, run.validation_data and run.warnings. Also used on artifacts restored from a cache."""
+    loaded = run.prep.loaded
+    val = data.validation if data is not None else Samples(
+        torch.cat(list(sample_inputs.check_set(loaded.input_shape).values())).numpy(), None, "synthetic", True
+    )
+    reference, fused = run.prep.outputs(val.inputs)
+    pairs = [(a, _thresholds(t, thresholds or {}, loaded.random_weights)) for a, t in zip(run.artifacts, run.targets)]
+    if loaded.random_weights and any(t is None for _, t in pairs):
+        run.warnings.append(
+            f"{loaded.name} has random weights: int8 parity is reported but not judged "
+            "(pass --weights, or set --min-sqnr/--min-top1 to judge it anyway)"
+        )
+    run.validation = validate_artifacts(reference, fused, val.inputs, pairs, val.labels, val.source)
+    run.validation_data = val
