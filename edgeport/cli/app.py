@@ -45,6 +45,10 @@ def _register_commands() -> None:
 
     for module in (models_cmd, export_cmd, validate_cmd, bench_cmd, inspect_cmd):
         module.register(app)
+    from edgeport.cli import recipe_cmd, run_cmd  # edgeport run / edgeport recipe new
+
+    for module in (run_cmd, recipe_cmd):
+        module.register(app)
     _registered = True
 
 

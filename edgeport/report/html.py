@@ -1,0 +1,73 @@
+"""report.html: one self-contained page (inline CSS and SVG plots, no scripts, no external files)."""
+
+from __future__ import annotations
+
+from html import escape
+
+from edgeport.report import plots
+from edgeport.report.tables import ARTIFACT_COLUMNS, artifact_rows, cell, stage_rows
+
+CSS = """
+body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1100px}
+h1{font-size:22px}h2{font-size:18px;margin-top:32px;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;margin:8px 0 16px}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}
+th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums}
+.ok{color:#176f2c;font-weight:600}.FAIL{color:#b00020;font-weight:700}.reported{color:#8a6d00}
+.plots{display:flex;flex-wrap:wrap;gap:16px}.plots svg{max-width:540px;height:auto}
+.note{color:#555;font-size:13px}li.fail{color:#b00020}
+"""
+
+
+def _table(header: list[str], rows: list[list[str]], num: set[int] = frozenset(), classes: dict | None = None) -> str:
+    out = ["<table><tr>" + "".join(f"<th>{escape(h)}</th>" for h in header) + "</tr>"]
+    for row in rows:
+        cells = []
+        for i, v in enumerate(row):
+            cls = [c for c in (("num" if i in num else ""), (classes or {}).get((i, v), "")) if c]
+            cells.append(f"<td{' class=' + chr(34) + ' '.join(cls) + chr(34) if cls else ''}>{escape(v)}</td>")
+        out.append("<tr>" + "".join(cells) + "</tr>")
+    return "\n".join(out) + "</table>"
+
+
+def _recipe(r: dict) -> str:
+    parts = [f"<h2>{'✅' if r['passed'] else '❌'} {escape(r['name'])} <small>({escape(r['model'])})</small></h2>"]
+    if r["reused_stages"]:
+        parts.append(f"<p class=note>reused from the stage cache: {escape(', '.join(r['reused_stages']))}</p>")
+    if r["error"]:
+        parts.append(f"<p class=FAIL>error: {escape(r['error'])}</p>")
+    rows = artifact_rows(r)
+    if rows:
+        status_col = len(ARTIFACT_COLUMNS) - 1
+        parts.append(_table([h for _, h in ARTIFACT_COLUMNS], [[cell(row, k) for k, _ in ARTIFACT_COLUMNS] for row in rows],
+                            num={1, 3, 4, 5, 6, 7}, classes={(status_col, s): s for s in ("ok", "FAIL", "reported")}))
+        plots_html = []
+        timed = [row for row in rows if row["p50_ms"]]
+        if timed:
+            plots_html.append(plots.bars([row["target"] for row in timed], [row["p50_ms"] for row in timed],
+                                         "p50 latency (ms)", f"{r['name']}: latency per target"))
+        plots_html.append(plots.bars([row["target"] for row in rows], [row["size_kb"] for row in rows],
+                                     "size (KiB)", f"{r['name']}: size per target"))
+        if r.get("per_layer_int8"):
+            plots_html.append(plots.per_layer(r["per_layer_int8"], f"{r['name']}: per-layer int8 error"))
+        parts.append("<div class=plots>" + "\n".join(plots_html) + "</div>")
+    items = [f"<li class=fail>{escape(f)}</li>" for f in r["failures"]]
+    items += [f"<li>⚠ {escape(w)}</li>" for w in r["warnings"]]
+    items += [f"<li>⚠ {escape(n['target'])} is not reproducible: {escape(n['tool'])} wrote different bytes for the same inputs</li>"
+              for n in r["nondeterministic"]]
+    if items:
+        parts.append("<ul>" + "".join(items) + "</ul>")
+    stages = stage_rows(r)
+    if stages:
+        parts.append("<details><summary>time per stage</summary>" + _table(["stage", "seconds"], [list(s) for s in stages], num={1}) + "</details>")
+    return "\n".join(parts)
+
+
+def build(m: dict) -> str:
+    env = m["environment"]
+    status = "PASSED" if m["passed"] else "FAILED"
+    head = (f"<h1>edgeport run: <span class={'ok' if m['passed'] else 'FAIL'}>{status}</span></h1>"
+            f"<p class=note>{len(m['recipes'])} recipe(s) · wall time {m['wall_s']:.1f} s · edgeport {escape(m['edgeport'])} · "
+            f"{escape(env['host']['cpu'])} · Python {escape(env['python'])}</p>")
+    body = head + "\n".join(_recipe(r) for r in m["recipes"])
+    return (f"<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8><title>edgeport report</title>"
+            f"<style>{CSS}</style></head><body>\n{body}\n</body></html>\n")

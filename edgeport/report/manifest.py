@@ -1,0 +1,60 @@
+"""manifest.json: one record of a whole ``edgeport run`` (recipes, artifacts, parity, accuracy, latency,
+environment, durations), the single source the other reports are rendered from."""
+
+from __future__ import annotations
+
+import platform
+import sys
+import time
+
+from edgeport import __version__
+
+SCHEMA = "edgeport.manifest/1"
+
+
+def environment() -> dict:
+    from edgeport.artifact import tool_versions
+    from edgeport.cpu_features import describe_host
+    from edgeport.pipeline import ALL_TOOLS
+
+    return {"host": describe_host(), "platform": platform.platform(), "python": sys.version.split()[0],
+            "tools": tool_versions(ALL_TOOLS)}
+
+
+def recipe_entry(r) -> dict:
+    """One RecipeResult (edgeport.pipeline) as plain data."""
+    rec = r.recipe
+    return {
+        "name": rec.name,
+        "recipe": str(rec.path),
+        "model": r.model,
+        "targets": list(rec.targets),
+        "passed": r.passed,
+        "failures": r.failures,
+        "error": r.error,
+        "warnings": r.warnings,
+        "artifacts": r.artifacts,
+        "fusion": r.fusion,
+        "int8_problems": r.int8_problems,
+        "validation": r.validation,
+        "accuracy": r.accuracy,
+        "latency": r.timings,
+        "per_layer_int8": r.per_layer,  # None until a per-layer diagnosis fills it; the HTML plots it when present
+        "durations_s": r.durations,
+        "reused_stages": r.reused,
+        "nondeterministic": r.nondeterministic,
+    }
+
+
+def build(results: list, started: float, wall_s: float, force: bool, cache_root) -> dict:
+    return {
+        "schema": SCHEMA,
+        "edgeport": __version__,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+        "wall_s": round(wall_s, 3),
+        "force": force,
+        "cache": str(cache_root),
+        "environment": environment(),
+        "passed": all(r.passed for r in results),
+        "recipes": [recipe_entry(r) for r in results],
+    }

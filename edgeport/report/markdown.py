@@ -1,0 +1,41 @@
+"""report.md: short enough for a CI job summary (GitHub $GITHUB_STEP_SUMMARY, GitLab artifacts)."""
+
+from __future__ import annotations
+
+from edgeport.report.tables import ARTIFACT_COLUMNS, artifact_rows, cell, stage_rows
+
+
+def build(m: dict) -> str:
+    env = m["environment"]
+    status = "PASSED" if m["passed"] else "FAILED"
+    lines = [f"# edgeport run: {status}", "",
+             f"{len(m['recipes'])} recipe(s), wall time {m['wall_s']:.1f} s, edgeport {m['edgeport']}, "
+             f"host: {env['host']['cpu']}", ""]
+    for r in m["recipes"]:
+        mark = "✅" if r["passed"] else "❌"
+        reused = f" — reused from cache: {', '.join(r['reused_stages'])}" if r["reused_stages"] else ""
+        lines += [f"## {mark} {r['name']} ({r['model']}){reused}", ""]
+        if r["error"]:
+            lines += [f"**error:** {r['error']}", ""]
+        rows = artifact_rows(r)
+        if rows:
+            lines.append("| " + " | ".join(h for _, h in ARTIFACT_COLUMNS) + " |")
+            lines.append("|" + "|".join("---" if k in ("target", "status", "sha256") else "---:" for k, _ in ARTIFACT_COLUMNS) + "|")
+            lines += ["| " + " | ".join(cell(row, k) for k, _ in ARTIFACT_COLUMNS) + " |" for row in rows]
+            lines.append("")
+            if any(x.get("cached") for x in r["latency"]):
+                lines += ["\\* latency measured by an earlier run on this host (bench stage reused from the cache)", ""]
+        for f in r["failures"]:
+            lines.append(f"- ❌ {f}")
+        for w in r["warnings"]:
+            lines.append(f"- ⚠️ {w}")
+        for n in r["nondeterministic"]:
+            lines.append(f"- ⚠️ {n['target']} is not reproducible: {n['tool']} wrote different bytes for the same inputs")
+        if r["failures"] or r["warnings"] or r["nondeterministic"]:
+            lines.append("")
+        stages = stage_rows(r)
+        if stages:
+            lines.append("<details><summary>time per stage</summary>\n")
+            lines += ["| stage | seconds |", "|---|---:|"] + [f"| {n} | {s} |" for n, s in stages]
+            lines += ["", "</details>", ""]
+    return "\n".join(lines) + "\n"

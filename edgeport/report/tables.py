@@ -1,0 +1,43 @@
+"""The rows both human reports show, taken from the manifest: one per artifact, one per stage."""
+
+from __future__ import annotations
+
+
+def _fmt(v, spec: str, none: str = "—") -> str:
+    return none if v is None else format(v, spec)
+
+
+def artifact_rows(r: dict) -> list[dict]:
+    checks = {c["stage"]: c for c in (r["validation"] or {}).get("checks", []) if c["against"] == "torch"}
+    acc = {a["target"]: a for a in r["accuracy"]}
+    rows = []
+    for a in r["artifacts"]:
+        t = a["target"]
+        c = checks.get(t, {})
+        lat = [x for x in r["latency"] if x["target"] == t]
+        bad = [p for p in r["int8_problems"] if p.startswith(f"{t}:")]
+        fails = bad + (c.get("failures") or []) + (acc.get(t, {}).get("failures") or [])
+        status = "FAIL" if fails else ("ok" if c.get("judged", False) else "reported")
+        rows.append({
+            "target": t, "file": a["path"], "size_kb": a["size"] / 1024, "sha256": a["sha256"][:12],
+            "sqnr": _fmt(c.get("sqnr_db"), ".1f", "exact" if c else "—"), "max_abs": _fmt(c.get("max_abs"), ".2e"),
+            "top1": _fmt(c.get("top1_agreement"), ".3f"), "accuracy": _fmt(c.get("accuracy"), ".4f"),
+            "p50": ", ".join(f"{x['p50_ms']:.2f}" + ("*" if x.get("cached") else "") for x in lat if x.get("p50_ms")) or "—",
+            "p50_ms": next((x["p50_ms"] for x in lat if x.get("p50_ms")), None),
+            "status": status, "failures": fails,
+        })
+    return rows
+
+
+ARTIFACT_COLUMNS = (("target", "target"), ("size_kb", "size KiB"), ("sha256", "sha256"), ("sqnr", "SQNR dB vs torch"),
+                    ("max_abs", "max abs err"), ("top1", "top-1 agree"), ("accuracy", "accuracy"), ("p50", "p50 ms"),
+                    ("status", "status"))
+
+
+def cell(row: dict, key: str) -> str:
+    v = row[key]
+    return f"{v:,.1f}" if key == "size_kb" else str(v)
+
+
+def stage_rows(r: dict) -> list[tuple[str, str]]:
+    return [(name, f"{s:.2f}") for name, s in r["durations_s"].items()]
