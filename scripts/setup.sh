@@ -25,4 +25,12 @@ if [ ! -x /usr/sbin/sshd ] || ! command -v scp >/dev/null; then
         || echo "warning: could not install openssh-client/openssh-server (apt); --device ssh:// and its tests need them"
 fi
 # --- end ssh:// bench device -------------------------------------------------------------------------
+# --- edgeport run reports (issue 5) ------------------------------------------------------------------
+# report.html is checked in a real headless browser by the tests (tests/pipeline): Debian's chromium.
+if ! command -v chromium >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+    ($SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium) >/dev/null \
+        || echo "warning: could not install chromium (apt); the report.html rendering test needs it"
+fi
+# --- end edgeport run reports ------------------------------------------------------------------------
 .venv/bin/edgeport --version

@@ -30,7 +30,8 @@ def _table(header: list[str], rows: list[list[str]], num: set[int] = frozenset()
 
 
 def _recipe(r: dict) -> str:
-    parts = [f"<h2>{'✅' if r['passed'] else '❌'} {escape(r['name'])} <small>({escape(r['model'])})</small></h2>"]
+    badge = "<span class=ok>PASS</span>" if r["passed"] else "<span class=FAIL>FAIL</span>"
+    parts = [f"<h2>{badge} {escape(r['name'])} <small>({escape(r['model'])})</small></h2>"]
     if r["reused_stages"]:
         parts.append(f"<p class=note>reused from the stage cache: {escape(', '.join(r['reused_stages']))}</p>")
     if r["error"]:
@@ -40,6 +41,8 @@ def _recipe(r: dict) -> str:
         status_col = len(ARTIFACT_COLUMNS) - 1
         parts.append(_table([h for _, h in ARTIFACT_COLUMNS], [[cell(row, k) for k, _ in ARTIFACT_COLUMNS] for row in rows],
                             num={1, 3, 4, 5, 6, 7}, classes={(status_col, s): s for s in ("ok", "FAIL", "reported")}))
+        if any(x.get("cached") for x in r["latency"]):
+            parts.append("<p class=note>* latency measured by an earlier run on this host (bench stage reused from the cache)</p>")
         plots_html = []
         timed = [row for row in rows if row["p50_ms"]]
         if timed:
@@ -58,7 +61,7 @@ def _recipe(r: dict) -> str:
         parts.append("<ul>" + "".join(items) + "</ul>")
     stages = stage_rows(r)
     if stages:
-        parts.append("<details><summary>time per stage</summary>" + _table(["stage", "seconds"], [list(s) for s in stages], num={1}) + "</details>")
+        parts.append("<details open><summary>time per stage (this run)</summary>" + _table(["stage", "seconds"], [list(s) for s in stages], num={1}) + "</details>")
     return "\n".join(parts)
 
 

@@ -1,0 +1,174 @@
+"""Recipe parsing: every shipped recipe is valid; every mistake is one line naming file, line and key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edgeport import recipe
+from edgeport.errors import UserError
+
+ROOT = Path(__file__).resolve().parents[2]
+SHIPPED = sorted((ROOT / "recipes").glob("*.toml"))
+
+GOOD = """\
+# a comment
+[model]
+name = "mobilenet_v2"
+
+[export]
+targets = ["onnx-fp32", "tflite-int8"]
+
+[thresholds.int8]
+min_sqnr_db = 20
+min_top1 = 0.95
+
+[bench]
+threads = [1, 2]
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "r.toml") -> Path:
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def error_of(path: Path) -> str:
+    with pytest.raises(UserError) as info:
+        recipe.parse(path)
+    return str(info.value)
+
+
+def test_every_reference_model_has_a_valid_recipe():
+    names = {p.stem for p in SHIPPED}
+    assert {"mobilenet_v1", "mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small", "shufflenet_v1_g3",
+            "shufflenet_v2_x1_0", "fmnist_mobilenet_v2_x0_5", "fmnist_shufflenet_v2_x0_5"} <= names
+    for p in SHIPPED:
+        r = recipe.parse(p)
+        assert r.name == p.stem and r.model.ref == p.stem
+        assert set(r.targets) == set(recipe.TARGET_NAMES)
+
+
+def test_trained_recipes_judge_accuracy_on_fashion_mnist():
+    r = recipe.parse(ROOT / "recipes" / "fmnist_mobilenet_v2_x0_5.toml")
+    assert r.data.calib == "fashion-mnist"
+    assert r.accuracy.min_top1 is not None and r.thresholds["int8"].min_top1 == 0.9
+
+
+def test_parsed_recipe_is_frozen_and_merges_thresholds_over_defaults(tmp_path):
+    r = recipe.parse(write(tmp_path, GOOD))
+    assert r.targets == ("onnx-fp32", "tflite-int8") and r.bench.threads == (1, 2)
+    assert r.thresholds["int8"].min_sqnr_db == 20.0 and r.thresholds["int8"].min_top1 == 0.95
+    with pytest.raises(Exception):
+        r.name = "other"  # frozen
+
+
+def test_typo_key_names_file_line_key_and_suggestion(tmp_path):
+    p = write(tmp_path, GOOD.replace("threads = [1, 2]", "thraeds = [1, 2]"))
+    msg = error_of(p)
+    assert f"{p}:13:" in msg and "[bench]" in msg and "'thraeds'" in msg and "'threads'" in msg
+
+
+def test_typo_section(tmp_path):
+    p = write(tmp_path, GOOD.replace("[export]", "[exprot]"))
+    msg = error_of(p)
+    assert f"{p}:5:" in msg and "'exprot'" in msg and "export" in msg
+
+
+def test_wrong_type_names_line(tmp_path):
+    p = write(tmp_path, GOOD.replace("min_sqnr_db = 20", 'min_sqnr_db = "20"'))
+    msg = error_of(p)
+    assert f"{p}:9:" in msg and "min_sqnr_db must be a number" in msg
+
+
+def test_bool_is_not_an_integer(tmp_path):
+    p = write(tmp_path, GOOD.replace("threads = [1, 2]", "threads = [true]"))
+    assert "threads must be a list[int]" in error_of(p)
+
+
+@pytest.mark.parametrize("old, new, words, line", [
+    ("min_sqnr_db = 20", "min_sqnr_db = 500", "impossible", 9),
+    ("min_top1 = 0.95", "min_top1 = 1.5", "between 0 and 1", 10),
+])
+def test_impossible_thresholds(tmp_path, old, new, words, line):
+    p = write(tmp_path, GOOD.replace(old, new))
+    msg = error_of(p)
+    assert new.split()[0] in msg and words in msg and f"{p}:{line}:" in msg
+
+
+def test_impossible_accuracy(tmp_path):
+    msg = error_of(write(tmp_path, GOOD + "\n[accuracy]\nmin_top1 = 91.3\n"))
+    assert "[accuracy]" in msg and "between 0 and 1" in msg and ":16:" in msg
+
+
+def test_negative_error_bound(tmp_path):
+    msg = error_of(write(tmp_path, GOOD + "\n[thresholds.fp32]\nmax_abs = -1e-4\n"))
+    assert "max_abs" in msg and "negative" in msg
+
+
+def test_missing_weights_file(tmp_path):
+    p = write(tmp_path, GOOD.replace('name = "mobilenet_v2"', 'name = "mobilenet_v2"\nweights = "nope.pt"'))
+    msg = error_of(p)
+    assert f"{p}:4:" in msg and "nope.pt" in msg and "does not exist" in msg
+
+
+def test_weights_resolved_relative_to_recipe_folder(tmp_path):
+    (tmp_path / "w").mkdir()
+    (tmp_path / "w" / "m.pt").write_bytes(b"x")
+    p = write(tmp_path, GOOD.replace('name = "mobilenet_v2"', 'name = "mobilenet_v2"\nweights = "w/m.pt"'))
+    assert recipe.parse(p).model.weights == (tmp_path / "w" / "m.pt").resolve()
+
+
+def test_path_escaping_the_recipe_folder_is_an_error(tmp_path):
+    (tmp_path / "m.pt").write_bytes(b"x")
+    sub = tmp_path / "recipes"
+    sub.mkdir()
+    p = write(sub, GOOD.replace('name = "mobilenet_v2"', 'name = "mobilenet_v2"\nweights = "../m.pt"'))
+    assert "outside the recipe's folder" in error_of(p)
+
+
+def test_unknown_zoo_model_and_target(tmp_path):
+    assert "did you mean 'mobilenet_v2'" in error_of(write(tmp_path, GOOD.replace('"mobilenet_v2"', '"mobilenet_v22"')))
+    assert "unknown target 'tflite-int4'" in error_of(write(tmp_path, GOOD.replace('"tflite-int8"]', '"tflite-int4"]')))
+
+
+def test_bad_device(tmp_path):
+    msg = error_of(write(tmp_path, GOOD + 'devices = ["pi"]\n'))
+    assert "[bench]" in msg and "'pi'" in msg
+
+
+def test_toml_syntax_error_keeps_tomllib_line(tmp_path):
+    p = write(tmp_path, "[model\nname = 1\n")
+    assert "not valid TOML" in error_of(p) and "line 1" in error_of(p)
+
+
+def test_line_of_dotted_and_quoted_keys():
+    text = '[a]\nx = 1\n\n[a.b]\n"y" = 2\nc.d = 3\n'
+    assert recipe._line_of(text, ("a",), "x") == 2
+    assert recipe._line_of(text, ("a", "b"), "y") == 5
+    assert recipe._line_of(text, ("a", "b", "c"), "d") == 6
+    assert recipe._line_of(text, ("a", "b"), None) == 4
+    assert recipe._line_of(text, ("zzz",), "x") == 2  # falls back to the key anywhere
+
+
+def test_cli_reports_recipe_error_on_one_line(cli, tmp_path):
+    p = write(tmp_path, GOOD.replace("threads", "thread"))
+    res = cli("run", p, "--out", tmp_path / "out", "--cache-dir", tmp_path / "cache")
+    assert res.code == 1
+    assert "Traceback" not in res.err and len(res.err.strip().splitlines()) == 1
+    assert f"{p}:13:" in res.err and "'thread'" in res.err
+    assert not (tmp_path / "out" / "manifest.json").exists()
+
+
+def test_recipe_new_writes_a_template_that_parses(cli, tmp_path):
+    dest = tmp_path / "mobilenet_v3_small.toml"
+    res = cli("recipe", "new", "mobilenet_v3_small", "--out", dest)
+    assert res.code == 0, res.err
+    text = dest.read_text()
+    assert text.count("#") > 20  # commented
+    r = recipe.parse(dest)
+    assert r.model.ref == "mobilenet_v3_small" and len(r.targets) == 5
+    again = cli("recipe", "new", "mobilenet_v3_small", "--out", dest)
+    assert again.code == 1 and "already exists" in again.err
