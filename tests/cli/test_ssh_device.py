@@ -59,3 +59,35 @@ def test_unknown_key_is_refused(sshd, tmp_path):
     with pytest.raises(UserError) as exc:
         device.probe(".onnx")
     assert "Permission denied" in exc.value.message and "--ssh-key" in exc.value.hint
+
+
+@pytest.fixture(scope="module")
+def tflite_int8(tmp_path_factory):
+    from edgeport import model_source, sample_inputs
+    from edgeport.data.calibration import DataSplit, Samples
+    from edgeport.export_flow import run_export
+    from edgeport.exporters import parse_targets
+
+    byo = Path(__file__).parent.parent / "fixtures" / "byo_model.py"
+    out = tmp_path_factory.mktemp("ssh_artifacts")
+    loaded = model_source.load(f"{byo}:build", input_shape=(1, 3, 32, 32))
+    calib = sample_inputs.image_like((16, 3, 32, 32), 16).numpy()
+    data = DataSplit(Samples(calib, None, "synthetic", True), Samples(calib[:4], None, "synthetic", True))
+    run = run_export(loaded, parse_targets("tflite-int8"), out, data=data, validate=False)
+    return run.artifacts[0].path, calib[:4]
+
+
+def test_runs_on_the_device_and_matches_the_host(sshd, tflite_int8):
+    from edgeport.runtimes import open_runtime
+
+    artifact, x = tflite_int8
+    device = _device(sshd, remote_python=sys.executable, warmup=2, runs=7)
+    run = device.run(artifact, x, threads=1)
+    assert run.device == sshd.url and not run.emulated
+    assert len(run.timings_ms) == 7 and all(t > 0 for t in run.timings_ms) and run.load_ms > 0
+    assert run.runtime == "ai-edge-litert" and run.xnnpack and run.threads == 1
+    host = open_runtime(artifact).run(x)
+    assert run.outputs.shape == host.shape
+    np.testing.assert_array_equal(run.outputs, host)  # same wheel, same kernels: bit-identical
+    leftovers = [p for p in Path("/tmp").glob("edgeport-*") if p.is_dir() and p.name == Path(run.extra["remote_dir"]).name]
+    assert not leftovers  # the device's temp dir was removed
