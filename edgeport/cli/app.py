@@ -41,9 +41,9 @@ def _register_commands() -> None:
     global _registered
     if _registered:
         return
-    from edgeport.cli import bench_cmd, export_cmd, inspect_cmd, models_cmd, validate_cmd
+    from edgeport.cli import bench_cmd, eval_cmd, export_cmd, inspect_cmd, models_cmd, validate_cmd
 
-    for module in (models_cmd, export_cmd, validate_cmd, bench_cmd, inspect_cmd):
+    for module in (models_cmd, export_cmd, validate_cmd, eval_cmd, bench_cmd, inspect_cmd):
         module.register(app)
     from edgeport.cli import recipe_cmd, run_cmd  # edgeport run / edgeport recipe new
 

@@ -44,22 +44,26 @@ def load_model(model: str, weights: Path | None, input_shape: str | None, num_cl
     return model_source.load(model, weights=weights, input_shape=shape, **kwargs)
 
 
-def load_data(loaded, calib, calib_samples, val_samples, seed, mean, std, scale_127, bgr, console: Console):
-    """The calibration/validation split for ``loaded`` (None without --calib), with the model's preprocessing."""
+def preprocess_overrides(pre, mean, std, scale_127, bgr):
+    """``pre`` with the --mean/--std/--scale-127/--bgr flags applied (unchanged where a flag is not given)."""
     from dataclasses import replace
 
-    from edgeport.data import calibration
-
-    if calib is None:
-        return None
-    pre = loaded.data_preprocess()
     changes = {"mean": _floats(mean, "--mean"), "std": _floats(std, "--std")}
     changes = {k: v for k, v in changes.items() if v is not None}
     if scale_127:
         changes["scale"] = "127"
     if bgr:
         changes["bgr"] = True
-    pre = replace(pre, **changes)
+    return replace(pre, **changes)
+
+
+def load_data(loaded, calib, calib_samples, val_samples, seed, mean, std, scale_127, bgr, console: Console):
+    """The calibration/validation split for ``loaded`` (None without --calib), with the model's preprocessing."""
+    from edgeport.data import calibration
+
+    if calib is None:
+        return None
+    pre = preprocess_overrides(loaded.data_preprocess(), mean, std, scale_127, bgr)
     if calib == "synthetic":
         console.print("[bold yellow]WARNING: --calib synthetic: calibration and validation use generated images; "
                       "int8 scales and every accuracy number below say nothing about real data.[/]")

@@ -62,14 +62,16 @@ def _load_images_folder(folder: Path) -> tuple[list[np.ndarray], np.ndarray | No
     return images, (np.asarray(labels) if labelled else None)
 
 
-def _preprocess_list(images: list[np.ndarray], pre: Preprocess) -> np.ndarray:
+def preprocess_images(images: list[np.ndarray], pre: Preprocess) -> np.ndarray:
     """Images of different sizes are preprocessed one by one (resize makes them equal)."""
     if len({im.shape for im in images}) == 1:
         return pre(np.stack(images))
     return np.concatenate([pre(im[None]) for im in images])
 
 
-def _from_array(arr: np.ndarray, labels: np.ndarray | None, pre: Preprocess, input_shape, origin: str):
+def array_inputs(arr: np.ndarray, labels: np.ndarray | None, pre: Preprocess, input_shape, origin: str):
+    """uint8 pixels (N, H, W[, C]) are preprocessed with ``pre``; float arrays shaped like the model's input
+    are taken as already preprocessed. Returns (float32 NCHW inputs, ``labels``)."""
     if arr.dtype == np.uint8:
         return pre(arr), labels
     if arr.dtype in (np.float32, np.float64) and arr.ndim == len(input_shape) and tuple(arr.shape[1:]) == tuple(input_shape[1:]):
@@ -91,8 +93,8 @@ def _load_array_file(path: Path, pre: Preprocess, input_shape) -> tuple[np.ndarr
             raise UserError(f"{path} holds no arrays")
         x_key = next((k for k in ("images", "x", "inputs", "data") if k in keys), keys[0])
         y_key = next((k for k in ("labels", "y", "targets") if k in keys), None)
-        return _from_array(data[x_key], data[y_key] if y_key else None, pre, input_shape, str(path))
-    return _from_array(data, None, pre, input_shape, str(path))
+        return array_inputs(data[x_key], data[y_key] if y_key else None, pre, input_shape, str(path))
+    return array_inputs(data, None, pre, input_shape, str(path))
 
 
 def _split(inputs: np.ndarray, labels, n_calib: int, n_val: int, seed: int, source: str) -> DataSplit:
@@ -140,7 +142,7 @@ def load(
         if (path / "train-images-idx3-ubyte.gz").is_file():
             return load(f"fashion-mnist:{path}", pre, input_shape, n_calib, n_val, seed)
         images, labels = _load_images_folder(path)
-        return _split(_preprocess_list(images, pre), labels, n_calib, n_val, seed, str(path))
+        return _split(preprocess_images(images, pre), labels, n_calib, n_val, seed, str(path))
     if path.suffix.lower() in (".npy", ".npz"):
         inputs, labels = _load_array_file(path, pre, input_shape)
         return _split(inputs, labels, n_calib, n_val, seed, str(path))

@@ -1,0 +1,102 @@
+"""``edgeport eval ARTIFACT... --data SOURCE``: top-1/top-5 accuracy on labelled data, each artifact in its runtime."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from edgeport.cli import model_options as opt
+from edgeport.cli.console import make as make_console
+from edgeport.errors import UsageError
+
+console = make_console()
+
+DATA = typer.Option(..., "--data", "-d", help="Labelled data: fashion-mnist[:train|:DIR], digits, an ImageFolder directory (one sub-folder per class) or an .npz with x and y.")
+
+
+def eval_(
+    artifacts: list[Path] = typer.Argument(None, help=".onnx/.tflite artifacts (run in onnxruntime / LiteRT) or .pt checkpoints (run in PyTorch)."),
+    data: str = DATA,
+    model: str = typer.Option(None, "--model", "-m", help="Also evaluate this PyTorch model (the float reference), and take the artifacts' preprocessing from it."),
+    weights: Path = opt.WEIGHTS,
+    input_shape: str = opt.INPUT_SHAPE,
+    num_classes: int = opt.NUM_CLASSES,
+    width: float = opt.WIDTH,
+    mean: str = opt.MEAN,
+    std: str = opt.STD,
+    scale_127: bool = opt.SCALE_127,
+    bgr: bool = opt.BGR,
+    batch: int = typer.Option(256, "--batch", help="Samples preprocessed and fed per step (a fixed-batch file runs them one by one)."),
+    threads: int = typer.Option(1, "--threads", help="Runtime threads."),
+    limit: int = typer.Option(None, "--limit", help="Evaluate the first N samples only."),
+    out: Path = typer.Option(None, "--json", help="Write the results to this JSON file."),
+) -> None:
+    """Top-1/top-5 accuracy of each artifact, in its own runtime, with the model's preprocessing."""
+    from dataclasses import replace
+
+    from edgeport import evaluation
+    from edgeport.data import labelled
+
+    artifacts = list(artifacts or [])
+    if not artifacts and model is None:
+        raise UsageError("nothing to evaluate", "pass .onnx/.tflite/.pt files and/or --model NAME")
+    if batch < 1 or threads < 1 or (limit is not None and limit < 1):
+        raise UsageError("--batch, --threads and --limit must be positive")
+    overrides = lambda pre: opt.preprocess_overrides(pre, mean, std, scale_127, bgr)  # noqa: E731
+
+    dataset = labelled.load(data)
+    if limit is not None:
+        dataset = replace(dataset, labels=dataset.labels[:limit],
+                          images=None if dataset.images is None else dataset.images[:limit],
+                          files=None if dataset.files is None else dataset.files[:limit])
+    console.print(f"data: {dataset.source}, {len(dataset)} labelled samples"
+                  + (f", {len(dataset.classes)} classes" if dataset.classes else ""))
+
+    subjects = []
+    base = None
+    if model is not None:
+        loaded = opt.load_model(model, weights, input_shape, num_classes, width)
+        subjects.append(evaluation.open_torch(loaded, threads, f"{loaded.name} (torch)", overrides))
+        base = (loaded.data_preprocess(), f"--model {loaded.name}")
+    for path in artifacts:
+        if path.suffix.lower() in evaluation.TORCH_SUFFIXES:
+            subjects.append(evaluation.open_torch(evaluation.torch_artifact(path, model), threads, str(path), overrides))
+        else:
+            subjects.append(evaluation.open_artifact(path, threads, base, overrides))
+
+    results = []
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TimeRemainingColumn(), console=console, transient=console.is_terminal) as progress:
+        for s in subjects:
+            task = progress.add_task(Path(s.name).name, total=len(dataset))
+            results.append(evaluation.evaluate(s, dataset, batch, lambda n, t=task: progress.advance(t, n)))
+    _print(results)
+    if out is not None:
+        from edgeport.atomic_file import write_text
+
+        write_text(out, json.dumps({"data": dataset.source, "samples": len(dataset),
+                                    "classes": list(dataset.classes) if dataset.classes else None,
+                                    "results": [r.to_dict() for r in results]}, indent=2))
+        console.print(f"wrote {out}")
+
+
+def _print(results) -> None:
+    table = Table(box=None, pad_edge=False)
+    for col in ("artifact", "runtime", "samples", "top-1", "top-5", "s", "preprocessing from"):
+        table.add_column(col, no_wrap=True, justify="left" if col in ("artifact", "runtime", "preprocessing from") else "right")
+    for r in results:
+        table.add_row(Path(r.name).name if r.format != "torch" else r.name, r.runtime, str(r.samples),
+                      f"{100 * r.top1:.2f} %", f"{100 * r.top5:.2f} %" if r.top5 is not None else "—",
+                      f"{r.seconds:.1f}", r.preprocess_from)
+    console.print(table)
+    if any(r.preprocess_from.startswith("ImageNet default") for r in results):
+        console.print("[yellow]preprocessing guessed (ImageNet mean/std): pass --model NAME, or --mean/--std/--scale-127, "
+                      "if the model was trained otherwise[/]")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("eval")(eval_)
