@@ -40,6 +40,10 @@ WEIGHTS = Path(__file__).resolve().parent.parent / "edgeport" / "weights"
 CONFIGS: dict[str, tuple[str, float | None, dict]] = {
     "mobilenet_v2_x0_5": ("mobilenet_v2", 0.5, {"epochs": 4, "batch_size": 128, "lr": 0.2}),
     "shufflenet_v2_x0_5": ("shufflenet_v2_x0_5", None, {"epochs": 6, "batch_size": 128, "lr": 0.2}),
+    # bn_momentum: BatchNorm momentum while training (MobileNetV3's own 0.01 lags too far behind in a
+    # run of a few thousand steps; see edgeport.training.train).
+    "mobilenet_v3_small": ("mobilenet_v3_small", None, {"epochs": 4, "batch_size": 128, "lr": 0.2, "bn_momentum": 0.1}),
+    "shufflenet_v1_g3_x0_5": ("shufflenet_v1_g3_x0_5", None, {"epochs": 6, "batch_size": 128, "lr": 0.2}),
 }
 
 
@@ -79,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     load_start = os.getloadavg()
     zoo_name, width_mult, defaults = CONFIGS[args.model]
     hp = {k: v if (v := getattr(args, k)) is not None else defaults[k] for k in ("epochs", "batch_size", "lr")}
+    hp.update({k: v for k, v in defaults.items() if k not in hp})  # per-model extras, e.g. bn_momentum
     out = args.out or WEIGHTS / f"fmnist_{args.model}.pt"
     out.parent.mkdir(parents=True, exist_ok=True)
 
