@@ -81,6 +81,12 @@ def _onnx_summary(path: Path) -> GraphSummary:
         raise UserError(f"{path} is not a readable ONNX file ({str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__})", REEXPORT_HINT) from None
     if not model.graph.node and not model.graph.input:
         raise UserError(f"{path} is not a readable ONNX file (empty graph)", REEXPORT_HINT)
+    try:  # a damaged file can still decode (found by fuzzing: names that are not UTF-8 come back as bytes)
+        onnx.checker.check_model(model)
+        if not all(isinstance(n.op_type, str) and all(isinstance(i, str) for i in n.input) for n in model.graph.node):
+            raise onnx.checker.ValidationError("node names or op types are not text")
+    except (onnx.checker.ValidationError, ValueError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path} is not a valid ONNX model ({str(exc).splitlines()[0][:120]})", REEXPORT_HINT) from None
     try:
         inferred = onnx.shape_inference.infer_shapes(model)
     except Exception:  # inference is best effort: dtypes of intermediate values may stay unknown

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import errno
+import re
 import subprocess
 import sys
 
@@ -112,20 +112,21 @@ BLOCK = "import sys; sys.modules[{mod!r}] = None\nfrom edgeport.cli.app import m
 
 
 @pytest.mark.parametrize(
-    "module, args, pip",
+    "module, args, code, pip",
     [
-        ("onnxruntime", ["inspect", "{onnx}"], r"pip install 'onnxruntime"),
-        ("onnxruntime", ["bench", "{onnx}", "--budget", "0.1"], r"pip install 'onnxruntime"),
-        ("ai_edge_litert", ["bench", "{tflite}", "--budget", "0.1"], r"pip install 'ai-edge-litert"),
-        ("onnx2tf", ["export", "--model", f"{BYO}:build", "--input-shape", SHAPE, "--target", "tflite-fp32", "--out", "{out}"], r"pip install .*onnx2tf"),
+        # inspect reads the graph with onnx alone: it still works and says what it could not measure
+        ("onnxruntime", ["inspect", "{onnx}"], 0, r"not measured: onnxruntime is not installed.*pip install 'onnxruntime"),
+        ("onnxruntime", ["bench", "{onnx}", "--budget", "0.1"], 4, r"pip install 'onnxruntime"),
+        ("ai_edge_litert", ["bench", "{tflite}", "--budget", "0.1"], 4, r"pip install 'ai-edge-litert"),
+        ("onnx2tf", ["export", "--model", f"{BYO}:build", "--input-shape", SHAPE, "--target", "tflite-fp32", "--out", "{out}"], 4, r"pip install .*onnx2tf"),
     ],
 )
-def test_missing_runtime_package_exits_4_with_pip_command(byo_onnx, tmp_path, module, args, pip):
+def test_missing_runtime_package_exits_4_with_pip_command(byo_onnx, tmp_path, module, args, code, pip):
     files = {"onnx": next(byo_onnx.glob("*.onnx")), "tflite": next(byo_onnx.glob("*.tflite")), "out": tmp_path / "out"}
     argv = ["edgeport", *(a.format(**files) for a in args)]
     r = subprocess.run([sys.executable, "-c", BLOCK.format(mod=module, argv=argv)], capture_output=True, text=True, timeout=600)
     assert "Traceback" not in r.stderr, r.stderr
-    assert r.returncode == 4, r.stdout + r.stderr
-    assert len([l for l in r.stderr.splitlines() if l.startswith("error:")]) == 1
-    assert __import__("re").search(pip, r.stderr), r.stderr
+    assert r.returncode == code, r.stdout + r.stderr
+    assert len([line for line in r.stderr.splitlines() if line.startswith("error:")]) == (code != 0)
+    assert re.search(pip, r.stdout + r.stderr, re.S), r.stdout + r.stderr
     assert files_in(tmp_path / "out") == set()
