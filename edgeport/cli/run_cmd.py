@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from edgeport.cli.console import make as make_console
@@ -84,11 +85,11 @@ def _summary(res) -> None:
     for n in res.nondeterministic:
         console.print(f"[yellow]{name}: {n['target']} not reproducible ({n['tool']} wrote different bytes)[/]")
     for w in res.warnings:
-        console.print(f"[yellow]WARNING:[/] {w}")
+        console.print(f"[yellow]WARNING:[/] {escape(w)}")
     if res.error:
-        console.print(f"[bold red]{name}: error: {res.error}[/]")
+        console.print(f"[bold red]{name}: error:[/] {escape(res.error)}")
     for f in res.failures:
-        console.print(f"[bold red]{name}: FAIL {f}[/]")
+        console.print(f"[bold red]{name}: FAIL[/] {escape(f)}")
     if res.passed:
         console.print(f"[green]{name}: all checks passed[/]")
 

@@ -1,0 +1,121 @@
+"""``edgeport run`` on a small trained model (ONNX targets only, fast tier): outputs, cache, exit codes, lock."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from tests.pipeline.helpers import check_outputs, edgeport_run, png_is_nontrivial, screenshot
+
+TARGETS = {"onnx-fp32", "onnx-int8"}
+SMALL = """\
+[model]
+name = "fmnist_shufflenet_v2_x0_5"
+
+[data]
+calib = "fashion-mnist"
+calib_samples = 32
+val_samples = 64
+
+[export]
+targets = ["onnx-fp32", "onnx-int8"]
+
+[thresholds.int8]
+min_sqnr_db = 15
+min_top1 = 0.9
+
+[accuracy]
+min_top1 = {min_top1}
+
+[bench]
+budget_s = 0.3
+"""
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    root = tmp_path_factory.mktemp("run")
+    (root / "recipes").mkdir()
+    (root / "recipes" / "small.toml").write_text(SMALL.format(min_top1=0.5))
+    proc = edgeport_run(root / "recipes" / "small.toml", "--out", root / "out", "--cache-dir", root / "cache")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return root, proc
+
+
+def test_first_run_writes_every_output(work):
+    root, proc = work
+    m = check_outputs(root / "out", "small", TARGETS)
+    (r,) = m["recipes"]
+    assert r["passed"] and r["reused_stages"] == []
+    assert {"capture + fuse", "export onnx-fp32", "quantize + export onnx-int8", "validate"} <= set(r["durations_s"])
+    assert [a["accuracy"] is not None for a in r["accuracy"]] == [True, True]
+    assert "reused from cache" not in proc.stdout
+
+
+def test_second_run_reuses_every_stage_and_says_so(work, tmp_path):
+    root, _ = work
+    before = json.loads((root / "out" / "manifest.json").read_text())["recipes"][0]["artifacts"]
+    proc = edgeport_run(root / "recipes" / "small.toml", "--out", tmp_path / "out2", "--cache-dir", root / "cache")
+    assert proc.returncode == 0, proc.stderr
+    assert "small: reused from cache: export, validate, bench" in proc.stdout
+    m = check_outputs(tmp_path / "out2", "small", TARGETS)
+    r = m["recipes"][0]
+    assert r["reused_stages"] == ["export", "validate", "bench"]
+    assert "capture + fuse" not in r["durations_s"]
+    assert [a["sha256"] for a in r["artifacts"]] == [a["sha256"] for a in before]
+    assert all(t["cached"] for t in r["latency"])
+
+
+def test_force_rebuilds_and_onnx_artifacts_are_reproducible(work, tmp_path):
+    root, _ = work
+    before = {a["target"]: a["sha256"] for a in json.loads((root / "out" / "manifest.json").read_text())["recipes"][0]["artifacts"]}
+    proc = edgeport_run(root / "recipes" / "small.toml", "--out", tmp_path / "out", "--cache-dir", root / "cache", "--force")
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads((tmp_path / "out" / "manifest.json").read_text())["recipes"][0]
+    assert r["reused_stages"] == [] and "capture + fuse" in r["durations_s"]
+    assert {a["target"]: a["sha256"] for a in r["artifacts"]} == before
+    assert r["nondeterministic"] == []
+
+
+def test_threshold_failure_reports_every_recipe_then_exits_3(work, tmp_path):
+    root, _ = work
+    strict = root / "recipes" / "strict.toml"
+    strict.write_text(SMALL.format(min_top1=0.999))  # same export: only the accuracy judgement differs
+    proc = edgeport_run(strict, root / "recipes" / "small.toml", "--out", tmp_path / "out", "--cache-dir", root / "cache")
+    assert proc.returncode == 3, proc.stderr
+    assert "strict" in proc.stderr and "accuracy" in proc.stderr and "Traceback" not in proc.stderr
+    m = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert [r["name"] for r in m["recipes"]] == ["strict", "small"]
+    assert not m["passed"] and not m["recipes"][0]["passed"] and m["recipes"][1]["passed"]
+    failures = [c for c in ET.parse(tmp_path / "out" / "junit.xml").getroot().iter("testcase") if c.find("failure") is not None]
+    assert {(c.get("classname"), c.get("name")) for c in failures} == {
+        ("edgeport.strict.onnx-fp32", "accuracy"), ("edgeport.strict.onnx-int8", "accuracy")}
+    assert "FAIL" in (tmp_path / "out" / "report.md").read_text().upper()
+
+
+def test_a_second_run_into_the_same_out_is_refused_while_the_first_holds_it(work, tmp_path):
+    from edgeport.out_lock import locked
+
+    root, _ = work
+    with locked(tmp_path / "out"):
+        proc = edgeport_run(root / "recipes" / "small.toml", "--out", tmp_path / "out", "--cache-dir", root / "cache")
+    assert proc.returncode == 1
+    assert "in use by another edgeport run" in proc.stderr and "--wait" in proc.stderr
+    assert not (tmp_path / "out" / "manifest.json").exists()
+
+
+def test_missing_weights_is_a_one_line_user_error(tmp_path):
+    p = tmp_path / "r.toml"
+    p.write_text('[model]\nname = "mobilenet_v2"\nweights = "missing.pt"\n')
+    proc = edgeport_run(p, "--out", tmp_path / "out", "--cache-dir", tmp_path / "cache")
+    assert proc.returncode == 1
+    assert f"{p}:3:" in proc.stderr and "missing.pt" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_report_html_renders_in_headless_chromium(work, tmp_path):
+    root, _ = work
+    png = screenshot(root / "out" / "report.html", tmp_path / "report.png")
+    png_is_nontrivial(png)
