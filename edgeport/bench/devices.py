@@ -124,8 +124,9 @@ def parse_device(text: str) -> DeviceSpec:
     raise UsageError(f"unknown --device {text!r}", f"valid: {VALID}")
 
 
-def open_device(spec: DeviceSpec) -> Device:
-    """The Device for a non-local spec, from the module named in DEVICES."""
+def open_device(spec: DeviceSpec, **options) -> Device:
+    """The Device for a non-local spec, from the module named in DEVICES; ``options`` go to its make_device
+    (ssh: identity, remote_python, connect_timeout, runs; docker-arm64: remote_python, runs)."""
     module_name = DEVICES.get(spec.kind)
     if module_name is None:
         raise UsageError(f"--device {spec.text} runs in-process; it has no Device object")
@@ -135,4 +136,4 @@ def open_device(spec: DeviceSpec) -> Device:
         if exc.name != module_name:
             raise
         raise RuntimeMissing(f"--device {spec.text} is not available in this edgeport build", f"valid: {VALID}") from None
-    return module.make_device(spec)
+    return module.make_device(spec, **options)

@@ -42,11 +42,14 @@ def _native() -> bool:
 class DockerArm64Device:
     name = "docker-arm64"
 
-    def __init__(self, spec: DeviceSpec, rootfs: Path | None = None, remote_python: str = "/usr/bin/python3",
+    def __init__(self, spec: DeviceSpec, rootfs: Path | None = None, remote_python: str | None = None,
                  cpu: str = "cortex-a72", warmup: int = 5, runs: int = 50, xnnpack: bool = True, docker: str = "docker"):
         self.spec = spec
         self.rootfs = rootfs
-        self.python = remote_python
+        from edgeport.bench.arm_rootfs import GUEST_PYTHON, GUEST_SITE
+
+        self.python = remote_python or f"/usr/bin/python{GUEST_PYTHON}"
+        self.site = GUEST_SITE  # where the rootfs keeps the aarch64 wheels (numpy, onnxruntime, ai-edge-litert)
         self.cpu = cpu
         self.warmup, self.runs, self.xnnpack = warmup, runs, xnnpack
         self.docker = docker
@@ -70,6 +73,9 @@ class DockerArm64Device:
             reason = (res.stderr.decode(errors="replace").strip().splitlines() or ["no server answered"])[-1][:160]
             raise RuntimeMissing(f"no Docker engine: `docker info` failed ({reason})", NO_ENGINE_HINT)
         return out
+
+    def preflight(self) -> None:
+        self.check_engine()
 
     # -- image -----------------------------------------------------------------------------------------
 
@@ -99,7 +105,8 @@ class DockerArm64Device:
         with tempfile.TemporaryDirectory(prefix="edgeport-docker-") as ctx:
             shutil.copy(RUNNER_SCRIPT, Path(ctx) / "device_runner.py")
             built = self._call(["build", "-q", "-f", str(DOCKERFILE), "--build-arg", f"BASE={base}",
-                                "--build-arg", f"PYTHON={self.python}", "-t", tag, ctx], timeout=1800, what="docker build")
+                                "--build-arg", f"PYTHON={self.python}", "--build-arg", f"SITE={self.site}",
+                                "-t", tag, ctx], timeout=1800, what="docker build")
         if built.returncode != 0:
             raise UserError(f"docker build of {DOCKERFILE.name} failed: {built.stderr.decode(errors='replace').strip()[-200:]}")
         return tag
@@ -107,9 +114,9 @@ class DockerArm64Device:
     def _rootfs(self) -> Path:
         if self.rootfs is not None:
             return Path(self.rootfs)
-        from edgeport.bench import arm_rootfs  # the arm64 userland the QEMU devices use
+        from edgeport.bench import arm_rootfs  # the arm64 userland the QEMU devices use (built once, cached)
 
-        return Path(arm_rootfs.ensure_rootfs())
+        return Path(arm_rootfs.ensure().path)
 
     # -- run -------------------------------------------------------------------------------------------
 

@@ -109,6 +109,10 @@ class SshDevice:
 
     # -- the run -------------------------------------------------------------------------------------
 
+    def preflight(self) -> None:
+        """Fail fast (typed error) when the host cannot be reached or refuses the key."""
+        self._ssh("true")
+
     def probe(self, suffix: str) -> dict:
         """The device's python version, machine, missing modules, and a scratch directory when nothing is missing."""
         module, package = _RUNTIMES[suffix]

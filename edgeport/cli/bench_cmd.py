@@ -27,7 +27,7 @@ def _threads(text: str) -> list[int]:
 
 def bench(
     artifacts: list[Path] = typer.Argument(None, help=".onnx/.tflite files to time."),
-    device: str = typer.Option("local", "--device", help="Where to run: local (this machine)."),
+    device: str = typer.Option("local", "--device", help="Where to run: local (this machine), qemu-pi4, qemu-pi5, docker-arm64, ssh://user@host[:port]."),
     threads: str = typer.Option("1", "--threads", help="Comma-separated thread counts, e.g. 1,2."),
     budget: float = typer.Option(5.0, "--budget", help="Seconds of timed runs per artifact and thread count (at most)."),
     out: Path = typer.Option(None, "--json", help="Write the measurements to this JSON file."),
@@ -36,6 +36,12 @@ def bench(
     input_shape: str = opt.INPUT_SHAPE,
     num_classes: int = opt.NUM_CLASSES,
     width: float = opt.WIDTH,
+    # --- remote devices (ssh://, docker-arm64) ---
+    ssh_key: Path = typer.Option(None, "--ssh-key", help="ssh:// identity file (private key); default: your ssh config/agent."),
+    remote_python: str = typer.Option(None, "--remote-python", help="Python on the device that has numpy + the runtime (ssh:// default python3)."),
+    ssh_timeout: float = typer.Option(10.0, "--ssh-timeout", help="ssh:// connect timeout in seconds."),
+    ssh_config: Path = typer.Option(None, "--ssh-config", help="ssh:// client config file (ssh -F), e.g. for ProxyJump."),
+    runs: int = typer.Option(50, "--runs", help="Timed runs on a remote device (after 5 warm-up runs)."),
 ) -> None:
     """Time each artifact (warm-up, then adaptive runs until the median is stable); p50/p90/p99, the ratio to
     fp32 of the same format, load time, memory, and the CPU features that explain the int8/fp32 ratio."""
@@ -43,9 +49,12 @@ def bench(
     from edgeport.bench.local import bench_artifact, ratios_vs_fp32, vnni_explanation
     from edgeport.cpu_features import detect
 
-    if device != "local":
-        raise UsageError(f"unknown --device {device!r}", "only 'local' is available so far")
+    from edgeport.bench.devices import parse_device
+
+    spec = parse_device(device)
     counts = _threads(threads)
+    if spec.kind != "local":
+        return _bench_remote(spec, artifacts, counts, out, model, ssh_key, remote_python, ssh_timeout, ssh_config, runs)
     artifacts = list(artifacts or [])
     if not artifacts and model is None:
         raise UsageError("nothing to time", "pass .onnx/.tflite files and/or --model NAME")
@@ -122,6 +131,55 @@ def _delegations(artifacts: list[Path]) -> list:
         if d.warning():
             console.print(f"[yellow]  left out of the fast path: {sum(d.left_out.values())} op(s)[/]")
     return out
+
+
+# --- remote devices (ssh://, docker-arm64, and any Device from edgeport.bench.devices) ---------------------
+def _bench_remote(spec, artifacts, counts, out, model, ssh_key, remote_python, ssh_timeout, ssh_config, runs) -> None:
+    """Run each artifact on the device, time it there, and compare its outputs with this machine's."""
+    from edgeport.bench.device_bench import bench_on
+    from edgeport.bench.devices import open_device
+
+    if model is not None:
+        raise UsageError("--model (the torch eager baseline) runs on this machine only", "drop --device or --model")
+    artifacts = list(artifacts or [])
+    if not artifacts:
+        raise UsageError("nothing to time on the device", "pass .onnx/.tflite files")
+    for a in artifacts:
+        if not a.is_file():
+            raise UserError(f"{a} does not exist")
+    options: dict = {}
+    if spec.kind == "ssh":
+        options = {"identity": ssh_key, "remote_python": remote_python or "python3", "connect_timeout": ssh_timeout, "runs": runs,
+                   "ssh_config": ssh_config}
+    elif spec.kind == "docker-arm64":
+        options = {"runs": runs, **({"remote_python": remote_python} if remote_python else {})}
+    dev = open_device(spec, **options) if options else open_device(spec)
+    if hasattr(dev, "preflight"):  # unreachable host / no engine: say so before loading anything here
+        dev.preflight()
+    results = []
+    for a in artifacts:
+        for n in counts:
+            console.print(f"[dim]running {a.name} on {spec.text} with {n} thread(s)…[/]")
+            results.append(bench_on(dev, a, n))
+    table = Table(box=None, pad_edge=False)
+    for col in ("artifact", "device", "machine", "runtime", "thr", "p50 ms", "p90 ms", "min", "runs", "load ms", "max|Δ| vs host", "SQNR dB"):
+        table.add_column(col, justify="left" if col in ("artifact", "device", "machine", "runtime") else "right", no_wrap=True)
+    for r in results:
+        d = r.to_dict()
+        table.add_row(Path(r.run.artifact).name, spec.text, r.run.cpuinfo_model or r.run.machine,
+                      f"{r.run.runtime} {r.run.runtime_version}", str(r.run.threads), f"{d['p50_ms']:.3f}", f"{d['p90_ms']:.3f}",
+                      f"{d['min_ms']:.3f}", str(len(r.run.timings_ms)), f"{r.run.load_ms:.0f}", f"{r.parity.max_abs:.2e}",
+                      f"{r.parity.sqnr_db:.1f}")
+    console.print(table)
+    if any(r.run.emulated for r in results):
+        console.print("[yellow]emulated: these are wall times of an emulator on this machine, NOT device latency[/]")
+    else:
+        console.print("measured on the device itself (its own runtime and cores); parity: device outputs vs this machine's")
+    if out is not None:
+        from edgeport.atomic_file import write_text
+
+        write_text(out, json.dumps({"device": spec.text, "runs": [r.to_dict() for r in results]}, indent=2))
+        console.print(f"wrote {out}")
 
 
 def register(app: typer.Typer) -> None:

@@ -120,3 +120,11 @@ def test_image_built_once_from_the_rootfs_then_runs(fake_docker, tmp_path):
     assert "./usr/bin/python3" in names
     device.run(artifact, np.ones((1, 3, 8, 8), np.float32), 1)
     assert sum(c[0] == "import" for c in calls()) == 1  # cached: the tag hashes the runner and Dockerfile
+
+
+def test_bench_cli_without_engine_exits_4(cli, fake_docker, monkeypatch, tmp_path):
+    monkeypatch.setenv("FAKE_DOCKER_NO_ENGINE", "1")
+    artifact = tmp_path / "m.tflite"
+    artifact.write_bytes(b"x")
+    res = cli("bench", artifact, "--device", "docker-arm64")
+    assert res.code == EXIT_RUNTIME and "no Docker engine" in res.err and "dockerd" in res.err

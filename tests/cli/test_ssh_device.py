@@ -91,3 +91,27 @@ def test_runs_on_the_device_and_matches_the_host(sshd, tflite_int8):
     np.testing.assert_array_equal(run.outputs, host)  # same wheel, same kernels: bit-identical
     leftovers = [p for p in Path("/tmp").glob("edgeport-*") if p.is_dir() and p.name == Path(run.extra["remote_dir"]).name]
     assert not leftovers  # the device's temp dir was removed
+
+
+def test_bench_cli_over_ssh_reports_latency_and_parity(cli, sshd, tflite_int8, tmp_path):
+    artifact, _ = tflite_int8
+    res = cli("bench", artifact, "--device", sshd.url, "--ssh-key", sshd.key, "--ssh-config", sshd.ssh_config,
+              "--remote-python", sys.executable, "--runs", "5", "--json", tmp_path / "ssh.json")
+    assert res.code == 0, res.err
+    assert "measured on the device itself" in res.out and "SQNR" in res.out
+    import json
+
+    record = json.loads((tmp_path / "ssh.json").read_text())
+    (run,) = record["runs"]
+    assert record["device"] == sshd.url and run["emulated"] is False and len(run["timings_ms"]) == 5
+    assert run["parity_vs_host"]["max_abs"] == 0.0  # the same wheel on the same CPU
+
+
+def test_bench_cli_unreachable_host_is_exit_1_on_one_line(cli, tmp_path):
+    artifact = tmp_path / "m.tflite"
+    artifact.write_bytes(b"x")
+    port = local_sshd.free_port()
+    res = cli("bench", artifact, "--device", f"ssh://pi@127.0.0.1:{port}", "--ssh-timeout", "2")
+    assert res.code == 1
+    line = res.err.strip()
+    assert "\n" not in line and f"127.0.0.1:{port}" in line and "2 s" in line and "Traceback" not in line
