@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import shutil
 import subprocess
@@ -125,7 +126,11 @@ class DockerArm64Device:
         args = ["run", "--rm", "--network", "none", "--platform", "linux/arm64", "-v", f"{work}:/work"]
         runner = [self.python, "/opt/edgeport/device_runner.py"]
         if self.emulated:
-            args += ["-e", f"QEMU_CPU={self.cpu}"]
+            # onnxruntime segfaults and LiteRT fails on the host's x86 /proc/cpuinfo: show them the emulated core's
+            from edgeport.bench.qemu import cpuinfo_text
+
+            (work / "cpuinfo").write_text(cpuinfo_text(self.cpu, os.cpu_count() or 1))
+            args += ["-e", f"QEMU_CPU={self.cpu}", "-v", f"{work / 'cpuinfo'}:/proc/cpuinfo:ro"]
             if not BINFMT_AARCH64.exists():  # no kernel registration: run python through the host's static qemu
                 if not Path(QEMU_STATIC).is_file():
                     raise RuntimeMissing(f"{QEMU_STATIC} is missing and binfmt_misc has no aarch64 entry",

@@ -111,6 +111,8 @@ def test_image_built_once_from_the_rootfs_then_runs(fake_docker, tmp_path):
     docker_run = [c for c in first if c[0] == "run"][0]
     assert docker_run[docker_run.index("--network") + 1] == "none"
     assert "/work/m.int8.tflite" in docker_run and docker_run[docker_run.index("--threads") + 1] == "2"
+    if device.emulated:  # the runtimes need an ARM /proc/cpuinfo and a real core, never QEMU's "max"
+        assert any(a.endswith(":/proc/cpuinfo:ro") for a in docker_run) and "QEMU_CPU=cortex-a72" in docker_run
     if device.emulated and not docker_device.BINFMT_AARCH64.exists():
         assert docker_run[docker_run.index("--entrypoint") + 1] == docker_device.QEMU_STATIC
     # the tarball really is the rootfs
