@@ -267,12 +267,15 @@ def _build_export(recipe, inputs: Inputs, targets, key: str, cache: StageCache, 
               "int8_problems": run.int8_problems, "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     previous = cache.peek("export", key)  # with --force: what the same inputs gave last time
     if previous is not None:
-        before = {a["target"]: a["sha256"] for a in previous[0]["artifacts"]}
-        for a in arts:
-            if a["target"] in before and before[a["target"]] != a["sha256"]:
-                result.nondeterministic.append({"target": a["target"], "tool": WRITERS.get(a["target"], "?"),
-                                                "before": before[a["target"]], "after": a["sha256"]})
+        result.nondeterministic += changed_bytes(previous[0]["artifacts"], arts)
     return record, cache.store("export", key, record, staging)
+
+
+def changed_bytes(before: list[dict], after: list[dict]) -> list[dict]:
+    """Targets whose rebuild from the same inputs (same cache key) gave different bytes, with the tool that wrote them."""
+    old = {a["target"]: a["sha256"] for a in before}
+    return [{"target": a["target"], "tool": WRITERS.get(a["target"], "?"), "before": old[a["target"]], "after": a["sha256"]}
+            for a in after if a["target"] in old and old[a["target"]] != a["sha256"]]
 
 
 def _validate_stage(recipe, inputs: Inputs, artifacts, targets, out, cache: StageCache, clock: _Clock, result: RecipeResult):
