@@ -171,6 +171,13 @@ def _bench_remote(spec, artifacts, counts, out, model, ssh_key, remote_python, s
                       f"{d['min_ms']:.3f}", str(len(r.run.timings_ms)), f"{r.run.load_ms:.0f}", f"{r.parity.max_abs:.2e}",
                       f"{r.parity.sqnr_db:.1f}")
     console.print(table)
+    from edgeport.bench import insn_report  # qemu-pi4/qemu-pi5: guest instructions per inference
+
+    insn = insn_report.rows(results)
+    if insn:
+        console.print(insn_report.table(insn))
+        for line in insn_report.notes(insn):
+            console.print(f"[dim]{line}[/]")
     if any(r.run.emulated for r in results):
         console.print("[yellow]emulated: these are wall times of an emulator on this machine, NOT device latency[/]")
     else:
@@ -178,7 +185,8 @@ def _bench_remote(spec, artifacts, counts, out, model, ssh_key, remote_python, s
     if out is not None:
         from edgeport.atomic_file import write_text
 
-        write_text(out, json.dumps({"device": spec.text, "runs": [r.to_dict() for r in results]}, indent=2))
+        write_text(out, json.dumps({"device": spec.text, "runs": [r.to_dict() for r in results],
+                                    **({"instructions": insn} if insn else {})}, indent=2))
         console.print(f"wrote {out}")
 
 
