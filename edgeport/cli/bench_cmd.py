@@ -72,15 +72,19 @@ def bench(
     ratios = ratios_vs_fp32(timings)
     eager = {t.threads: t.p50_ms for t in timings if t.target == "torch-eager"}
     table = Table(box=None, pad_edge=False)
-    for col in ("artifact", "runtime", "thr", "p50 ms", "p90 ms", "p99 ms", "mean", "std", "min", "runs", "×fp32", "×torch", "load ms", "+RSS MB"):
-        table.add_column(col, justify="left" if col in ("artifact", "runtime") else "right", no_wrap=True)
+    columns = ["artifact", "runtime", "thr", "p50 ms", "p90 ms", "p99 ms", "mean", "std", "min", "runs", "×fp32"]
+    columns += ["×torch"] if eager else []  # only with --model: the table must fit a 140-column log
+    for col in columns + ["load ms", "+RSS MB"]:
+        # the artifact name may wrap; numbers never do
+        table.add_column(col, justify="left" if col in ("artifact", "runtime") else "right", no_wrap=col != "artifact",
+                         overflow="fold" if col == "artifact" else "ellipsis")
     for t in timings:
         r = ratios.get((t.artifact, t.threads))
+        versus_torch = [f"{t.p50_ms / eager[t.threads]:.2f}" if t.threads in eager else "—"] if eager else []
         table.add_row(
             Path(t.artifact).name, f"{t.runtime} {t.runtime_version}", str(t.threads), f"{t.p50_ms:.3f}", f"{t.p90_ms:.3f}",
             f"{t.p99_ms:.3f}", f"{t.mean_ms:.3f}", f"{t.std_ms:.3f}", f"{t.min_ms:.3f}",
-            f"{t.runs}{'' if t.converged else '*'}", f"{r:.2f}" if r else "—",
-            f"{t.p50_ms / eager[t.threads]:.2f}" if t.threads in eager else "—", f"{t.load_ms:.0f}", f"{t.rss_mb:.0f}",
+            f"{t.runs}{'' if t.converged else '*'}", f"{r:.2f}" if r else "—", *versus_torch, f"{t.load_ms:.0f}", f"{t.rss_mb:.0f}",
         )
     console.print(table)
     if any(not t.converged for t in timings):
