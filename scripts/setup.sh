@@ -33,4 +33,16 @@ if ! command -v chromium >/dev/null 2>&1; then
         || echo "warning: could not install chromium (apt); the report.html rendering test needs it"
 fi
 # --- end edgeport run reports ------------------------------------------------------------------------
+# --- qemu-pi4 / qemu-pi5 bench devices (edgeport/bench/arm_rootfs.py, qemu.py) ---------------------
+# qemu-user (dynamically linked: it can load our instruction-counting TCG plugin), debootstrap for the arm64
+# Debian userland, gcc + glib headers + pkg-config + xz-utils to build the plugin. The userland itself is
+# built on first use (edgeport bench --device qemu-*, or edgeport arm setup) into ~/.cache/edgeport/arm64.
+if ! command -v qemu-aarch64 >/dev/null || ! command -v debootstrap >/dev/null || ! command -v gcc >/dev/null \
+        || ! pkg-config --exists glib-2.0 2>/dev/null || ! command -v xz >/dev/null; then
+    if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+    ($SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends qemu-user debootstrap gcc \
+        libc6-dev libglib2.0-dev pkg-config xz-utils) >/dev/null \
+        || echo "warning: could not install qemu-user/debootstrap/libglib2.0-dev (apt); --device qemu-* needs them"
+fi
+# --- end qemu-pi4 / qemu-pi5 bench devices -----------------------------------------------------------
 .venv/bin/edgeport --version
