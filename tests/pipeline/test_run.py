@@ -119,3 +119,42 @@ def test_report_html_renders_in_headless_chromium(work, tmp_path):
     root, _ = work
     png = screenshot(root / "out" / "report.html", tmp_path / "report.png")
     png_is_nontrivial(png)
+
+
+def test_a_recipe_that_fails_at_run_time_does_not_stop_the_others(work, tmp_path):
+    root, _ = work
+    (root / "recipes" / "empty").mkdir(exist_ok=True)
+    broken = root / "recipes" / "broken.toml"
+    broken.write_text('[model]\nname = "fmnist_shufflenet_v2_x0_5"\n[data]\ncalib = "empty"\n')  # no images inside
+    proc = edgeport_run(broken, root / "recipes" / "small.toml", "--out", tmp_path / "out", "--cache-dir", root / "cache")
+    assert proc.returncode == 1 and "no images" in proc.stderr and "Traceback" not in proc.stderr
+    m = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert [r["name"] for r in m["recipes"]] == ["broken", "small"]
+    assert "no images" in m["recipes"][0]["error"] and m["recipes"][1]["passed"]
+    errors = [c for c in ET.parse(tmp_path / "out" / "junit.xml").getroot().iter("testcase") if c.find("error") is not None]
+    assert [(c.get("classname"), c.get("name")) for c in errors] == [("edgeport.broken.recipe", "run")]
+
+
+def test_wait_queues_behind_the_lock_holder(work, tmp_path):
+    import threading
+    import time
+
+    from edgeport.out_lock import locked
+
+    root, _ = work
+    release = threading.Event()
+
+    def hold():
+        with locked(tmp_path / "out"):
+            release.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    time.sleep(0.2)
+    timer = threading.Timer(3.0, release.set)
+    timer.start()
+    proc = edgeport_run(root / "recipes" / "small.toml", "--out", tmp_path / "out", "--cache-dir", root / "cache", "--wait")
+    holder.join()
+    assert release.is_set()  # the run could only finish after the holder let go
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "out" / "manifest.json").is_file()
