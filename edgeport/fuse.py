@@ -46,7 +46,7 @@ class FusedGroup:
 class FusionReport:
     groups: list[FusedGroup] = field(default_factory=list)
     unfused_bn: list[tuple[str, str]] = field(default_factory=list)  # (bn module path, reason)
-    rewrites: list[str] = field(default_factory=list)  # layers changed by edgeport.graph_rewrites
+    rewrites: list[str] = field(default_factory=list)  # one line per edgeport.graph_rewrites rewrite
 
     @property
     def folded_bn(self) -> int:
@@ -64,7 +64,7 @@ class FusionReport:
         if self.unfused_bn:
             line += f"; {len(self.unfused_bn)} BatchNorm left unfolded"
         if self.rewrites:
-            line += f"; max-pool padding made explicit (zero pad, exact after ReLU): {', '.join(self.rewrites)}"
+            line += "; " + "; ".join(self.rewrites)
         return line
 
     def to_dict(self) -> dict:

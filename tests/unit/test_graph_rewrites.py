@@ -32,3 +32,88 @@ def test_maxpool_of_possibly_negative_input_is_left_alone():
     model = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.MaxPool2d(3, 2, 1))  # conv output can be negative
     gm, done = _rewrite(model)
     assert done == [] and aten.constant_pad_nd.default not in _targets(gm)
+
+
+# --- h-swish / hard-sigmoid with ReLU6 ---------------------------------------------------------------------
+
+from edgeport.graph_rewrites import relu6_hard_activations  # noqa: E402
+
+
+class SEBlock(nn.Module):
+    """MobileNetV3-like: conv -> h-swish -> dw conv -> h-swish -> SE (hard-sigmoid gate) -> 1x1 conv,
+    then pool -> linear -> h-swish -> linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, 2, 1), nn.BatchNorm2d(16), nn.Hardswish())
+        self.dw = nn.Sequential(nn.Conv2d(16, 16, 3, 1, 1, groups=16), nn.Hardswish())
+        self.fc1, self.fc2 = nn.Conv2d(16, 8, 1), nn.Conv2d(8, 16, 1)
+        self.project = nn.Conv2d(16, 24, 1)
+        self.head = nn.Sequential(nn.Linear(24, 32), nn.Hardswish(), nn.Dropout(0.2), nn.Linear(32, 10))
+
+    def forward(self, x):
+        x = self.dw(self.stem(x))
+        gate = nn.functional.hardsigmoid(self.fc2(torch.relu(self.fc1(x.mean((2, 3), keepdim=True)))))
+        x = self.project(x * gate)
+        return self.head(nn.functional.adaptive_avg_pool2d(x, 1).flatten(1))
+
+
+def _rewrite_hard(model, shape=(1, 3, 16, 16)):
+    gm = capture(model.eval(), torch.zeros(shape)).module()
+    return gm, relu6_hard_activations(gm)
+
+
+def _scalar_muls(gm):
+    return [n for n in gm.graph.nodes if n.target == aten.mul.Tensor and not isinstance(n.args[1], torch.fx.Node)]
+
+
+def test_hard_activations_become_relu6_with_the_sixth_folded_into_weights():
+    torch.manual_seed(0)
+    model = SEBlock()
+    gm, notes = _rewrite_hard(model)
+    targets = _targets(gm)
+    assert len(notes) == 4  # three h-swish, one hard-sigmoid
+    assert not {aten.hardswish.default, aten.hardswish_.default, aten.hardsigmoid.default} & set(targets)
+    assert targets.count(aten.hardtanh.default) == 4
+    assert _scalar_muls(gm) == []  # every 1/6 went into a conv/linear weight, none is left as a multiply
+    # the hard-sigmoid's +3 went into fc2's bias: only the three h-swish keep an explicit add
+    assert sum(1 for n in gm.graph.nodes if n.target == aten.add.Tensor) == 3
+    x = torch.randn(8, 3, 16, 16) * 4
+    eq = check_equivalence(model, gm, {"x": x}, batch=1)
+    assert eq.max_rel_error < 1e-5
+
+
+def test_hard_swish_feeding_the_output_or_an_add_keeps_its_sixth_as_a_multiply():
+    class Tail(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+        def forward(self, x):
+            y = nn.functional.hardswish(self.conv(x))
+            return y + 1.0, nn.functional.hardswish(y)
+
+    torch.manual_seed(0)
+    model = Tail()
+    gm, notes = _rewrite_hard(model)
+    assert len(notes) == 2
+    assert len(_scalar_muls(gm)) == 2  # one correction per rewritten h-swish, shared by all its users
+    x = torch.randn(4, 3, 16, 16) * 4
+    assert check_equivalence(model, gm, {"x": x}, batch=1).max_rel_error < 1e-5
+
+
+def test_weights_shared_by_two_layers_are_not_scaled():
+    class Shared(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(4, 4, 1)
+
+        def forward(self, x):
+            return self.conv(nn.functional.hardswish(self.conv(x)))
+
+    torch.manual_seed(0)
+    model = Shared()
+    gm, _ = _rewrite_hard(model, (1, 4, 8, 8))
+    assert len(_scalar_muls(gm)) == 1
+    x = torch.randn(4, 4, 8, 8) * 4
+    assert check_equivalence(model, gm, {"x": x}, batch=1).max_rel_error < 1e-5
