@@ -49,6 +49,9 @@ def _register_commands() -> None:
 
     for module in (run_cmd, recipe_cmd):
         module.register(app)
+    from edgeport.cli import arm_cmd  # edgeport arm setup (qemu-pi4/pi5 userland)
+
+    arm_cmd.register(app)
     _registered = True
 
 
