@@ -123,7 +123,9 @@ class DockerArm64Device:
 
     def command(self, tag: str, work: Path, artifact_name: str, threads: int) -> list[str]:
         """`docker run` arguments for one artifact in ``work`` (mounted at /work)."""
-        args = ["run", "--rm", "--network", "none", "--platform", "linux/arm64", "-v", f"{work}:/work"]
+        # no --platform here: an engine that stored the imported image as its own platform (20.10 ignores
+        # `import --platform`) would otherwise try to pull an arm64 variant from a registry
+        args = ["run", "--rm", "--network", "none", "-v", f"{work}:/work"]
         runner = [self.python, "/opt/edgeport/device_runner.py"]
         if self.emulated:
             # onnxruntime segfaults and LiteRT fails on the host's x86 /proc/cpuinfo: show them the emulated core's

@@ -14,7 +14,6 @@ from edgeport.cli.console import make as make_console
 from edgeport.errors import EdgeportError, ParityFailed, UserError
 
 console = make_console()
-STAGES_PER_RECIPE = 4  # hash/load + export, validate, bench, reports
 
 
 def run(
@@ -47,7 +46,9 @@ def run(
                             disable=not console.is_terminal)
         with progress:
             for r in parsed:
-                task = progress.add_task("start", total=None, recipe=r.name)
+                n_bench = len(r.targets) * len(r.bench.devices) * len(r.bench.threads)
+                cold_stages = 6 + len(r.targets) + n_bench  # hash, load, capture+fuse, exports, summarize, write, validate, benches
+                task = progress.add_task("start", total=cold_stages, recipe=r.name)
                 seen: list[str] = []
 
                 def show(stage: str, r=r, task=task, seen=seen) -> None:
@@ -58,7 +59,7 @@ def run(
                         console.print(f"[{time.perf_counter() - t0:7.1f}s] {r.name}: {stage}")
 
                 res = run_recipe(r, out, cache, show)
-                progress.update(task, total=len(seen), completed=len(seen), description="done" if res.passed else "FAILED")
+                progress.update(task, completed=cold_stages, description="done" if res.passed else "FAILED")
                 results.append(res)
                 _summary(res)
         m = manifest.build(results, started, time.perf_counter() - t0, force, cache.root)
