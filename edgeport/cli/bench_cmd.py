@@ -165,15 +165,22 @@ def _bench_remote(spec, artifacts, counts, out, model, ssh_key, remote_python, s
         for n in counts:
             console.print(f"[dim]running {a.name} on {spec.text} with {n} thread(s)…[/]")
             results.append(bench_on(dev, a, n))
+    seen = set()
+    for r in results:  # where it ran: one line per distinct device/runtime, not repeated in every row
+        where = (f"{spec.text}: {r.run.cpuinfo_model or r.run.machine}, {r.run.machine}, python {r.run.python}, "
+                 f"{r.run.runtime} {r.run.runtime_version}, numpy {r.run.numpy_version}")
+        if where not in seen:
+            seen.add(where)
+            console.print(where)
     table = Table(box=None, pad_edge=False)
-    for col in ("artifact", "device", "machine", "runtime", "thr", "p50 ms", "p90 ms", "min", "runs", "load ms", "max|Δ| vs host", "SQNR dB"):
-        table.add_column(col, justify="left" if col in ("artifact", "device", "machine", "runtime") else "right", no_wrap=True)
+    for col in ("artifact", "thr", "p50 ms", "p90 ms", "min ms", "runs", "load ms", "max|Δ| vs host", "SQNR dB", "top-1 agree"):
+        table.add_column(col, justify="left" if col == "artifact" else "right", no_wrap=col != "artifact",
+                         overflow="fold" if col == "artifact" else "ellipsis")
     for r in results:
         d = r.to_dict()
-        table.add_row(Path(r.run.artifact).name, spec.text, r.run.cpuinfo_model or r.run.machine,
-                      f"{r.run.runtime} {r.run.runtime_version}", str(r.run.threads), f"{d['p50_ms']:.3f}", f"{d['p90_ms']:.3f}",
+        table.add_row(Path(r.run.artifact).name, str(r.run.threads), f"{d['p50_ms']:.3f}", f"{d['p90_ms']:.3f}",
                       f"{d['min_ms']:.3f}", str(len(r.run.timings_ms)), f"{r.run.load_ms:.0f}", f"{r.parity.max_abs:.2e}",
-                      f"{r.parity.sqnr_db:.1f}")
+                      f"{r.parity.sqnr_db:.1f}", f"{r.parity.top1_agreement:.2f}")
     console.print(table)
     from edgeport.bench import insn_report  # qemu-pi4/qemu-pi5: guest instructions per inference
 
