@@ -21,7 +21,12 @@ pytestmark = pytest.mark.skipif(
 
 WEIGHTS = Path(__file__).resolve().parents[2] / "edgeport" / "weights"
 # CLI name -> (zoo name, width_mult)
-CHECKPOINTS = {"mobilenet_v2_x0_5": ("mobilenet_v2", 0.5), "shufflenet_v2_x0_5": ("shufflenet_v2_x0_5", None)}
+CHECKPOINTS = {
+    "mobilenet_v2_x0_5": ("mobilenet_v2", 0.5),
+    "shufflenet_v2_x0_5": ("shufflenet_v2_x0_5", None),
+    "mobilenet_v3_small": ("mobilenet_v3_small", None),
+    "shufflenet_v1_g3_x0_5": ("shufflenet_v1_g3_x0_5", None),
+}
 MIN_TOP1 = 0.89
 
 
@@ -51,6 +56,16 @@ def test_tiny_run_returns_sane_fields_and_a_loadable_fp16_state_dict():
     assert not model.training and next(model.parameters()).dtype == torch.float32
     images, labels = fashion_mnist.load("test")
     assert evaluate(model, images[:128], labels[:128]) == r["test_top1"]
+
+
+def test_bn_momentum_override_changes_running_statistics_only():
+    base, fast = _tiny(), _tiny(bn_momentum=0.5)
+    assert fast["recipe"]["bn_momentum"] == 0.5 and base["recipe"]["bn_momentum"] == "the model's own"
+    stats = [k for k in base["state_dict"] if k.endswith("running_mean")]
+    assert stats and any(not torch.equal(base["state_dict"][k], fast["state_dict"][k]) for k in stats)
+    # training normalizes with batch statistics, so the learned weights are the same bit for bit
+    learned = [k for k in base["state_dict"] if "running_" not in k and "num_batches" not in k]
+    assert all(torch.equal(base["state_dict"][k], fast["state_dict"][k]) for k in learned)
 
 
 def test_same_seed_same_weights():
@@ -111,7 +126,7 @@ def test_committed_checkpoint_record_matches(name):
     assert meta["preprocessing"] == json.loads(json.dumps(FASHION_MNIST.to_dict()))
     assert meta["checkpoint_sha256"] == hashlib.sha256(pt.read_bytes()).hexdigest()
     assert meta["test_top1"] >= MIN_TOP1 and meta["test_images"] == 10000
-    assert pt.stat().st_size < 2_000_000
+    assert pt.stat().st_size < 2 * meta["params"] * 1.05 + 200_000  # fp16: ~2 bytes a parameter (+ BN stats, names)
     ckpt = torch.load(pt, map_location="cpu", weights_only=True)
     assert all(v.dtype == torch.float16 for v in ckpt["state_dict"].values() if v.is_floating_point())
     embedded = ckpt["edgeport"]  # what `edgeport export --model <zoo> --weights <pt>` builds from
