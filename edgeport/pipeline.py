@@ -336,7 +336,7 @@ def _bench_stage(recipe, artifacts, out: Path, cache: StageCache, clock: _Clock,
                 clock.stage(f"bench {art.target}")
                 key = key_of({"stage": "bench", "sha256": art.sha256, "device": device.text, "threads": n, "budget": b.budget_s,
                               "host": host if device.kind == "local" else None, "tools": tool_versions(ALL_TOOLS),
-                              "edgeport": edgeport_sources(*BENCH_CODE)})
+                              "edgeport": edgeport_sources(*(BENCH_CODE if device.kind == "local" else ("bench", "runtimes")))})
                 hit = cache.load("bench", key)
                 if hit is not None:
                     timing = hit[0]["timing"]
@@ -357,19 +357,11 @@ def _measure(device, path: Path, threads: int, budget_s: float) -> dict:
 
         t = bench_artifact(path, threads=threads, budget_s=budget_s)
         return {k: v for k, v in t.to_dict().items() if k not in ("artifact", "target", "threads")}
-    import numpy as np
-
-    from edgeport import sample_inputs
+    from edgeport.bench.device_bench import bench_on
     from edgeport.bench.devices import open_device
-    from edgeport.graph_summary import summarize
 
-    shape = summarize(path).inputs[0].shape
-    inputs = sample_inputs.image_like(tuple(shape), shape[0]).numpy().astype(np.float32)
-    run = open_device(device).run(path, inputs, threads)
-    ms = sorted(run.timings_ms)
-    return {"runtime": run.runtime, "runtime_version": run.runtime_version, "runs": len(ms), "load_ms": run.load_ms,
-            "p50_ms": run.median_ms, "p90_ms": float(np.percentile(ms, 90)) if ms else None,
-            "emulated": run.emulated, "machine": run.machine}
+    d = bench_on(open_device(device), path, threads).to_dict()  # latency on the device + its outputs vs this host's
+    return {k: v for k, v in d.items() if k not in ("artifact", "threads", "device")}
 
 
 def _json(d: dict) -> str:
