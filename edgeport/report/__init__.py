@@ -15,7 +15,7 @@ def write_all(out: Path, manifest: dict) -> list[Path]:
 
     out = Path(out)
     texts = {
-        "manifest.json": json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n",
+        "manifest.json": json.dumps(manifest, indent=2, default=str) + "\n",  # insertion order: stages in run order
         "report.md": markdown.build(manifest),
         "report.html": html.build(manifest),
         "junit.xml": junit.build(manifest),

@@ -10,6 +10,7 @@ import pytest
 
 from tests.pipeline.helpers import check_outputs, edgeport_run, png_is_nontrivial, screenshot
 
+
 TARGETS = {"onnx-fp32", "onnx-int8"}
 SMALL = """\
 [model]
@@ -35,6 +36,16 @@ budget_s = 0.3
 """
 
 
+@pytest.fixture
+def run(cli):
+    """``edgeport run ARGS`` in-process (the module's first, cold run is a real subprocess)."""
+    class Proc:
+        def __init__(self, res):
+            self.returncode, self.stdout, self.stderr = res.code, res.out, res.err
+
+    return lambda *args: Proc(cli("run", *args))
+
+
 @pytest.fixture(scope="module")
 def work(tmp_path_factory):
     root = tmp_path_factory.mktemp("run")
@@ -55,10 +66,10 @@ def test_first_run_writes_every_output(work):
     assert "reused from cache" not in proc.stdout
 
 
-def test_second_run_reuses_every_stage_and_says_so(work, tmp_path):
+def test_second_run_reuses_every_stage_and_says_so(work, tmp_path, run):
     root, _ = work
     before = json.loads((root / "out" / "manifest.json").read_text())["recipes"][0]["artifacts"]
-    proc = edgeport_run(root / "recipes" / "small.toml", "--out", tmp_path / "out2", "--cache-dir", root / "cache")
+    proc = run(root / "recipes" / "small.toml", "--out", tmp_path / "out2", "--cache-dir", root / "cache")
     assert proc.returncode == 0, proc.stderr
     assert "small: reused from cache: export, validate, bench" in proc.stdout
     m = check_outputs(tmp_path / "out2", "small", TARGETS)
@@ -69,10 +80,10 @@ def test_second_run_reuses_every_stage_and_says_so(work, tmp_path):
     assert all(t["cached"] for t in r["latency"])
 
 
-def test_force_rebuilds_and_onnx_artifacts_are_reproducible(work, tmp_path):
+def test_force_rebuilds_and_onnx_artifacts_are_reproducible(work, tmp_path, run):
     root, _ = work
     before = {a["target"]: a["sha256"] for a in json.loads((root / "out" / "manifest.json").read_text())["recipes"][0]["artifacts"]}
-    proc = edgeport_run(root / "recipes" / "small.toml", "--out", tmp_path / "out", "--cache-dir", root / "cache", "--force")
+    proc = run(root / "recipes" / "small.toml", "--out", tmp_path / "out", "--cache-dir", root / "cache", "--force")
     assert proc.returncode == 0, proc.stderr
     r = json.loads((tmp_path / "out" / "manifest.json").read_text())["recipes"][0]
     assert r["reused_stages"] == [] and "capture + fuse" in r["durations_s"]
@@ -80,11 +91,11 @@ def test_force_rebuilds_and_onnx_artifacts_are_reproducible(work, tmp_path):
     assert r["nondeterministic"] == []
 
 
-def test_threshold_failure_reports_every_recipe_then_exits_3(work, tmp_path):
+def test_threshold_failure_reports_every_recipe_then_exits_3(work, tmp_path, run):
     root, _ = work
     strict = root / "recipes" / "strict.toml"
     strict.write_text(SMALL.format(min_top1=0.999))  # same export: only the accuracy judgement differs
-    proc = edgeport_run(strict, root / "recipes" / "small.toml", "--out", tmp_path / "out", "--cache-dir", root / "cache")
+    proc = run(strict, root / "recipes" / "small.toml", "--out", tmp_path / "out", "--cache-dir", root / "cache")
     assert proc.returncode == 3, proc.stderr
     assert "strict" in proc.stderr and "accuracy" in proc.stderr and "Traceback" not in proc.stderr
     m = json.loads((tmp_path / "out" / "manifest.json").read_text())
@@ -96,21 +107,21 @@ def test_threshold_failure_reports_every_recipe_then_exits_3(work, tmp_path):
     assert "FAIL" in (tmp_path / "out" / "report.md").read_text().upper()
 
 
-def test_a_second_run_into_the_same_out_is_refused_while_the_first_holds_it(work, tmp_path):
+def test_a_second_run_into_the_same_out_is_refused_while_the_first_holds_it(work, tmp_path, run):
     from edgeport.out_lock import locked
 
     root, _ = work
     with locked(tmp_path / "out"):
-        proc = edgeport_run(root / "recipes" / "small.toml", "--out", tmp_path / "out", "--cache-dir", root / "cache")
+        proc = run(root / "recipes" / "small.toml", "--out", tmp_path / "out", "--cache-dir", root / "cache")
     assert proc.returncode == 1
     assert "in use by another edgeport run" in proc.stderr and "--wait" in proc.stderr
     assert not (tmp_path / "out" / "manifest.json").exists()
 
 
-def test_missing_weights_is_a_one_line_user_error(tmp_path):
+def test_missing_weights_is_a_one_line_user_error(tmp_path, run):
     p = tmp_path / "r.toml"
     p.write_text('[model]\nname = "mobilenet_v2"\nweights = "missing.pt"\n')
-    proc = edgeport_run(p, "--out", tmp_path / "out", "--cache-dir", tmp_path / "cache")
+    proc = run(p, "--out", tmp_path / "out", "--cache-dir", tmp_path / "cache")
     assert proc.returncode == 1
     assert f"{p}:3:" in proc.stderr and "missing.pt" in proc.stderr and "Traceback" not in proc.stderr
 
@@ -121,12 +132,12 @@ def test_report_html_renders_in_headless_chromium(work, tmp_path):
     png_is_nontrivial(png)
 
 
-def test_a_recipe_that_fails_at_run_time_does_not_stop_the_others(work, tmp_path):
+def test_a_recipe_that_fails_at_run_time_does_not_stop_the_others(work, tmp_path, run):
     root, _ = work
     (root / "recipes" / "empty").mkdir(exist_ok=True)
     broken = root / "recipes" / "broken.toml"
     broken.write_text('[model]\nname = "fmnist_shufflenet_v2_x0_5"\n[data]\ncalib = "empty"\n')  # no images inside
-    proc = edgeport_run(broken, root / "recipes" / "small.toml", "--out", tmp_path / "out", "--cache-dir", root / "cache")
+    proc = run(broken, root / "recipes" / "small.toml", "--out", tmp_path / "out", "--cache-dir", root / "cache")
     assert proc.returncode == 1 and "no images" in proc.stderr and "Traceback" not in proc.stderr
     m = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert [r["name"] for r in m["recipes"]] == ["broken", "small"]
@@ -135,7 +146,7 @@ def test_a_recipe_that_fails_at_run_time_does_not_stop_the_others(work, tmp_path
     assert [(c.get("classname"), c.get("name")) for c in errors] == [("edgeport.broken.recipe", "run")]
 
 
-def test_wait_queues_behind_the_lock_holder(work, tmp_path):
+def test_wait_queues_behind_the_lock_holder(work, tmp_path, run):
     import threading
     import time
 
@@ -153,7 +164,7 @@ def test_wait_queues_behind_the_lock_holder(work, tmp_path):
     time.sleep(0.2)
     timer = threading.Timer(3.0, release.set)
     timer.start()
-    proc = edgeport_run(root / "recipes" / "small.toml", "--out", tmp_path / "out", "--cache-dir", root / "cache", "--wait")
+    proc = run(root / "recipes" / "small.toml", "--out", tmp_path / "out", "--cache-dir", root / "cache", "--wait")
     holder.join()
     assert release.is_set()  # the run could only finish after the holder let go
     assert proc.returncode == 0, proc.stderr
