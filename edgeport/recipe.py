@@ -317,6 +317,9 @@ def _build(ctx: _Ctx, raw: dict, tables: dict, name: str) -> Recipe:
                            f"did you mean {close[0]!r}?" if close else f"choose from {', '.join(TARGET_NAMES)}")
     if not targets:
         raise ctx.fail(("export",), "targets", "targets is empty", f"choose from {', '.join(TARGET_NAMES)}")
+    if any(t.endswith("int8") for t in targets) and tables["data"].get("calib") is None:
+        raise ctx.fail(("export",), "targets", "int8 targets need calibration data and [data] has no calib",
+                       'add [data] calib = "<image folder, .npy/.npz, fashion-mnist or synthetic>"')
     for key in ("min_top1", "max_drop"):
         _fraction(ctx, ("accuracy",), acc, key)
     if any(n < 1 for n in bench.get("threads", [1])) or not bench.get("threads", [1]):

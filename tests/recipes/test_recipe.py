@@ -17,6 +17,9 @@ GOOD = """\
 [model]
 name = "mobilenet_v2"
 
+[data]
+calib = "synthetic"
+
 [export]
 targets = ["onnx-fp32", "tflite-int8"]
 
@@ -68,19 +71,19 @@ def test_parsed_recipe_is_frozen_and_merges_thresholds_over_defaults(tmp_path):
 def test_typo_key_names_file_line_key_and_suggestion(tmp_path):
     p = write(tmp_path, GOOD.replace("threads = [1, 2]", "thraeds = [1, 2]"))
     msg = error_of(p)
-    assert f"{p}:13:" in msg and "[bench]" in msg and "'thraeds'" in msg and "'threads'" in msg
+    assert f"{p}:16:" in msg and "[bench]" in msg and "'thraeds'" in msg and "'threads'" in msg
 
 
 def test_typo_section(tmp_path):
     p = write(tmp_path, GOOD.replace("[export]", "[exprot]"))
     msg = error_of(p)
-    assert f"{p}:5:" in msg and "'exprot'" in msg and "export" in msg
+    assert f"{p}:8:" in msg and "'exprot'" in msg and "export" in msg
 
 
 def test_wrong_type_names_line(tmp_path):
     p = write(tmp_path, GOOD.replace("min_sqnr_db = 20", 'min_sqnr_db = "20"'))
     msg = error_of(p)
-    assert f"{p}:9:" in msg and "min_sqnr_db must be a number" in msg
+    assert f"{p}:12:" in msg and "min_sqnr_db must be a number" in msg
 
 
 def test_bool_is_not_an_integer(tmp_path):
@@ -89,8 +92,8 @@ def test_bool_is_not_an_integer(tmp_path):
 
 
 @pytest.mark.parametrize("old, new, words, line", [
-    ("min_sqnr_db = 20", "min_sqnr_db = 500", "impossible", 9),
-    ("min_top1 = 0.95", "min_top1 = 1.5", "between 0 and 1", 10),
+    ("min_sqnr_db = 20", "min_sqnr_db = 500", "impossible", 12),
+    ("min_top1 = 0.95", "min_top1 = 1.5", "between 0 and 1", 13),
 ])
 def test_impossible_thresholds(tmp_path, old, new, words, line):
     p = write(tmp_path, GOOD.replace(old, new))
@@ -100,7 +103,7 @@ def test_impossible_thresholds(tmp_path, old, new, words, line):
 
 def test_impossible_accuracy(tmp_path):
     msg = error_of(write(tmp_path, GOOD + "\n[accuracy]\nmin_top1 = 91.3\n"))
-    assert "[accuracy]" in msg and "between 0 and 1" in msg and ":16:" in msg
+    assert "[accuracy]" in msg and "between 0 and 1" in msg and ":19:" in msg
 
 
 def test_negative_error_bound(tmp_path):
@@ -158,7 +161,7 @@ def test_cli_reports_recipe_error_on_one_line(cli, tmp_path):
     res = cli("run", p, "--out", tmp_path / "out", "--cache-dir", tmp_path / "cache")
     assert res.code == 1
     assert "Traceback" not in res.err and len(res.err.strip().splitlines()) == 1
-    assert f"{p}:13:" in res.err and "'thread'" in res.err
+    assert f"{p}:16:" in res.err and "'thread'" in res.err
     assert not (tmp_path / "out" / "manifest.json").exists()
 
 
@@ -172,3 +175,9 @@ def test_recipe_new_writes_a_template_that_parses(cli, tmp_path):
     assert r.model.ref == "mobilenet_v3_small" and len(r.targets) == 5
     again = cli("recipe", "new", "mobilenet_v3_small", "--out", dest)
     assert again.code == 1 and "already exists" in again.err
+
+
+def test_int8_target_without_calibration_data(tmp_path):
+    p = write(tmp_path, GOOD.replace('calib = "synthetic"', ""))
+    msg = error_of(p)
+    assert f"{p}:9:" in msg and "int8 targets need calibration data" in msg and "calib =" in msg
