@@ -163,7 +163,10 @@ class SshDevice:
                 outputs = np.load(local / "outputs.npy")
         finally:
             self._cleanup(remote)
-        return DeviceRun.from_result(result, device=self.name, outputs=outputs, emulated=False,
+        # a "device" that is really an emulator (e.g. a host whose python runs under qemu-aarch64 with
+        # edgeport's fake cpuinfo) must not have its wall time reported as device latency
+        emulated = "emulation" in str(result.get("cpuinfo_model") or "").lower()
+        return DeviceRun.from_result(result, device=self.name, outputs=outputs, emulated=emulated,
                                      remote_python=self.remote_python, remote_dir=remote)
 
     def _cleanup(self, remote: str) -> None:
