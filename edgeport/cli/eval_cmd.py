@@ -86,16 +86,21 @@ def eval_(
 
 def _print(results) -> None:
     table = Table(box=None, pad_edge=False)
-    for col in ("artifact", "runtime", "samples", "top-1", "top-5", "s", "preprocessing from"):
-        table.add_column(col, no_wrap=True, justify="left" if col in ("artifact", "runtime", "preprocessing from") else "right")
+    for col in ("artifact", "runtime", "samples", "top-1", "top-5", "time s"):
+        table.add_column(col, no_wrap=True, justify="left" if col in ("artifact", "runtime") else "right")
     for r in results:
-        table.add_row(Path(r.name).name if r.format != "torch" else r.name, r.runtime, str(r.samples),
-                      f"{100 * r.top1:.2f} %", f"{100 * r.top5:.2f} %" if r.top5 is not None else "—",
-                      f"{r.seconds:.1f}", r.preprocess_from)
+        table.add_row(_label(r), r.runtime, str(r.samples), f"{100 * r.top1:.2f} %",
+                      f"{100 * r.top5:.2f} %" if r.top5 is not None else "—", f"{r.seconds:.1f}")
     console.print(table)
+    for r in results:
+        console.print(f"[dim]{_label(r)}: preprocessing from {r.preprocess_from}[/]")
     if any(r.preprocess_from.startswith("ImageNet default") for r in results):
         console.print("[yellow]preprocessing guessed (ImageNet mean/std): pass --model NAME, or --mean/--std/--scale-127, "
                       "if the model was trained otherwise[/]")
+
+
+def _label(r) -> str:
+    return r.name if r.format == "torch" else Path(r.name).name
 
 
 def register(app: typer.Typer) -> None:
