@@ -54,6 +54,7 @@ class Delegation:
     partitions: int | None = None  # XNNPACK partitions (TFLite only)
     quantized: bool = True  # ONNX: the graph has Q/DQ or integer nodes; TFLite: always judged
     qdq_nodes: int = 0  # QuantizeLinear + DequantizeLinear nodes ORT still runs
+    arm_preview: "Delegation | None" = None  # ONNX on x86: the graph ORT would run on ARM (see onnx_kernels)
 
     @property
     def total(self) -> int:
@@ -83,6 +84,10 @@ class Delegation:
             out.append(f"  delegated: {_counts(self.fast)}")
         elif self.quantized:
             out.append(f"  integer kernels: {_counts(self.fast)}")
+        if self.arm_preview is not None:
+            a = self.arm_preview
+            out.append(f"  on ARM (ORT's optimizer with session.qdqisint8allowed=1, run here): integer kernels "
+                       f"{sum(a.fast.values())}/{a.total}; left in float: {_counts(a.left_out)}")
         return out
 
     def warning(self) -> str | None:
@@ -106,6 +111,7 @@ class Delegation:
             "left_out": sum(self.left_out.values()),
             "slow_nodes": [{"name": n, "op": t} for n, t in self.slow_nodes],
             "qdq_nodes": self.qdq_nodes,
+            "arm_preview": self.arm_preview.to_dict() if self.arm_preview is not None else None,
         }
 
 
@@ -166,8 +172,13 @@ def delegated_nodes(ops: list[dict]) -> dict[int, int]:
     return owner
 
 
-def onnx_kernels(path, qdq_int8_allowed: bool | None = None) -> Delegation:
-    """Integer kernels vs float ops in the graph ONNX Runtime's CPU provider runs on this machine."""
+def onnx_kernels(path, qdq_int8_allowed: bool | None = None, arm_preview: bool = True) -> Delegation:
+    """Integer kernels vs float ops in the graph ONNX Runtime's CPU provider runs on this machine.
+
+    On x86, ORT converts int8-activation QDQ groups to uint8 and fuses fewer of them than on ARM; with
+    ``arm_preview`` a quantized model is optimised a second time with ``session.qdqisint8allowed=1`` (what
+    ORT sets on ARM) and that graph's report is attached: ORT's own fusion decisions for an ARM CPU, made here
+    (the kernels themselves still run on the device, see ``edgeport bench --device``)."""
     import platform
 
     try:
@@ -195,5 +206,8 @@ def onnx_kernels(path, qdq_int8_allowed: bool | None = None) -> Delegation:
     if quantized:  # in a float model every node is float by design: nothing to list
         slow_nodes += sorted(truly_float)
     engine = f"onnxruntime {ort.__version__} CPU ({platform.machine()})"
+    preview = None
+    if arm_preview and quantized and qdq_int8_allowed is None and platform.machine().lower() in ("x86_64", "amd64", "i686"):
+        preview = onnx_kernels(path, qdq_int8_allowed=True, arm_preview=False)
     return Delegation(str(path), "onnx", engine, fast, slow, Counter(in_file.float_ops), slow_nodes,
-                      quantized=quantized, qdq_nodes=qdq)
+                      quantized=quantized, qdq_nodes=qdq, arm_preview=preview)

@@ -2,6 +2,7 @@
 inspect, bench (with the torch eager baseline) and validate. No assertion on how fast anything is."""
 
 import json
+import platform
 from pathlib import Path
 
 import pytest
@@ -61,8 +62,12 @@ def test_onnx_int8_kernels_from_ort_optimized_graph(artifacts):
     assert d.quantized and d.fast["QLinearConv"] >= 1 and d.qdq_nodes > 0
     assert sum(d.fast.values()) == ort_coverage(artifacts["onnx-int8"]).int8_total  # same graph, same rules
     assert d.left_out and sum(d.left_out.values()) == len(d.slow_nodes)  # x86 ORT leaves some of this model in float
+    if platform.machine() == "x86_64":  # ORT's ARM fusion rules (qdqisint8allowed) fuse at least as much
+        arm = d.arm_preview
+        assert arm is not None and arm.arm_preview is None and arm.total == d.total
+        assert sum(arm.fast.values()) >= sum(d.fast.values()) and "on ARM" in d.lines()[-1]
     f = delegation_of(artifacts["onnx-fp32"])
-    assert not f.quantized and not f.fast and f.warning() is None
+    assert not f.quantized and not f.fast and f.warning() is None and f.arm_preview is None
 
 
 def test_inspect_shows_and_serializes_it(cli, artifacts, hard_swish_int8):
