@@ -248,8 +248,12 @@ def _build_export(recipe, inputs: Inputs, targets, key: str, cache: StageCache, 
         name = stage_names.get(s) or (f"quantize + export {s[7:]}" if s.endswith("-int8") else s)
         clock.stage(name)
 
-    run = run_export(loaded, targets, staging, data=data, quant=QuantOptions(q.method, io_dtype=q.io_dtype, float_fallback=q.allow_float),
-                     dynamic_batch=recipe.dynamic_batch, validate=False, on_stage=on_stage)
+    try:
+        run = run_export(loaded, targets, staging, data=data, quant=QuantOptions(q.method, io_dtype=q.io_dtype, float_fallback=q.allow_float),
+                         dynamic_batch=recipe.dynamic_batch, validate=False, on_stage=on_stage)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)  # no half-built entry left in the cache
+        raise
     inputs._prep = run.prep
     clock.stage("summarize graphs")
     tools = tool_versions(ALL_TOOLS)
