@@ -10,7 +10,8 @@ the standard library, numpy and onnxruntime or ai_edge_litert there; it must not
 X.npy is the float32 NCHW batch edgeport uses. Input handling matches edgeport/runtimes/litert_runner.py and
 onnxruntime_runner.py: for .tflite, NCHW -> NHWC when the file wants NHWC, int8/uint8 inputs quantized with the
 file's own scale/zero point, int8/uint8 outputs dequantized; .onnx gets float32 as is. Every sample of X is
-run (the outputs, float32, go to Y.npy); then the first batch is invoked W times (warm-up) and R times timed.
+run (the outputs, float32, go to Y.npy); then the first batch is invoked W times (warm-up) and R times timed,
+with Python's cyclic garbage collector paused during the timed runs (as timeit does).
 
 load_ms: runtime session/interpreter creation and tensor allocation (no inference).
 --insn-markers: before and after each timed inference, issue lseek(-1, MARK, 0) -- a syscall that fails
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import hashlib
 import json
 import os
@@ -228,6 +230,8 @@ def run(args: argparse.Namespace) -> dict:
     for _ in range(args.warmup):
         invoke()
     timings = []
+    gc.collect()
+    gc.disable()  # as timeit does: a cyclic-GC pass landing inside one run would add to its time and count
     for _ in range(args.runs):
         if args.insn_markers:
             mark()
@@ -236,6 +240,7 @@ def run(args: argparse.Namespace) -> dict:
         timings.append((time.perf_counter() - t) * 1000)
         if args.insn_markers:
             mark()
+    gc.enable()
     return {
         "runner_version": RUNNER_VERSION, "artifact": args.artifact, "sha256": sha256(args.artifact),
         "runtime": model.runtime, "runtime_version": str(model.version), "numpy_version": np.__version__,

@@ -80,7 +80,7 @@ def test_onnxruntime_runs_in_the_guest(arm64, small):
 def test_cli_prints_and_writes_the_instruction_ratio(arm64, small, cli, tmp_path):
     res = cli("bench", small["int8.tflite"], small["fp32.tflite"], "--device", "qemu-pi5", "--json", tmp_path / "q.json")
     assert res.code == 0, res.err
-    assert "insn/inf" in res.out and "NOT device latency" in res.out
+    assert "insn/inf" in res.out and "NOT device latency" in res.out and "rel max|Δ| vs x86" in res.out
     record = json.loads((tmp_path / "q.json").read_text())
     rows = {r["target"]: r for r in record["instructions"]}
     int8, fp32 = rows["tflite-int8"], rows["tflite-fp32"]
