@@ -15,6 +15,14 @@ conv allows, and permute that conv's weights to match; anything else reads it in
 we choose the output order of every conv that feeds a region so that what each reader takes from it is
 one contiguous slice (in ShuffleNetV2 every channel is read exactly once, so this always works).
 
+Not in edgeport's default export path (graph_rewrites.rewrite_for_edge), because of what it measured on
+ShuffleNetV2 x1.0 int8 (BN-calibrated random weights): TRANSPOSE 61 -> 0 and RESHAPE 32 -> 0, but
+TFLiteConverter gives every concatenation its own int8 scale, so reading one conv's output from several
+concatenations costs a requantizing QUANTIZE per slice (53), and concatenations of more than a few inputs
+fell out of XNNPACK (4 builtin, 5 partitions); ShuffleNetV1 g=3 needs g*g slices per unit (135) and 15
+of its 9-input concatenations ran in builtin kernels. Kept, tested, for a layout that keeps each stage
+in one scale (one concatenation per unit, each producer read by one concatenation) -- future work.
+
 Exact in real arithmetic: only the order of channels and of weight entries changes. In float a dense conv
 may sum its inputs in another order (rounding only; the equivalence check after fusion covers it).
 """

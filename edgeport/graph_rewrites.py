@@ -13,11 +13,11 @@ from __future__ import annotations
 import torch
 from torch import fx
 
-from edgeport.channel_order import shuffles_into_weights
 from edgeport.fuse import CLAMP_OPS, CONV_OPS, LINEAR_OPS, RELU6_OPS, RELU_OPS, _get_attr, _set_param, module_path
 
 aten = torch.ops.aten
 MAXPOOL_OPS = {aten.max_pool2d.default}
+AVGPOOL_OPS = {aten.avg_pool2d.default}
 
 
 def _non_negative(node: object) -> bool:
@@ -25,6 +25,10 @@ def _non_negative(node: object) -> bool:
         return False
     if node.target in RELU_OPS | RELU6_OPS:
         return True
+    if node.target in MAXPOOL_OPS | AVGPOOL_OPS:  # max/mean of non-negative values (zero padding included)
+        return _non_negative(node.args[0])
+    if node.target == aten.constant_pad_nd.default:
+        return (node.args[2] if len(node.args) > 2 else 0) >= 0 and _non_negative(node.args[0])
     if node.target in CLAMP_OPS:
         lo = node.args[1] if len(node.args) > 1 else None
         return lo is not None and lo >= 0
@@ -188,15 +192,80 @@ def relu6_hard_activations(gm: fx.GraphModule) -> list[str]:
     return notes
 
 
+# --- ShuffleNetV1's shortcut: average pool and the ReLU after the concatenation --------------------------
+#
+# Measured on ShuffleNetV1 g=3 int8: XNNPACK (LiteRT 2.3) takes neither int8 AVERAGE_POOL_2D nor the
+# standalone int8 RELU after the stride-2 units' concatenation; both ran in builtin kernels (6 partitions).
+# relu(cat(a, b)) = cat(relu(a), relu(b)), and a ReLU of a non-negative tensor (an average of the previous
+# unit's ReLU output) is the identity, while a ReLU after a conv fuses into it. An average pool with
+# count_include_pad (PyTorch's default) is a depthwise conv whose weights are all 1/(kh*kw): DEPTHWISE_CONV_2D
+# runs in XNNPACK in int8, and its equal weights quantize exactly.
+
+
+def relu_before_cat(gm: fx.GraphModule) -> list[str]:
+    """Move a ReLU after a channel concatenation onto its inputs, dropping it where an input is >= 0."""
+    done = []
+    for node in list(gm.graph.nodes):
+        if node.op != "call_function" or node.target not in RELU_OPS:
+            continue
+        cat = node.args[0]
+        if not (isinstance(cat, fx.Node) and cat.target == aten.cat.default and len(cat.users) == 1):
+            continue
+        with gm.graph.inserting_before(cat):
+            parts = []
+            for part in cat.args[0]:
+                if not _non_negative(part):
+                    part = gm.graph.call_function(aten.relu.default, (part,))
+                    part.meta = dict(node.meta)
+                parts.append(part)
+        cat.args = (parts, *cat.args[1:])
+        node.replace_all_uses_with(cat)
+        gm.graph.erase_node(node)
+        done.append(module_path(node))
+    if done:
+        gm.graph.lint()
+        gm.recompile()
+    return done
+
+
+def avgpool_as_depthwise(gm: fx.GraphModule) -> list[str]:
+    """Rewrite 2-D average pools that count padding (or have none) as depthwise convs with 1/(kh*kw) weights."""
+    done = []
+    for node in list(gm.graph.nodes):
+        if node.op != "call_function" or node.target not in AVGPOOL_OPS:
+            continue
+        args = list(node.args) + [None] * (7 - len(node.args))
+        x, kernel, stride, padding, ceil_mode, count_pad, divisor = args[:7]
+        kernel = list(kernel) * (2 if len(kernel) == 1 else 1)
+        padding = list(padding or [0, 0]) * (2 if padding and len(padding) == 1 else 1)
+        val = x.meta.get("val") if isinstance(x, fx.Node) else None
+        if ceil_mode or divisor is not None or (count_pad is False and any(padding)) or val is None or val.dim() != 4:
+            continue
+        channels = int(val.shape[1])
+        weight = torch.full((channels, 1, *kernel), 1.0 / (kernel[0] * kernel[1]), dtype=val.dtype)
+        w_node = _set_param(gm, gm.graph, node, f"avgpool_as_depthwise_{len(done)}", weight)
+        stride = list(stride or kernel)
+        node.target = aten.conv2d.default
+        node.args = (x, w_node, None, stride, padding, [1, 1], channels)
+        done.append(module_path(node))
+    if done:
+        gm.graph.lint()
+        gm.recompile()
+    return done
+
+
 def rewrite_for_edge(gm: fx.GraphModule) -> list[str]:
     """Every rewrite above, in order; one summary line per rewrite that changed something."""
     lines = []
     pools = zero_pad_maxpool(gm)
     if pools:
         lines.append(f"max-pool padding made explicit (zero pad, exact after ReLU): {', '.join(pools)}")
-    shuffles = shuffles_into_weights(gm)
-    if shuffles:
-        lines.append(f"{len(shuffles)} channel shuffles carried into conv weight order (no TRANSPOSE)")
+    relus = relu_before_cat(gm)
+    if relus:
+        lines.append(f"ReLU after concatenation moved onto its inputs: {', '.join(relus)}")
+    averages = avgpool_as_depthwise(gm)
+    if averages:
+        lines.append(f"average pool as depthwise conv (1/k² weights): {', '.join(averages)}")
     hard = relu6_hard_activations(gm)
     if hard:
         lines.append(f"{len(hard)} h-swish/hard-sigmoid computed with ReLU6, their 1/6 folded into the next weights")

@@ -117,3 +117,48 @@ def test_weights_shared_by_two_layers_are_not_scaled():
     assert len(_scalar_muls(gm)) == 1
     x = torch.randn(4, 4, 8, 8) * 4
     assert check_equivalence(model, gm, {"x": x}, batch=1).max_rel_error < 1e-5
+
+
+# --- ShuffleNetV1 shortcut: ReLU before the concatenation, average pool as depthwise conv ------------------
+
+from edgeport.graph_rewrites import avgpool_as_depthwise, relu_before_cat  # noqa: E402
+
+
+class PoolShortcut(nn.Module):
+    """ShuffleNetV1's stride-2 unit: cat(avgpool(x), conv(x)) -> ReLU, with x >= 0."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 6, 3, padding=1)
+        self.branch = nn.Conv2d(6, 10, 3, 2, 1)
+        self.pool = nn.AvgPool2d(3, 2, 1)
+
+    def forward(self, x):
+        x = torch.relu(self.stem(x))
+        return torch.relu(torch.cat((self.pool(x), self.branch(x)), 1))
+
+
+def test_relu_moves_before_cat_and_average_pool_becomes_depthwise_conv():
+    torch.manual_seed(0)
+    model = PoolShortcut().eval()
+    gm = capture(model, torch.zeros(1, 3, 16, 16)).module()
+    assert len(relu_before_cat(gm)) == 1
+    assert len(avgpool_as_depthwise(gm)) == 1
+    targets = _targets(gm)
+    assert aten.avg_pool2d.default not in targets
+    cat = next(n for n in gm.graph.nodes if n.target == aten.cat.default)
+    pooled, branch = cat.args[0]
+    assert pooled.target == aten.conv2d.default and pooled.args[-1] == 6  # depthwise, no ReLU: input >= 0
+    assert branch.target == aten.relu.default  # fuses into the branch conv
+    assert not any(u.target in RELU_TARGETS for u in cat.users)
+    x = torch.randn(4, 3, 16, 16) * 3
+    assert check_equivalence(model, gm, {"x": x}, batch=1).max_rel_error < 1e-6
+
+
+RELU_TARGETS = {aten.relu.default, aten.relu_.default}
+
+
+def test_average_pool_that_skips_padding_is_left_alone():
+    model = nn.Sequential(nn.AvgPool2d(3, 2, 1, count_include_pad=False)).eval()
+    gm = capture(model, torch.zeros(1, 3, 8, 8)).module()
+    assert avgpool_as_depthwise(gm) == []
