@@ -146,7 +146,7 @@ def test_unlabelled_and_missing_sources(cli, exported, tmp_path):
     assert cli("eval", "--data", tmp_path / "x.npy").code == 2  # nothing to evaluate
 
 
-def test_missing_fashion_mnist_is_a_user_error(cli, exported, tmp_path, monkeypatch):
+def test_missing_fashion_mnist_is_a_user_error(cli, exported, tmp_path):
     res = cli("eval", exported["onnx-fp32"], "--data", f"fashion-mnist:{tmp_path}")
     assert res.code == 1 and "Fashion-MNIST not found" in res.err
 
