@@ -175,7 +175,7 @@ def export_key(recipe: Recipe) -> str:
     raw = recipe.raw
     return key_of({
         "stage": "export",
-        "model_code": hash_files(model_code_files(recipe.model.ref)),
+        "model_code": hash_files(model_code_files(recipe.model.ref), stage_cache.CODE_SUFFIXES),
         "weights": hash_files([w]) if (w := _weights_file(recipe)) else None,
         "recipe": {s: raw.get(s) for s in ("model", "preprocess", "data", "quantize", "export")},
         "data": hash_files(_data_files(recipe.data.calib)),

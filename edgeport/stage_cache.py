@@ -21,6 +21,7 @@ from edgeport.artifact import sha256_of
 
 FORMAT = 1  # bump when an entry's layout changes
 EDGEPORT_DIR = Path(__file__).parent
+CODE_SUFFIXES = (".py", ".c")  # source only: __pycache__ changes whenever Python rewrites it
 
 
 def default_root() -> Path:
@@ -28,13 +29,13 @@ def default_root() -> Path:
     return Path(base) / "stages"
 
 
-def hash_files(paths: list[Path]) -> dict[str, str]:
-    """name -> sha256 of each file (a folder: every file in it, recursively, sorted)."""
+def hash_files(paths: list[Path], suffixes: tuple[str, ...] | None = None) -> dict[str, str]:
+    """name -> sha256 of each file (a folder: every file in it, recursively, sorted; only ``suffixes`` if given)."""
     out = {}
     for p in paths:
         p = Path(p)
         if p.is_dir():
-            for f in sorted(x for x in p.rglob("*") if x.is_file()):
+            for f in sorted(x for x in p.rglob("*") if x.is_file() and (suffixes is None or x.suffix in suffixes)):
                 out[str(f.relative_to(p.parent))] = sha256_of(f)
         elif p.is_file():
             out[p.name] = sha256_of(p)
@@ -43,7 +44,7 @@ def hash_files(paths: list[Path]) -> dict[str, str]:
 
 def edgeport_sources(*relative: str) -> dict[str, str]:
     """sha256 of edgeport's own source files/folders (relative to the package): the code that makes a stage."""
-    return hash_files([EDGEPORT_DIR / r for r in relative])
+    return hash_files([EDGEPORT_DIR / r for r in relative], CODE_SUFFIXES)
 
 
 def key_of(parts: dict) -> str:

@@ -114,3 +114,13 @@ def test_changed_bytes_names_the_tool():
     after = [{"target": "onnx-fp32", "sha256": "1"}, {"target": "tflite-int8", "sha256": "3"}]
     (nd,) = pipeline.changed_bytes(before, after)
     assert nd["target"] == "tflite-int8" and "TFLiteConverter" in nd["tool"]
+
+
+def test_code_hash_ignores_bytecode(tmp_path):
+    (tmp_path / "pkg" / "__pycache__").mkdir(parents=True)
+    (tmp_path / "pkg" / "m.py").write_text("x = 1\n")
+    before = stage_cache.hash_files([tmp_path / "pkg"], stage_cache.CODE_SUFFIXES)
+    (tmp_path / "pkg" / "__pycache__" / "m.cpython-311.pyc").write_bytes(b"new bytecode")
+    assert stage_cache.hash_files([tmp_path / "pkg"], stage_cache.CODE_SUFFIXES) == before
+    (tmp_path / "pkg" / "m.py").write_text("x = 2\n")
+    assert stage_cache.hash_files([tmp_path / "pkg"], stage_cache.CODE_SUFFIXES) != before
