@@ -98,7 +98,7 @@ def test_export_key_follows_recipe_weights_and_model_code(tmp_path):
     k1 = pipeline.export_key(recipe.parse(p))
     p.write_text(base + "\n# a comment changes nothing\n")
     assert pipeline.export_key(recipe.parse(p)) == k1
-    p.write_text(base.replace('["onnx-fp32"]', '["onnx-fp32", "onnx-int8"]'))
+    p.write_text(base.replace("[\"onnx-fp32\"]", "[\"onnx-fp32\", \"tflite-fp32\"]"))
     assert pipeline.export_key(recipe.parse(p)) != k1
     (tmp_path / "w.pt").write_bytes(b"1")
     p.write_text(base.replace('x0_35"', 'x0_35"\nweights = "w.pt"'))
