@@ -84,6 +84,7 @@ SCALE_COMMUTING = {
     aten.dropout.default, aten.dropout_.default, *RELU_OPS,
 }
 MUL_OPS = {aten.mul.Tensor, aten.mul_.Tensor}
+ADD_OPS = {aten.add.Tensor, aten.add_.Tensor}
 WEIGHTED_OPS = CONV_OPS | LINEAR_OPS
 
 
@@ -122,6 +123,18 @@ class _Scales:
             self.fixed[node].meta = dict(node.meta)
         return self.fixed[node]
 
+    def _scale_output(self, node: object, f: float) -> bool:
+        """Multiply a conv/linear's output by ``f`` through its weight and bias, if only ``node``'s one
+        user sees it and the parameters are its own."""
+        if not (isinstance(node, fx.Node) and node.target in WEIGHTED_OPS and len(node.users) == 1 and len(node.args) > 2):
+            return False
+        w, b = _exclusive_attr(self.gm, node.args[1], node), _exclusive_attr(self.gm, node.args[2], node)
+        if w is None or b is None or self.of(node) != 1.0:
+            return False
+        for arg, value in ((node.args[1], w), (node.args[2], b)):
+            node.replace_input_with(arg, _set_param(self.gm, self.gm.graph, node, arg.target, value * f))
+        return True
+
     def absorb(self, node: fx.Node) -> str | None:
         """Take pending factors on ``node``'s inputs; returns a note when folded into weights."""
         scaled = [a for a in node.all_input_nodes if self.of(a) != 1.0]
@@ -130,6 +143,12 @@ class _Scales:
         if node.target in MUL_OPS:
             self.factor[node] = self.of(node.args[0]) * self.of(node.args[1])
             return None
+        if node.target in ADD_OPS and len(scaled) == 1 and not node.kwargs and len(node.args) == 2:
+            # a residual add of a scaled and an unscaled tensor: scale the unscaled side's conv up instead
+            other = node.args[1] if scaled[0] is node.args[0] else node.args[0]
+            if self._scale_output(other, self.of(scaled[0])):
+                self.factor[node] = self.of(scaled[0])
+                return module_path(other)
         if node.op == "call_function" and _commutes(node) and scaled == [node.args[0]]:
             self.factor[node] = self.of(node.args[0])
             return None

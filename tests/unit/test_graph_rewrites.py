@@ -162,3 +162,24 @@ def test_average_pool_that_skips_padding_is_left_alone():
     model = nn.Sequential(nn.AvgPool2d(3, 2, 1, count_include_pad=False)).eval()
     gm = capture(model, torch.zeros(1, 3, 8, 8)).module()
     assert avgpool_as_depthwise(gm) == []
+
+
+def test_residual_add_of_an_h_swish_scales_the_other_branch_conv_instead_of_multiplying():
+    """MobileNetV3-Large's first block adds the stem's h-swish to a conv output: a left-over x*(1/6) there
+    is what TFLiteConverter fuses back into HARD_SWISH (measured), so the other conv is scaled by 6."""
+
+    class Residual(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem, self.block, self.head = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1), nn.Conv2d(8, 4, 1)
+
+        def forward(self, x):
+            h = nn.functional.hardswish(self.stem(x))
+            return self.head(self.block(torch.relu(h)) + h)
+
+    torch.manual_seed(0)
+    model = Residual()
+    gm, notes = _rewrite_hard(model)
+    assert len(notes) == 1 and _scalar_muls(gm) == []
+    x = torch.randn(4, 3, 16, 16) * 4
+    assert check_equivalence(model, gm, {"x": x}, batch=1).max_rel_error < 1e-5
