@@ -54,10 +54,12 @@ def test_int8_tflite_is_bit_exact_and_counts_repeat(arm64, small):
     assert run.runtime == "ai-edge-litert" and run.xnnpack
     per_run = run.extra["insn_per_run"]
     assert len(per_run) == 3 and run.instructions_per_inference > 10_000
-    assert (max(per_run) - min(per_run)) / run.instructions_per_inference < 1e-3  # same process
+    # The runtime call itself repeats exactly; the Python around it varies by ~1000 instructions at most
+    # (MobileNetV2: < 0.002 % of 49 M). This model is tiny (~0.26 M), so the bound is absolute.
+    assert max(per_run) - min(per_run) < 5_000  # same process
     assert first.parity.max_abs == 0.0  # int8 LiteRT + XNNPACK: arm64 == x86, bit for bit
     again = dev.run(small["int8.tflite"], nchw_inputs(small["int8.tflite"]), 1)
-    assert again.instructions_per_inference == pytest.approx(run.instructions_per_inference, rel=1e-3)  # new process
+    assert abs(again.instructions_per_inference - run.instructions_per_inference) < 5_000  # new process
     assert again.extra["insn_total"] > again.instructions_per_inference * 3  # startup + load are outside the marks
 
 
