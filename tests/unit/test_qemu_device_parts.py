@@ -48,3 +48,62 @@ def test_parse_counts_pairs_marks():
     total, per = qemu.parse_counts("total 1000\nmark 100\nmark 350\nmark 400\nmark 651\n")
     assert total == 1000 and per == [250, 251]
     assert qemu.parse_counts("total 5\n") == (5, [])
+
+
+def test_missing_host_tools_name_the_apt_packages(monkeypatch):
+    from edgeport.bench import arm_rootfs
+    from edgeport.errors import EXIT_RUNTIME, RuntimeMissing
+
+    monkeypatch.setattr(arm_rootfs.shutil, "which", lambda exe: None if exe in ("debootstrap", "qemu-aarch64") else "/bin/x")
+    with pytest.raises(RuntimeMissing) as info:
+        arm_rootfs.require_tools(arm_rootfs.HOST_TOOLS)
+    assert info.value.exit_code == EXIT_RUNTIME
+    assert "debootstrap qemu-user" in info.value.message and "apt-get install" in info.value.hint
+
+
+def test_stamp_decides_whether_the_cache_is_current(tmp_path, monkeypatch):
+    import json
+
+    from edgeport.bench import arm_rootfs
+
+    monkeypatch.setenv("EDGEPORT_CACHE", str(tmp_path))
+    base = arm_rootfs.cache_dir()
+    assert arm_rootfs.current() is None  # nothing built
+    (base / "rootfs/usr/bin").mkdir(parents=True)
+    (base / "rootfs/usr/bin/python3.11").write_text("")
+    stamp = {"recipe": arm_rootfs.RECIPE, "wanted": arm_rootfs.wanted_wheels(), "build_seconds": 12.5}
+    (base / "stamp.json").write_text(json.dumps(stamp))
+    found = arm_rootfs.current()
+    assert found is not None and found.build_seconds == 12.5
+    (base / "stamp.json").write_text(json.dumps({**stamp, "wanted": {**stamp["wanted"], "numpy": "0.0"}}))
+    assert arm_rootfs.current() is None  # the host's numpy changed: rebuild
+    (base / "stamp.json").write_text(json.dumps({**stamp, "recipe": arm_rootfs.RECIPE + 1}))
+    assert arm_rootfs.current() is None
+
+
+def test_second_builder_waits_for_the_lock(tmp_path, monkeypatch):
+    import threading
+
+    from edgeport.bench import arm_rootfs
+
+    monkeypatch.setenv("EDGEPORT_CACHE", str(tmp_path))
+    held, release = threading.Event(), threading.Event()
+
+    def holder():
+        with arm_rootfs._locked(lambda msg: None):
+            held.set()
+            release.wait(30)
+
+    t = threading.Thread(target=holder)
+    t.start()
+    held.wait(30)
+    said = []
+
+    def on_wait(msg):
+        said.append(msg)
+        release.set()  # let the holder go once we are known to be waiting
+
+    with arm_rootfs._locked(on_wait):
+        pass
+    t.join(30)
+    assert said and "another edgeport process is building" in said[0]
