@@ -8,6 +8,7 @@ import sys
 import time
 
 from edgeport import __version__
+from edgeport.model_source import ZOO_SEED
 
 SCHEMA = "edgeport.manifest/1"
 
@@ -29,6 +30,9 @@ def recipe_entry(r) -> dict:
         "recipe": str(rec.path),
         "model": r.model,
         "targets": list(rec.targets),
+        # everything random in a run is seeded: these and the tool versions reproduce every artifact
+        "seeds": {"data": rec.data.seed, "random_weights": ZOO_SEED, "calib_samples": rec.data.calib_samples,
+                  "val_samples": rec.data.val_samples},
         "passed": r.passed,
         "failures": r.failures,
         "error": r.error,

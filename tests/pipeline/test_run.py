@@ -100,6 +100,8 @@ def test_threshold_failure_reports_every_recipe_then_exits_3(work, tmp_path, run
     assert "strict" in proc.stderr and "accuracy" in proc.stderr and "Traceback" not in proc.stderr
     m = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert [r["name"] for r in m["recipes"]] == ["strict", "small"]
+    assert m["recipes"][0]["seeds"]["data"] == 0 and "random_weights" in m["recipes"][0]["seeds"]
+    assert m["environment"]["tools"].get("torch")
     assert not m["passed"] and not m["recipes"][0]["passed"] and m["recipes"][1]["passed"]
     failures = [c for c in ET.parse(tmp_path / "out" / "junit.xml").getroot().iter("testcase") if c.find("failure") is not None]
     assert {(c.get("classname"), c.get("name")) for c in failures} == {
