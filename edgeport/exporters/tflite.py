@@ -13,6 +13,7 @@ ever downloaded.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import tempfile
 from pathlib import Path
@@ -24,6 +25,7 @@ from edgeport.atomic_file import write_bytes
 from edgeport.errors import RuntimeMissing, UnsupportedOp, UserError
 from edgeport.exporters import FP16, FP32, INT8, TARGETS, ExportRequest, Target
 from edgeport.exporters.onnx_fp32 import to_onnx
+from edgeport.graph_rewrites import for_xnnpack_int8
 from edgeport.exporters.tflite_compact import share_quantization_vectors
 
 def _import_tf():
@@ -57,7 +59,8 @@ def saved_model(req: ExportRequest) -> Path:
         raise UserError("TFLite targets need a fixed batch size", "drop --dynamic-batch for tflite-* targets")
     if "onnx2tf" in req.cache:
         return Path(req.cache["onnx2tf"].name) / "saved_model"
-    model = to_onnx(req)
+    program = for_xnnpack_int8(req.program, req.example)
+    model = to_onnx(req if program is req.program else dataclasses.replace(req, program=program, cache={}))
     _import_tf()
     import onnx2tf
     import onnx2tf.onnx2tf as o2t_module

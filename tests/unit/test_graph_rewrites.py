@@ -183,3 +183,19 @@ def test_residual_add_of_an_h_swish_scales_the_other_branch_conv_instead_of_mult
     assert len(notes) == 1 and _scalar_muls(gm) == []
     x = torch.randn(4, 3, 16, 16) * 4
     assert check_equivalence(model, gm, {"x": x}, batch=1).max_rel_error < 1e-5
+
+
+def test_xnnpack_program_rewrites_hard_activations_and_leaves_plain_programs_alone():
+    from edgeport.graph_rewrites import for_xnnpack_int8
+
+    torch.manual_seed(0)
+    model, example = SEBlock().eval(), torch.zeros(1, 3, 16, 16)
+    program = capture(model, example)
+    rewritten = for_xnnpack_int8(program, example)
+    assert rewritten is not program
+    assert not {aten.hardswish.default, aten.hardsigmoid.default} & set(_targets(rewritten.graph_module))
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.allclose(rewritten.module()(x[:1]), model(x[:1]), rtol=1e-5, atol=1e-6)
+    plain = capture(nn.Sequential(nn.Conv2d(3, 4, 1), nn.ReLU()).eval(), example)
+    assert for_xnnpack_int8(plain, example) is plain
