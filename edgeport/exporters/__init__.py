@@ -22,6 +22,10 @@ class QuantOptions:
     percentile: float = 99.99
     io_dtype: str = "int8"  # tflite-int8 input/output: int8 | uint8 | float32 (int8 inside)
     float_fallback: tuple[str, ...] = ()  # layer names the user allows to stay float
+    # onnx-int8 only (edgeport.exporters.onnx_int8; ONNX_DEPLOY there names the measured best per architecture)
+    onnx_format: str = "qdq"  # qdq (QuantizeLinear/DequantizeLinear around float ops) | qoperator (QLinearConv...)
+    onnx_activations: str = "s8"  # s8 (int8) | u8 (uint8); weights are always int8
+    onnx_reduce_range: str = "auto"  # auto (from this CPU, see cpu_features.choose_reduce_range) | on | off
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,27 @@ from edgeport.exporters import INT8, TARGETS, ExportRequest, QuantOptions, Targe
 from edgeport.exporters import onnx_fp32
 
 METHODS = ("minmax", "percentile", "entropy")
+FORMATS = ("qdq", "qoperator")
+ACTIVATIONS = ("s8", "u8")
+REDUCE_RANGE = ("auto", "on", "off")
+# --deploy ARCH: the onnx-int8 settings measured cheapest-and-correct on that architecture (README, "ONNX int8
+# on arm64"). x86 is the behaviour before --deploy existed. Export cannot know the device, so this is the
+# user's documented choice, never guessed from the machine that exports.
+ONNX_DEPLOY: dict[str, dict[str, str]] = {
+    "x86": {"onnx_format": "qdq", "onnx_activations": "s8", "onnx_reduce_range": "auto"},
+    "arm64": {"onnx_format": "qdq", "onnx_activations": "s8", "onnx_reduce_range": "off"},
+}
+
+
+def deploy_options(quant: QuantOptions, deploy: str | None) -> QuantOptions:
+    """``quant`` with the onnx-int8 settings of ONNX_DEPLOY[deploy] (None: unchanged)."""
+    from dataclasses import replace
+
+    if deploy is None:
+        return quant
+    if deploy not in ONNX_DEPLOY:
+        raise UserError(f"unknown deploy architecture {deploy!r}", f"choose from {', '.join(ONNX_DEPLOY)}")
+    return replace(quant, **ONNX_DEPLOY[deploy])
 MAX_CALIBRATION_CHUNK = 8  # batches held in memory at once by ORT's calibrators (ranges/histograms merge across chunks)
 ENTROPY_BINS = 512  # histogram bins for the entropy (KL) calibrator; ORT's default 128 degenerates to MinMax
 ENTROPY_QUANTIZED_BINS = 128  # ORT's default
@@ -71,6 +92,8 @@ class QuantReport:
     batch: int
     reduce_range: bool
     cpu: str
+    format: str = "qdq"
+    activations: str = "s8"
     excluded_nodes: list[str] = field(default_factory=list)
     rewritten_reduce_means: int = 0
     seconds: float = 0.0
@@ -119,12 +142,14 @@ def quantize(
     *,
     batch: int = 1,
     reduce_range: bool | None = None,
-    activations: str = "int8",
+    activations: str | None = None,
 ) -> tuple[onnx.ModelProto, QuantReport]:
-    """Static QDQ quantization of ``fp32`` (in memory) with int8 weights.
+    """Static quantization of ``fp32`` (in memory) with per-channel int8 weights.
 
-    ``reduce_range=None`` picks it from this CPU (:func:`edgeport.cpu_features.choose_reduce_range`).
-    ``activations`` is "int8" (the onnx-int8 target) or "uint8" (fully fused by ORT on x86, see above).
+    Format (QDQ / QOperator), activation type and reduce_range come from ``quant`` (onnx_format,
+    onnx_activations, onnx_reduce_range); the keyword arguments override them. ``reduce_range=None`` with
+    onnx_reduce_range "auto" picks it from this CPU (:func:`edgeport.cpu_features.choose_reduce_range`).
+    ``activations``: "s8"/"int8" (the default) or "u8"/"uint8" (fully fused by ORT on x86, see above).
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.calibrate import save_tensors_data
@@ -133,6 +158,16 @@ def quantize(
         raise UserError(f"unknown calibration method {quant.method!r} for onnx-int8", f"choose from {', '.join(METHODS)}")
     if quant.method == "percentile" and not 0 < quant.percentile <= 100:
         raise UserError(f"percentile {quant.percentile} is outside (0, 100]", "e.g. 99.99")
+    fmt = quant.onnx_format
+    if fmt not in FORMATS:
+        raise UserError(f"unknown onnx-int8 format {fmt!r}", f"choose from {', '.join(FORMATS)}")
+    acts = {"int8": "s8", "uint8": "u8"}.get(activations or "", activations or quant.onnx_activations)
+    if acts not in ACTIVATIONS:
+        raise UserError(f"unknown onnx-int8 activation type {acts!r}", f"choose from {', '.join(ACTIVATIONS)}")
+    if quant.onnx_reduce_range not in REDUCE_RANGE:
+        raise UserError(f"unknown reduce-range setting {quant.onnx_reduce_range!r}", f"choose from {', '.join(REDUCE_RANGE)}")
+    if reduce_range is None and quant.onnx_reduce_range != "auto":
+        reduce_range = quant.onnx_reduce_range == "on"
     calibration = np.ascontiguousarray(calibration, dtype=np.float32)
     usable = len(calibration) // batch * batch
     if usable == 0:
@@ -160,10 +195,10 @@ def quantize(
             model,
             out,
             None,  # ranges come from the cache written above
-            quant_format=QuantFormat.QDQ,
+            quant_format=QuantFormat.QDQ if fmt == "qdq" else QuantFormat.QOperator,
             per_channel=True,
             reduce_range=reduce_range,
-            activation_type=QuantType.QInt8 if activations == "int8" else QuantType.QUInt8,
+            activation_type=QuantType.QInt8 if acts == "s8" else QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             nodes_to_exclude=excluded,
             calibrate_method=method,
@@ -173,8 +208,8 @@ def quantize(
         qmodel = onnx.load(str(out))
     qmodel.producer_name = "edgeport"
     onnx.checker.check_model(qmodel, full_check=True)
-    report = QuantReport(quant.method, len(reader), batch, bool(reduce_range), cpu.describe(), excluded, rewritten,
-                         time.perf_counter() - start)
+    report = QuantReport(quant.method, len(reader), batch, bool(reduce_range), cpu.describe(), fmt, acts, excluded,
+                         rewritten, time.perf_counter() - start)
     return qmodel, report
 
 
