@@ -1,0 +1,98 @@
+"""onnx-int8 format knobs: QDQ vs QOperator, int8 vs uint8 activations, reduce_range, and the --deploy presets.
+
+Each variant must produce the node types its format promises and stay within the int8 parity floor on
+this machine (x86 here; the arm64 numbers are measured under qemu and live in the README)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto
+
+from edgeport import model_source, sample_inputs
+from edgeport.errors import UserError
+from edgeport.export_flow import prepare
+from edgeport.exporters import INT8, ExportRequest, QuantOptions, onnx_fp32, onnx_int8
+from edgeport.parity import compare
+
+SHAPE = (1, 3, 32, 32)
+
+
+@pytest.fixture(scope="module")
+def fp32(tmp_path_factory) -> onnx.ModelProto:
+    byo = Path(__file__).parents[1] / "fixtures" / "byo_model.py"
+    prep = prepare(model_source.load(f"{byo}:build", input_shape=SHAPE))
+    req = ExportRequest("byo", prep.program, prep.example, tmp_path_factory.mktemp("fp32"))
+    return onnx_fp32.to_onnx(req)
+
+
+@pytest.fixture(scope="module")
+def calibration() -> np.ndarray:
+    return sample_inputs.image_like(SHAPE, 32, seed=11).numpy()
+
+
+def _run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return np.concatenate([sess.run(None, {sess.get_inputs()[0].name: x[i : i + 1]})[0] for i in range(len(x))])
+
+
+def _activation_types(model: onnx.ModelProto) -> set[int]:
+    """Element types of the zero points of QuantizeLinear / QLinear* outputs (the activation type)."""
+    init = {i.name: i for i in model.graph.initializer}
+    types = set()
+    for n in model.graph.node:
+        if n.op_type == "QuantizeLinear" and len(n.input) > 2 and n.input[2] in init:
+            types.add(init[n.input[2]].data_type)
+    return types
+
+
+@pytest.mark.parametrize("fmt", ["qdq", "qoperator"])
+@pytest.mark.parametrize("acts", ["s8", "u8"])
+def test_format_and_activation_knobs(fp32, calibration, fmt, acts):
+    model, report = onnx_int8.quantize(fp32, calibration, QuantOptions(onnx_format=fmt, onnx_activations=acts, onnx_reduce_range="off"))
+    ops = Counter(n.op_type for n in model.graph.node)
+    assert (report.format, report.activations, report.reduce_range) == (fmt, acts, False)
+    if fmt == "qdq":
+        assert ops["QuantizeLinear"] > 0 and ops["DequantizeLinear"] > 0
+        assert ops["QLinearConv"] == 0 and ops["Conv"] > 0  # float Conv between DequantizeLinear and QuantizeLinear
+    else:
+        convs = sum(n.op_type == "Conv" for n in fp32.graph.node)
+        assert ops["QLinearConv"] == convs and ops["Conv"] == 0  # every conv runs as one integer operator
+    assert _activation_types(model) == {TensorProto.UINT8 if acts == "u8" else TensorProto.INT8}
+    held_out = sample_inputs.image_like(SHAPE, 16, seed=12345).numpy()
+    parity = compare(_run(fp32, held_out), _run(model, held_out))
+    assert parity.sqnr_db >= INT8.min_sqnr_db, (fmt, acts, parity.sqnr_db)
+
+
+def test_reduce_range_knob_changes_the_weights(fp32, calibration):
+    def weights(rr):
+        model, report = onnx_int8.quantize(fp32, calibration, QuantOptions(onnx_reduce_range=rr))
+        assert report.reduce_range == (rr == "on")
+        init = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
+        return max(int(np.abs(v).max()) for k, v in init.items() if v.dtype == np.int8 and v.ndim == 4)
+
+    assert weights("off") == 127  # per-channel symmetric: the largest weight of some channel maps to 127
+    assert weights("on") <= 64  # 7-bit weights
+
+
+def test_deploy_presets():
+    base = QuantOptions(method="percentile")
+    arm = onnx_int8.deploy_options(base, "arm64")
+    assert arm.method == "percentile"  # only the onnx-int8 settings change
+    assert (arm.onnx_format, arm.onnx_activations, arm.onnx_reduce_range) == tuple(onnx_int8.ONNX_DEPLOY["arm64"].values())
+    assert onnx_int8.deploy_options(base, "x86") == base  # x86 = the behaviour before --deploy
+    assert onnx_int8.deploy_options(base, None) is base
+    with pytest.raises(UserError, match="deploy"):
+        onnx_int8.deploy_options(base, "riscv")
+
+
+@pytest.mark.parametrize("field,value", [("onnx_format", "qop"), ("onnx_activations", "int4"), ("onnx_reduce_range", "yes")])
+def test_unknown_settings_are_user_errors(fp32, calibration, field, value):
+    with pytest.raises(UserError, match="choose from"):
+        onnx_int8.quantize(fp32, calibration, QuantOptions(**{field: value}))
