@@ -27,7 +27,7 @@ def _threads(text: str) -> list[int]:
 
 def bench(
     artifacts: list[Path] = typer.Argument(None, help=".onnx/.tflite files to time."),
-    device: str = typer.Option("local", "--device", help="Where to run: local (this machine), qemu-pi4, qemu-pi5, docker-arm64, ssh://user@host[:port]."),
+    device: list[str] = typer.Option(["local"], "--device", help="Where to run: local (this machine), qemu-pi4, qemu-pi5, docker-arm64, ssh://user@host[:port]; several: repeat it or comma-separate (local,qemu-pi5)."),
     threads: str = typer.Option("1", "--threads", help="Comma-separated thread counts, e.g. 1,2."),
     budget: float = typer.Option(5.0, "--budget", help="Seconds of timed runs per artifact and thread count (at most)."),
     out: Path = typer.Option(None, "--json", help="Write the measurements to this JSON file."),
@@ -44,17 +44,56 @@ def bench(
     runs: int = typer.Option(50, "--runs", help="Timed runs on a remote device (after 5 warm-up runs)."),
 ) -> None:
     """Time each artifact (warm-up, then adaptive runs until the median is stable); p50/p90/p99, the ratio to
-    fp32 of the same format, load time, memory, and the CPU features that explain the int8/fp32 ratio."""
-    from edgeport import artifact as artifact_info
-    from edgeport.bench.local import bench_artifact, ratios_vs_fp32, vnni_explanation
-    from edgeport.cpu_features import detect
+    fp32 of the same format, load time, memory, and the CPU features that explain the int8/fp32 ratio.
+    With several files of one model: which one to ship on each device (edgeport.bench.recommend)."""
+    from edgeport.bench import recommend
 
+    specs = _devices(device)
+    counts = _threads(threads)
+    has_local = any(s.kind == "local" for s in specs)
+    records, measured = [], []
+    for spec in specs:
+        if spec.kind != "local":  # --model (torch eager) is timed once, with local, when local is in the list
+            record, ms = _bench_remote(spec, artifacts, counts, None if has_local else model, ssh_key, remote_python,
+                                       ssh_timeout, ssh_config, runs)
+        else:
+            record, ms = _bench_local(spec.text, artifacts, counts, budget, model, weights, input_shape, num_classes, width)
+        records.append(record)
+        measured += ms
+    recs = recommend.recommend(measured)
+    if recs:
+        console.print(recommend.table(recs))
+        for line in recommend.flag_lines(recs):
+            console.print(f"[yellow]{line}[/]")
+    if out is not None:
+        from edgeport.atomic_file import write_text
+
+        record = records[0] if len(records) == 1 else {"devices": records}
+        write_text(out, json.dumps({**record, "recommendation": [r.to_dict() for r in recs]}, indent=2))
+        console.print(f"wrote {out}")
+
+
+def _devices(values: list[str]) -> list:
+    """--device values (repeated and/or comma-separated) -> DeviceSpecs, in order, without repeats."""
     from edgeport.bench.devices import parse_device
 
-    spec = parse_device(device)
-    counts = _threads(threads)
-    if spec.kind != "local":
-        return _bench_remote(spec, artifacts, counts, out, model, ssh_key, remote_python, ssh_timeout, ssh_config, runs)
+    specs = []
+    for value in values or ["local"]:
+        for part in value.split(","):
+            if part.strip() and all(s.text != part.strip() for s in specs):
+                specs.append(parse_device(part))
+    if not specs:
+        raise UsageError("--device is empty", "e.g. --device local or --device local,qemu-pi5")
+    return specs
+
+
+def _bench_local(device, artifacts, counts, budget, model, weights, input_shape, num_classes, width):
+    """Time on this machine; returns the JSON record and the recommendation inputs."""
+    from edgeport import artifact as artifact_info
+    from edgeport.bench.local import bench_artifact, ratios_vs_fp32, vnni_explanation
+    from edgeport.bench.recommend import from_local
+    from edgeport.cpu_features import detect
+
     artifacts = list(artifacts or [])
     if not artifacts and model is None:
         raise UsageError("nothing to time", "pass .onnx/.tflite files and/or --model NAME")
@@ -98,11 +137,7 @@ def bench(
                      "x_torch": t.p50_ms / eager[t.threads] if t.threads in eager else None} for t in timings],
         "delegation": [d.to_dict() for d in delegations],
     }
-    if out is not None:
-        from edgeport.atomic_file import write_text
-
-        write_text(out, json.dumps(record, indent=2))
-        console.print(f"wrote {out}")
+    return record, from_local(timings, delegations, device)
 
 
 def _torch_timings(model, weights, input_shape, num_classes, width, counts, budget) -> list:
@@ -138,7 +173,7 @@ def _delegations(artifacts: list[Path]) -> list:
 
 
 # --- remote devices (ssh://, docker-arm64, and any Device from edgeport.bench.devices) ---------------------
-def _bench_remote(spec, artifacts, counts, out, model, ssh_key, remote_python, ssh_timeout, ssh_config, runs) -> None:
+def _bench_remote(spec, artifacts, counts, model, ssh_key, remote_python, ssh_timeout, ssh_config, runs):
     """Run each artifact on the device, time it there, and compare its outputs with this machine's."""
     from edgeport.bench.device_bench import bench_on
     from edgeport.bench.devices import open_device
@@ -193,12 +228,23 @@ def _bench_remote(spec, artifacts, counts, out, model, ssh_key, remote_python, s
         console.print("[yellow]emulated: these are wall times of an emulator on this machine, NOT device latency[/]")
     else:
         console.print("measured on the device itself (its own runtime and cores); parity: device outputs vs this machine's")
-    if out is not None:
-        from edgeport.atomic_file import write_text
+    from edgeport.bench.recommend import from_device
 
-        write_text(out, json.dumps({"device": spec.text, "runs": [r.to_dict() for r in results],
-                                    **({"instructions": insn} if insn else {})}, indent=2))
-        console.print(f"wrote {out}")
+    record = {"device": spec.text, "runs": [r.to_dict() for r in results], **({"instructions": insn} if insn else {})}
+    return record, from_device(results, spec.text, _quiet_delegations(artifacts))
+
+
+def _quiet_delegations(artifacts: list[Path]) -> dict:
+    """Delegation reports by file name for the recommendation flags (not printed; None where one fails)."""
+    from edgeport.delegation import delegation_of
+
+    out = {}
+    for a in artifacts:
+        try:
+            out[a.name] = delegation_of(a)
+        except Exception:  # a report we cannot make only loses a flag; the measurements stand
+            out[a.name] = None
+    return out
 
 
 def register(app: typer.Typer) -> None:
