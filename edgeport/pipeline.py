@@ -55,6 +55,7 @@ class RecipeResult:
     warnings: list[str] = field(default_factory=list)
     nondeterministic: list[dict] = field(default_factory=list)  # targets whose rebuild changed bytes
     per_layer: dict | None = None  # target -> [{"layer", "sqnr_db"}]: filled by a per-layer diagnosis when one exists
+    recommendation: list[dict] = field(default_factory=list)  # per device, when the recipe benches several (bench.recommend)
     error: str | None = None
     error_code: int | None = None
 
@@ -352,6 +353,10 @@ def _bench_stage(recipe, artifacts, out: Path, cache: StageCache, clock: _Clock,
                                        "device": device.text, "threads": n, "cached": hit is not None})
     if reused and reused == len(result.timings):
         result.reused.append("bench")
+    if len(b.devices) > 1:  # which file to ship on each device: edgeport.bench.recommend's rule
+        from edgeport.bench.recommend import from_timings, recommend
+
+        result.recommendation = [r.to_dict() for r in recommend(from_timings(result.timings, result.validation))]
 
 
 def _measure(device, path: Path, threads: int, budget_s: float) -> dict:

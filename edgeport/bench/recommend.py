@@ -172,6 +172,32 @@ def from_device(results: list, device: str, delegations: dict[str, object] | Non
     return out
 
 
+def from_timings(timings: list[dict], validation: dict | None) -> list[Measured]:
+    """Measured from ``edgeport run``'s timing dicts (edgeport.pipeline) and its validation record (checks vs
+    PyTorch). No delegation report there: left_out stays 0."""
+    from edgeport.parity import Parity
+
+    checks = [c for c in (validation or {}).get("checks", []) if c.get("judged")]
+    out = []
+    for device in dict.fromkeys(t["device"] for t in timings):
+        rows = [t for t in timings if t["device"] == device]
+        threads = min(t["threads"] for t in rows)
+        for t in rows:
+            if t["threads"] != threads:
+                continue
+            failures = tuple(f"vs {c['against']}: {f}" for c in checks if c["stage"] == t["target"] for f in c.get("failures", []))
+            host = t.get("parity_vs_host")
+            if host:
+                failures += tuple(f"{device} vs this machine: {f}" for f in thresholds_for(t["target"]).failures(Parity(**host)))
+            counted = t.get("instructions_per_inference")
+            cost, unit = (counted / 1e6, "M insn/inf") if counted else (t.get("p50_ms"), "p50 ms")
+            if cost is None:
+                continue
+            out.append(Measured(device, t["artifact"], t["target"], float(cost), unit, (t.get("extra") or {}).get("core"),
+                                failures, bool(checks) or bool(host)))
+    return out
+
+
 def thresholds_for(target: str):
     from edgeport.exporters import FP16, FP32, INT8
 

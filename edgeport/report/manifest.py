@@ -43,6 +43,7 @@ def recipe_entry(r) -> dict:
         "validation": r.validation,
         "accuracy": r.accuracy,
         "latency": r.timings,
+        "recommendation": getattr(r, "recommendation", []),  # per device (edgeport.bench.recommend), several devices only
         "per_layer_int8": r.per_layer,  # None until a per-layer diagnosis fills it; the HTML plots it when present
         "durations_s": r.durations,
         "reused_stages": r.reused,

@@ -25,6 +25,10 @@ def build(m: dict) -> str:
             lines.append("")
             if any(x.get("cached") for x in r["latency"]):
                 lines += ["\\* latency measured by an earlier run on this host (bench stage reused from the cache)", ""]
+        if r.get("recommendation"):  # several bench devices: which file to ship on each (edgeport.bench.recommend)
+            lines += ["| device | ship | why |", "|---|---|---|"]
+            lines += [f"| {x['device']} | {(x['artifact'] or '—').rsplit('/', 1)[-1]} | {x['reason']} |" for x in r["recommendation"]]
+            lines.append("")
         for f in r["failures"]:
             lines.append(f"- ❌ {f}")
         for w in r["warnings"]:

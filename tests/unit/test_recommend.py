@@ -80,3 +80,30 @@ def test_from_device_judges_device_vs_host_with_the_target_thresholds():
     assert [(m.target, m.cost, m.unit) for m in ms] == [("onnx-int8", 50.0, "M insn/inf"), ("onnx-fp32", 100.0, "M insn/inf")]
     assert any("SQNR" in f for f in ms[0].parity_failures) and ms[1].parity_failures == ()
     assert recommend(ms)[0].target == "onnx-fp32"
+
+
+def test_from_timings_of_edgeport_run_and_the_markdown_report():
+    from edgeport.bench.recommend import from_timings
+    from edgeport.report import markdown
+
+    exact = {"max_abs": 0.0, "mean_abs": 0.0, "max_rel": 0.0, "cosine": 1.0, "sqnr_db": float("inf"), "top1_agreement": 1.0,
+             "top5_overlap": 1.0, "samples": 4}
+    timings = [
+        {"device": "local", "artifact": "m.fp32.tflite", "target": "tflite-fp32", "threads": 1, "p50_ms": 4.0},
+        {"device": "local", "artifact": "m.int8.tflite", "target": "tflite-int8", "threads": 1, "p50_ms": 3.9},
+        {"device": "qemu-pi5", "artifact": "m.fp32.tflite", "target": "tflite-fp32", "threads": 1, "p50_ms": 900.0,
+         "instructions_per_inference": 120e6, "extra": {"core": "cortex-a76"}, "parity_vs_host": exact},
+        {"device": "qemu-pi5", "artifact": "m.int8.tflite", "target": "tflite-int8", "threads": 1, "p50_ms": 300.0,
+         "instructions_per_inference": 49e6, "extra": {"core": "cortex-a76"}, "parity_vs_host": exact},
+    ]
+    validation = {"checks": [{"stage": "tflite-int8", "against": "torch", "judged": True, "failures": []}]}
+    recs = {r.device: r for r in recommend(from_timings(timings, validation))}
+    assert recs["local"].target == "tflite-fp32" and recs["qemu-pi5"].target == "tflite-int8"
+    assert recs["qemu-pi5"].unit == "M insn/inf"  # emulated: instructions, never the emulated wall time
+    failing = {"checks": [{"stage": "tflite-int8", "against": "torch", "judged": True, "failures": ["SQNR 3 dB < 15 dB"]}]}
+    assert all(r.target == "tflite-fp32" for r in recommend(from_timings(timings, failing)))
+    entry = {"name": "r", "model": "m", "passed": True, "reused_stages": [], "error": None, "artifacts": [], "latency": [],
+             "failures": [], "warnings": [], "nondeterministic": [], "durations_s": {}, "validation": None, "accuracy": [],
+             "int8_problems": [], "recommendation": [r.to_dict() for r in recs.values()]}
+    md = markdown.build({"environment": {"host": {"cpu": "x"}}, "passed": True, "recipes": [entry], "wall_s": 1.0, "edgeport": "0"})
+    assert "| qemu-pi5 | m.int8.tflite |" in md and "| local | m.fp32.tflite |" in md
