@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import fx
 
-from edgeport.fuse import CLAMP_OPS, CONV_OPS, LINEAR_OPS, RELU6_OPS, RELU_OPS, _get_attr, _set_param, module_path
+from edgeport.fuse import BN_OPS, CLAMP_OPS, CONV_OPS, LINEAR_OPS, RELU6_OPS, RELU_OPS, _get_attr, _set_param, module_path
 
 aten = torch.ops.aten
 MAXPOOL_OPS = {aten.max_pool2d.default}
@@ -135,6 +135,19 @@ class _Scales:
             node.replace_input_with(arg, _set_param(self.gm, self.gm.graph, node, arg.target, value * f))
         return True
 
+    def _scale_bn(self, node: fx.Node) -> bool:
+        """An eval-mode BatchNorm reading f*x computes BN(x) with mean f*mu, var f^2*var and eps f^2*eps."""
+        f = self.of(node.args[0])
+        mean, var = (_exclusive_attr(self.gm, node.args[i], node) for i in (3, 4))
+        if mean is None or var is None:
+            return False
+        for i, value in ((3, mean * f), (4, var * f * f)):
+            node.replace_input_with(node.args[i], _set_param(self.gm, self.gm.graph, node, node.args[i].target, value))
+        args = list(node.args)
+        args[7] = args[7] * f * f
+        node.args = tuple(args)
+        return True
+
     def absorb(self, node: fx.Node) -> str | None:
         """Take pending factors on ``node``'s inputs; returns a note when folded into weights."""
         scaled = [a for a in node.all_input_nodes if self.of(a) != 1.0]
@@ -143,6 +156,12 @@ class _Scales:
         if node.target in MUL_OPS:
             self.factor[node] = self.of(node.args[0]) * self.of(node.args[1])
             return None
+        if node.target in ADD_OPS and scaled == [node.args[0]] and isinstance(node.args[1], (int, float)) and not node.kwargs:
+            node.args = (node.args[0], node.args[1] * self.of(node.args[0]))  # 6h + 6c = 6(h + c)
+            self.factor[node] = self.of(node.args[0])
+            return None
+        if node.target in BN_OPS and scaled == [node.args[0]] and not node.args[5] and self._scale_bn(node):
+            return module_path(node)
         if node.target in ADD_OPS and len(scaled) == 1 and not node.kwargs and len(node.args) == 2:
             # a residual add of a scaled and an unscaled tensor: scale the unscaled side's conv up instead
             other = node.args[1] if scaled[0] is node.args[0] else node.args[0]

@@ -83,7 +83,7 @@ def test_hard_activations_become_relu6_with_the_sixth_folded_into_weights():
     assert eq.max_rel_error < 1e-5
 
 
-def test_hard_swish_feeding_the_output_or_an_add_keeps_its_sixth_as_a_multiply():
+def test_hard_swish_read_as_a_true_value_keeps_its_sixth_as_one_multiply_per_tensor():
     class Tail(nn.Module):
         def __init__(self):
             super().__init__()
@@ -97,7 +97,9 @@ def test_hard_swish_feeding_the_output_or_an_add_keeps_its_sixth_as_a_multiply()
     model = Tail()
     gm, notes = _rewrite_hard(model)
     assert len(notes) == 2
-    assert len(_scalar_muls(gm)) == 2  # one correction per rewritten h-swish, shared by all its users
+    # y + 1 carries the 6 on (6y + 6); the output needs the true y + 1, the second h-swish the true y, the
+    # output the true second h-swish: one correction each, shared by all readers of that tensor
+    assert len(_scalar_muls(gm)) == 3
     x = torch.randn(4, 3, 16, 16) * 4
     assert check_equivalence(model, gm, {"x": x}, batch=1).max_rel_error < 1e-5
 
@@ -199,3 +201,26 @@ def test_xnnpack_program_rewrites_hard_activations_and_leaves_plain_programs_alo
         assert torch.allclose(rewritten.module()(x[:1]), model(x[:1]), rtol=1e-5, atol=1e-6)
     plain = capture(nn.Sequential(nn.Conv2d(3, 4, 1), nn.ReLU()).eval(), example)
     assert for_xnnpack_int8(plain, example) is plain
+
+
+def test_scaled_h_swish_through_a_scalar_add_and_an_unfolded_batchnorm_needs_no_multiply():
+    """The byo model's tail: h-swish -> x + 1 -> BatchNorm (after an add, so not folded) -> mean -> linear.
+    6h + 6 = 6(h + 1), and BN(6y) with mean 6mu, var 36var, eps 36eps is BN(y): no 1/6 multiply remains."""
+
+    class Tail(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.bn, self.fc = nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.Linear(8, 4)
+
+        def forward(self, x):
+            y = self.bn(nn.functional.hardswish(self.conv(x)) + 1.0)
+            return self.fc(y.mean((2, 3)))
+
+    torch.manual_seed(0)
+    model = Tail().eval()
+    model.bn.running_mean.uniform_(-1, 1)
+    model.bn.running_var.uniform_(0.5, 2)
+    gm, notes = _rewrite_hard(model)
+    assert len(notes) == 1 and _scalar_muls(gm) == []
+    x = torch.randn(4, 3, 16, 16) * 4
+    assert check_equivalence(model, gm, {"x": x}, batch=1).max_rel_error < 1e-5
