@@ -250,7 +250,11 @@ def _build_export(recipe, inputs: Inputs, targets, key: str, cache: StageCache, 
         clock.stage(name)
 
     try:
-        run = run_export(loaded, targets, staging, data=data, quant=QuantOptions(q.method, io_dtype=q.io_dtype, float_fallback=q.allow_float),
+        from edgeport.exporters.onnx_int8 import deploy_options
+
+        quant = deploy_options(QuantOptions(q.method, io_dtype=q.io_dtype, float_fallback=q.allow_float), q.deploy,
+                               onnx_format=q.onnx_format, onnx_activations=q.onnx_activations, onnx_reduce_range=q.onnx_reduce_range)
+        run = run_export(loaded, targets, staging, data=data, quant=quant,
                          dynamic_batch=recipe.dynamic_batch, validate=False, on_stage=on_stage)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)  # no half-built entry left in the cache

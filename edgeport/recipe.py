@@ -35,7 +35,10 @@ SCHEMA: dict[str, dict[str, tuple[str, tuple]]] = {
                    "bgr": ("boolean", (bool,))},
     "data": {"calib": ("string", (str,)), "calib_samples": ("integer", (int,)), "val_samples": ("integer", (int,)),
              "seed": ("integer", (int,))},
-    "quantize": {"method": ("string", (str,)), "io_dtype": ("string", (str,)), "allow_float": ("list[string]", (str,))},
+    "quantize": {"method": ("string", (str,)), "io_dtype": ("string", (str,)), "allow_float": ("list[string]", (str,)),
+                 # onnx-int8 (edgeport.exporters.onnx_int8): deploy preset, then explicit settings
+                 "deploy": ("string", (str,)), "onnx_format": ("string", (str,)), "onnx_activations": ("string", (str,)),
+                 "onnx_reduce_range": ("string", (str,))},
     "export": {"targets": ("list[string]", (str,)), "dynamic_batch": ("boolean", (bool,))},
     "accuracy": {"min_top1": ("number", _NUM), "max_drop": ("number", _NUM)},
     "bench": {"devices": ("list[string]", (str,)), "threads": ("list[int]", (int,)), "budget_s": ("number", _NUM)},
@@ -67,6 +70,10 @@ class QuantSection:
     method: str = "minmax"
     io_dtype: str = "int8"
     allow_float: tuple[str, ...] = ()
+    deploy: str | None = None  # onnx-int8: x86 | arm64 | arm64-nodot (onnx_int8.ONNX_DEPLOY)
+    onnx_format: str | None = None  # qdq | qoperator; None: from deploy / the default
+    onnx_activations: str | None = None  # s8 | u8
+    onnx_reduce_range: str | None = None  # auto | on | off
 
 
 @dataclass(frozen=True)
@@ -309,6 +316,9 @@ def _build(ctx: _Ctx, raw: dict, tables: dict, name: str) -> Recipe:
     _choice(ctx, ("preprocess",), pre, "scale", ("meanstd", "127"))
     _choice(ctx, ("quantize",), quant, "method", ("minmax", "percentile", "entropy"))
     _choice(ctx, ("quantize",), quant, "io_dtype", ("int8", "uint8", "float32"))
+    for key, allowed in (("deploy", ("x86", "arm64", "arm64-nodot")), ("onnx_format", ("qdq", "qoperator")), ("onnx_activations", ("s8", "u8")),
+                         ("onnx_reduce_range", ("auto", "on", "off"))):
+        _choice(ctx, ("quantize",), quant, key, allowed)
     targets = tuple(dict.fromkeys(export.get("targets", ["onnx-fp32"])))
     for t in targets:
         if t not in TARGET_NAMES:
@@ -336,7 +346,8 @@ def _build(ctx: _Ctx, raw: dict, tables: dict, name: str) -> Recipe:
     return Recipe(
         name=name, path=ctx.path, model=_model(ctx, tables["model"]), preprocess=dict(pre),
         data=_data(ctx, tables["data"]),
-        quantize=QuantSection(quant.get("method", "minmax"), quant.get("io_dtype", "int8"), tuple(quant.get("allow_float", ()))),
+        quantize=QuantSection(quant.get("method", "minmax"), quant.get("io_dtype", "int8"), tuple(quant.get("allow_float", ())),
+                              *(quant.get(k) for k in ("deploy", "onnx_format", "onnx_activations", "onnx_reduce_range"))),
         targets=targets, dynamic_batch=export.get("dynamic_batch", False),
         thresholds=_thresholds(ctx, raw.get("thresholds", {})),
         accuracy=AccuracySection(acc.get("min_top1"), acc.get("max_drop")),

@@ -30,6 +30,10 @@ def export(
     calib_method: str = typer.Option("minmax", "--calib-method", help="int8 calibration: minmax, percentile or entropy (onnx-int8)."),
     io_dtype: str = typer.Option("int8", "--io-dtype", help="tflite-int8 input/output: int8, uint8 or float32 (int8 inside)."),
     allow_float: list[str] = typer.Option([], "--allow-float", help="Layer allowed to stay float in int8 targets (repeatable)."),
+    deploy: str = typer.Option(None, "--deploy", help="onnx-int8 settings measured best on that architecture: x86 (default behaviour), arm64 (dot-product cores: Pi 5) or arm64-nodot (Pi 4); README: ONNX int8 on arm64."),
+    onnx_format: str = typer.Option(None, "--onnx-format", help="onnx-int8 format: qdq (default) or qoperator (QLinearConv...); overrides --deploy."),
+    onnx_activations: str = typer.Option(None, "--onnx-activations", help="onnx-int8 activations: s8 (default) or u8; weights stay int8; overrides --deploy."),
+    onnx_reduce_range: str = typer.Option(None, "--onnx-reduce-range", help="onnx-int8 7-bit weights: auto (from this CPU, default), on or off; overrides --deploy."),
     mean: str = opt.MEAN,
     std: str = opt.STD,
     scale_127: bool = opt.SCALE_127,
@@ -49,7 +53,15 @@ def export(
     targets = parse_targets(target)
     if calib_method not in ("minmax", "percentile", "entropy"):
         raise UsageError(f"unknown --calib-method {calib_method!r}", "choose minmax, percentile or entropy")
+    from edgeport.exporters.onnx_int8 import deploy_options
+
     quant = QuantOptions(method=calib_method, io_dtype=io_dtype, float_fallback=tuple(allow_float))
+    quant = deploy_options(quant, deploy, onnx_format=onnx_format, onnx_activations=onnx_activations,
+                           onnx_reduce_range=onnx_reduce_range)
+    for flag, value, allowed in (("--onnx-format", quant.onnx_format, ("qdq", "qoperator")), ("--onnx-activations", quant.onnx_activations, ("s8", "u8")),
+                                 ("--onnx-reduce-range", quant.onnx_reduce_range, ("auto", "on", "off"))):
+        if value not in allowed:
+            raise UsageError(f"unknown {flag} {value!r}", f"choose {', '.join(allowed)}")
     with StageReporter(console, f"loading {model}") as status:
         loaded = opt.load_model(model, weights, input_shape, num_classes, width)
         if calib:

@@ -96,3 +96,22 @@ def test_deploy_presets():
 def test_unknown_settings_are_user_errors(fp32, calibration, field, value):
     with pytest.raises(UserError, match="choose from"):
         onnx_int8.quantize(fp32, calibration, QuantOptions(**{field: value}))
+
+
+def test_explicit_settings_win_over_deploy():
+    q = onnx_int8.deploy_options(QuantOptions(), "arm64", onnx_activations="u8", onnx_format=None)
+    assert (q.onnx_format, q.onnx_activations, q.onnx_reduce_range) == ("qoperator", "u8", "off")
+    assert onnx_int8.deploy_options(QuantOptions(), "arm64-nodot").onnx_activations == "u8"
+
+
+def test_recipe_keys(tmp_path):
+    from edgeport import recipe
+
+    text = '[model]\nname = "mobilenet_v2"\n[data]\ncalib = "synthetic"\n[quantize]\ndeploy = "arm64"\nonnx_activations = "u8"\n' \
+           '[export]\ntargets = ["onnx-int8"]\n'
+    (tmp_path / "r.toml").write_text(text)
+    q = recipe.parse(tmp_path / "r.toml").quantize
+    assert (q.deploy, q.onnx_activations, q.onnx_format) == ("arm64", "u8", None)
+    (tmp_path / "bad.toml").write_text(text.replace('"arm64"', '"riscv"'))
+    with pytest.raises(UserError, match="deploy"):
+        recipe.parse(tmp_path / "bad.toml")
