@@ -24,7 +24,9 @@ def _have_data() -> bool:
 @pytest.mark.slow
 @pytest.mark.skipif(not _have_data(), reason="Debian dataset-fashion-mnist not installed")
 @pytest.mark.parametrize("zoo, ckpt", [("mobilenet_v2", "fmnist_mobilenet_v2_x0_5.pt"),
-                                       ("shufflenet_v2_x0_5", "fmnist_shufflenet_v2_x0_5.pt")])
+                                       ("shufflenet_v2_x0_5", "fmnist_shufflenet_v2_x0_5.pt"),
+                                       ("mobilenet_v3_small", "fmnist_mobilenet_v3_small.pt"),
+                                       ("shufflenet_v1_g3_x0_5", "fmnist_shufflenet_v1_g3_x0_5.pt")])
 def test_trained_model_int8_within_one_point(zoo, ckpt, cli, tmp_path):
     # Builder kwargs (width, classes), input shape and preprocessing come from the checkpoint itself.
     res = cli("export", "--model", zoo, "--weights", WEIGHTS / ckpt, "--target", TARGETS,
