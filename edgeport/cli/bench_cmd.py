@@ -166,10 +166,17 @@ def _delegations(artifacts: list[Path]) -> list:
     for a in artifacts:
         d = delegation_of(a)
         out.append(d)
-        console.print(f"[bold]{a.name}[/] " + "\n".join(d.lines()))
-        if d.warning():
-            console.print(f"[yellow]  left out of the fast path: {sum(d.left_out.values())} op(s)[/]")
+        _print_delegation(a.name, d)
     return out
+
+
+def _print_delegation(name: str, d) -> None:
+    if d is None:
+        console.print(f"[bold]{name}[/] delegation not measured")
+        return
+    console.print(f"[bold]{name}[/] " + "\n".join(d.lines()))
+    if d.warning():
+        console.print(f"[yellow]  left out of the fast path: {sum(d.left_out.values())} op(s)[/]")
 
 
 # --- remote devices (ssh://, docker-arm64, and any Device from edgeport.bench.devices) ---------------------
@@ -230,8 +237,21 @@ def _bench_remote(spec, artifacts, counts, model, ssh_key, remote_python, ssh_ti
         console.print("measured on the device itself (its own runtime and cores); parity: device outputs vs this machine's")
     from edgeport.bench.recommend import from_device
 
-    record = {"device": spec.text, "runs": [r.to_dict() for r in results], **({"instructions": insn} if insn else {})}
-    return record, from_device(results, spec.text, _quiet_delegations(artifacts))
+    # Which ops take the fast path is decided by the delegate's op/dtype support rules, the same in the x86 and
+    # aarch64 builds of one runtime version; the report is measured here, with the ARM fusion rules for ORT.
+    console.print(f"[dim]delegation (measured with this machine's {', '.join(_runtime_names(artifacts))}; "
+                  "same runtime version as the device's):[/]")
+    delegations = _quiet_delegations(artifacts)
+    for name, d in delegations.items():
+        _print_delegation(name, d)
+    record = {"device": spec.text, "runs": [r.to_dict() for r in results], **({"instructions": insn} if insn else {}),
+              "delegation": [d.to_dict() for d in delegations.values() if d is not None]}
+    return record, from_device(results, spec.text, delegations)
+
+
+def _runtime_names(artifacts: list[Path]) -> list[str]:
+    kinds = {a.suffix for a in artifacts}
+    return [n for suffix, n in ((".tflite", "ai-edge-litert"), (".onnx", "onnxruntime")) if suffix in kinds]
 
 
 def _quiet_delegations(artifacts: list[Path]) -> dict:

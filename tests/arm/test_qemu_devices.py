@@ -91,6 +91,9 @@ def test_cli_prints_and_writes_the_instruction_ratio(arm64, small, cli, tmp_path
     assert fp32["x_fp32"] == 1.0 and int8["bit_exact"] is True and int8["core"] == "cortex-a76"
     assert int8["x_fp32"] == pytest.approx(int8["instructions_per_inference"] / fp32["instructions_per_inference"])
     assert all(r["emulated"] for r in record["runs"])
+    assert "delegation" in res.out and "XNNPACK" in res.out
+    tflite = [d for d in record["delegation"] if d["path"].endswith("int8.tflite")]
+    assert tflite and tflite[0]["left_out"] == 0 and sum(tflite[0]["fast"].values()) > 0
 
 
 def test_unknown_device_is_a_usage_error(cli, small):
