@@ -21,6 +21,9 @@ def _export(out: Path, seed_weights: Path | None = None) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "edgeport", "export", *ARGS, *extra, "--out", str(out)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "GOMP_SPINCOUNT": "1000"},
+        # as in a terminal: a job started in the background by a non-interactive shell (how CI may start
+        # us) inherits SIGINT ignored, and Python then installs no KeyboardInterrupt handler (seen in CI)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 
