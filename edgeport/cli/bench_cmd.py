@@ -239,9 +239,9 @@ def _bench_remote(spec, artifacts, counts, model, ssh_key, remote_python, ssh_ti
 
     # Which ops take the fast path is decided by the delegate's op/dtype support rules, the same in the x86 and
     # aarch64 builds of one runtime version; the report is measured here, with the ARM fusion rules for ORT.
-    console.print(f"[dim]delegation (measured with this machine's {', '.join(_runtime_names(artifacts))}; "
-                  "same runtime version as the device's):[/]")
-    delegations = _quiet_delegations(artifacts)
+    console.print("[dim]delegation (measured on this machine; each line names its runtime version, the device's is "
+                  "in the line above):[/]")
+    delegations = _delegations_by_name(artifacts)
     for name, d in delegations.items():
         _print_delegation(name, d)
     record = {"device": spec.text, "runs": [r.to_dict() for r in results], **({"instructions": insn} if insn else {}),
@@ -249,13 +249,8 @@ def _bench_remote(spec, artifacts, counts, model, ssh_key, remote_python, ssh_ti
     return record, from_device(results, spec.text, delegations)
 
 
-def _runtime_names(artifacts: list[Path]) -> list[str]:
-    kinds = {a.suffix for a in artifacts}
-    return [n for suffix, n in ((".tflite", "ai-edge-litert"), (".onnx", "onnxruntime")) if suffix in kinds]
-
-
-def _quiet_delegations(artifacts: list[Path]) -> dict:
-    """Delegation reports by file name for the recommendation flags (not printed; None where one fails)."""
+def _delegations_by_name(artifacts: list[Path]) -> dict:
+    """Delegation reports by file name (None where one cannot be made: that loses a flag, not the run)."""
     from edgeport.delegation import delegation_of
 
     out = {}
