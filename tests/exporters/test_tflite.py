@@ -92,7 +92,10 @@ def test_float_int8_coverage_is_detected(exported):
 
 
 def _vector_positions(data: bytes) -> tuple[list[int], list[int]]:
-    """(positions of each tensor's zero-point vector, positions of each non-empty buffer's bytes)."""
+    """(positions of each tensor's zero-point vector, positions of each non-empty buffer's bytes).
+
+    The generated reader has no accessor for where a vector lies, so read the vtable slots directly:
+    slot = 4 + 2 * field index (schema.fbs: QuantizationParameters.zero_point is field 3, Buffer.data field 0)."""
     from ai_edge_litert import schema_py_generated as schema
 
     m = schema.Model.GetRootAs(data, 0)
