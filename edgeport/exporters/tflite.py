@@ -116,40 +116,54 @@ def export_fp16(req: ExportRequest) -> Path:
 IO_DTYPES = ("int8", "uint8", "float32")
 
 
-def export_int8(req: ExportRequest) -> Path:
-    """Full-integer PTQ: per-channel int8 weights, int8 activations, I/O dtype from ``req.quant.io_dtype``."""
+def _check_int8_request(req: ExportRequest) -> None:
     if req.calibration is None or not len(req.calibration):
         raise UserError("int8 needs calibration data", "pass --calib (an image folder, .npy/.npz, fashion-mnist)")
     if req.quant.io_dtype not in IO_DTYPES:
         raise UserError(f"unknown --io-dtype {req.quant.io_dtype!r}", f"choose from {', '.join(IO_DTYPES)}")
-    sm = saved_model(req)
-    tf = _import_tf()
-    calib = _nhwc(req.calibration)
-    batch = req.example.shape[0]
 
-    def representative():
-        for i in range(0, len(calib) - batch + 1, batch):
-            yield [calib[i : i + batch]]
 
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(sm))
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = representative
-    ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    if req.quant.float_fallback:
-        ops.append(tf.lite.OpsSet.TFLITE_BUILTINS)  # allow float kernels; coverage names what stayed float
-    converter.target_spec.supported_ops = ops
-    if req.quant.io_dtype != "float32":
-        converter.inference_input_type = getattr(tf, req.quant.io_dtype)
-        converter.inference_output_type = getattr(tf, req.quant.io_dtype)
-    with native_logs.captured() as log:
-        try:
-            data = converter.convert()
-        except Exception as exc:
-            raise UnsupportedOp(
-                f"TFLiteConverter could not quantize the model: {str(exc).splitlines()[0][:200]}",
-                f"log: {log}; to keep named layers float, allow a float fallback",
-            ) from None
-    log.unlink(missing_ok=True)
+def calibrated_model(req: ExportRequest) -> bytes:
+    """The request's float TFLite model with TFLite's calibrated ranges (see tflite_ptq), made once per run."""
+    from edgeport.exporters import tflite_ptq
+
+    _check_int8_request(req)
+    if "tflite-calibrated" not in req.cache:
+        req.cache["tflite-calibrated"] = tflite_ptq.calibrate(saved_model(req), _nhwc(req.calibration), req.example.shape[0])
+    return req.cache["tflite-calibrated"]
+
+
+def export_int8(req: ExportRequest, denylisted_nodes: tuple[str, ...] = (),
+                ranges: dict[str, tuple[float, float]] | None = None) -> Path:
+    """Full-integer PTQ: per-channel int8 weights, int8 activations, I/O dtype from ``req.quant.io_dtype``.
+
+    Default: one ``TFLiteConverter.convert()`` (TFLite's min/max calibration). With ``ranges`` (another calibration
+    method's activation ranges) or ``denylisted_nodes`` (layers kept float by accuracy control), the two-step path
+    of :mod:`edgeport.exporters.tflite_ptq` on the run's calibrated model."""
+    from edgeport.exporters import tflite_ptq
+
+    _check_int8_request(req)
+    if ranges or denylisted_nodes:
+        calibrated = calibrated_model(req)
+        if ranges:
+            calibrated = tflite_ptq.with_ranges(calibrated, ranges)
+        data = tflite_ptq.quantize(calibrated, req.quant.io_dtype, denylisted_nodes)
+    else:
+        conv = tflite_ptq.converter(saved_model(req), _nhwc(req.calibration), req.example.shape[0],
+                                    allow_float=bool(req.quant.float_fallback))
+        if req.quant.io_dtype != "float32":
+            tf = _import_tf()
+            conv.inference_input_type = getattr(tf, req.quant.io_dtype)
+            conv.inference_output_type = getattr(tf, req.quant.io_dtype)
+        with native_logs.captured() as log:
+            try:
+                data = conv.convert()
+            except Exception as exc:
+                raise UnsupportedOp(
+                    f"TFLiteConverter could not quantize the model: {str(exc).splitlines()[0][:200]}",
+                    f"log: {log}; to keep named layers float, allow a float fallback",
+                ) from None
+        log.unlink(missing_ok=True)
     dest = req.out_dir / TARGETS.get("tflite-int8").filename(req.name)
     write_bytes(dest, share_quantization_vectors(data))
     return dest
