@@ -5,7 +5,8 @@ Recipe (the issue's "static QDQ via quantize_static, per-channel int8 weights, i
 * fp32 graph from :func:`edgeport.exporters.onnx_fp32.to_onnx` (made once per export run, copied here);
 * spatial ``ReduceMean`` (global average pooling as PyTorch exports ``x.mean((2, 3))``) rewritten to the
   equivalent ``GlobalAveragePool``: ORT does not quantize ReduceMean, so it stayed a float op;
-* calibration with ORT's own calibrators (MinMax, Percentile at ``req.quant.percentile``, Entropy) over
+* calibration with ORT's own calibrators (MinMax, Percentile at ``req.quant.percentile``, Entropy; "mse": ORT's
+  histograms, ranges from :func:`edgeport.calibration_ranges.mse_ranges`) over
   ``req.calibration``, one batch (1, or the model's fixed batch) per reader call, 8 batches per chunk;
   the ranges are handed to ``quantize_static`` through its calibration cache (see :func:`calibrate`);
 * ``quantize_static``: ``QuantFormat.QDQ``, per-channel symmetric int8 weights (zero point 0), asymmetric
@@ -50,13 +51,13 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from edgeport import cpu_features
+from edgeport import calibration_ranges, cpu_features
 from edgeport.atomic_file import write_bytes
 from edgeport.errors import UserError
 from edgeport.exporters import INT8, TARGETS, ExportRequest, QuantOptions, Target
 from edgeport.exporters import onnx_fp32
 
-METHODS = ("minmax", "percentile", "entropy")
+METHODS = ("minmax", "percentile", "entropy", "mse")
 FORMATS = ("qdq", "qoperator")
 ACTIVATIONS = ("s8", "u8")
 REDUCE_RANGE = ("auto", "on", "off")
@@ -191,7 +192,7 @@ def quantize(
     excluded = resolve_nodes(model, quant.float_fallback)
     reader = _CalibrationReader(onnx_fp32.INPUT_NAME, calibration[:usable], batch)
     method = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
-              "entropy": CalibrationMethod.Entropy}[quant.method]
+              "entropy": CalibrationMethod.Entropy, "mse": CalibrationMethod.MinMax}[quant.method]
 
     with tempfile.TemporaryDirectory(prefix="edgeport-int8-") as tmp, _quiet():
         tmp = Path(tmp)
@@ -232,6 +233,9 @@ def calibrate(model: onnx.ModelProto, reader: "_CalibrationReader", quant: Quant
     quantized bins, ORT's KL search has a single candidate (the full range), so "entropy" returns exactly
     the MinMax ranges (by construction; observed: identical scales and outputs on MobileNetV2). 512 bins
     give 193 candidates; the search is pure Python, ~0.25 s per tensor (MobileNetV2-224: +16 s).
+
+    "mse" collects the same signed-value histograms (ORT's entropy collector, MSE_BINS bins) and hands them to
+    :func:`edgeport.calibration_ranges.mse_ranges`; the result is plain (min, max) ranges, as MinMax gives.
     """
     from onnxruntime.quantization import CalibrationMethod
     from onnxruntime.quantization.calibrate import create_calibrator
@@ -241,6 +245,7 @@ def calibrate(model: onnx.ModelProto, reader: "_CalibrationReader", quant: Quant
         "minmax": (CalibrationMethod.MinMax, {}),
         "percentile": (CalibrationMethod.Percentile, {"percentile": float(quant.percentile)}),
         "entropy": (CalibrationMethod.Entropy, {"num_bins": ENTROPY_BINS, "num_quantized_bins": ENTROPY_QUANTIZED_BINS}),
+        "mse": (CalibrationMethod.Entropy, {"num_bins": calibration_ranges.MSE_BINS}),
     }[quant.method]
     path = workdir / "calibration_input.onnx"
     onnx.save(model, str(path))
@@ -255,6 +260,11 @@ def calibrate(model: onnx.ModelProto, reader: "_CalibrationReader", quant: Quant
         for start in range(0, len(reader), MAX_CALIBRATION_CHUNK):
             reader.set_range(start, start + MAX_CALIBRATION_CHUNK)
             calibrator.collect_data(reader)
+        if quant.method == "mse":
+            from onnxruntime.quantization.calibrate import TensorsData
+
+            found = calibration_ranges.mse_ranges(calibrator.collector.histogram_dict)
+            return TensorsData(CalibrationMethod.MinMax, {k: (np.float32(lo), np.float32(hi)) for k, (lo, hi) in found.items()})
         return calibrator.compute_data()
     finally:
         del calibrator  # holds an InferenceSession on a file in workdir

@@ -125,7 +125,7 @@ def test_int8_matches_fp32_on_held_out_inputs(exported, fp32, held_out):
     assert p.top1_agreement >= 0.9, p.line()
 
 
-@pytest.mark.parametrize("method", ["percentile", "entropy"])
+@pytest.mark.parametrize("method", ["percentile", "entropy", "mse"])
 def test_each_calibration_method_works_and_differs_from_minmax(method, fp32, calibration, held_out):
     base, _ = onnx_int8.quantize(fp32, calibration, QuantOptions(method="minmax"), reduce_range=False)
     other, report = onnx_int8.quantize(fp32, calibration, QuantOptions(method=method), reduce_range=False)
@@ -166,7 +166,7 @@ def test_missing_or_malformed_calibration_is_a_user_error(prep, tmp_path):
     with pytest.raises(UserError, match="NaN"):
         onnx_int8.export(_request(prep, tmp_path, np.full((2, 3, 32, 32), np.nan, np.float32)))
     with pytest.raises(UserError, match="calibration method"):
-        onnx_int8.quantize(onnx.ModelProto(), np.zeros((1, 3, 32, 32), np.float32), QuantOptions(method="mse"))
+        onnx_int8.quantize(onnx.ModelProto(), np.zeros((1, 3, 32, 32), np.float32), QuantOptions(method="kl"))
     assert not any(tmp_path.iterdir())
 
 
