@@ -1,0 +1,180 @@
+"""Cross-layer equalization and empirical bias correction (edgeport.equalization) on fused graphs."""
+
+import copy
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from edgeport.capture import capture
+from edgeport.equalization import _in_view, equalize, fake_quant_per_channel, find_pairs
+from edgeport.fuse import _attr_tensor, fuse
+
+aten = torch.ops.aten
+
+
+def _imbalance(model, seed=0):
+    """Spread each layer's per-channel weight ranges over ~4 decades, as trained nets with BN folded have."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                m.weight.mul_(10 ** (4 * torch.rand(m.weight.shape[0], generator=g) - 2).view(-1, *[1] * (m.weight.dim() - 1)))
+    return model.eval()
+
+
+class Chain(nn.Module):
+    """conv -BN-ReLU-> conv -ReLU-> depthwise -(nothing)-> conv -> grouped conv -> add -> conv: 4 pairs, the
+    last conv is behind an add. ``act`` picks the activation of the first pair (ReLU or ReLU6)."""
+
+    def __init__(self, act=nn.ReLU):
+        super().__init__()
+        self.c1, self.bn = nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8)
+        self.act = act()
+        self.c2 = nn.Conv2d(8, 16, 1)
+        self.dw = nn.Conv2d(16, 16, 3, padding=1, groups=16)
+        self.c3 = nn.Conv2d(16, 8, 1)
+        self.gc = nn.Conv2d(8, 8, 1, groups=2)
+        self.skip = nn.Conv2d(8, 8, 1)
+        self.c4 = nn.Conv2d(8, 4, 1)
+
+    def forward(self, x):
+        x = self.act(self.bn(self.c1(x)))
+        x = self.dw(F.relu(self.c2(x)))
+        x = self.gc(self.c3(x))
+        return self.c4(x + self.skip(x)).mean(dim=(2, 3))
+
+
+def _fused(model, shape=(1, 3, 12, 12)):
+    gm, _ = fuse(capture(model.eval(), torch.zeros(shape)).module())
+    return gm
+
+
+def _inputs(n=64, shape=(3, 12, 12), seed=1):
+    return torch.randn((n, *shape), generator=torch.Generator().manual_seed(seed))
+
+
+def _run(gm, x):
+    with torch.no_grad():
+        return torch.cat([gm(x[i : i + 1]) for i in range(len(x))])
+
+
+def _rel(a, b):
+    return float((a - b).abs().max() / a.abs().max())
+
+
+def test_cle_is_exact_and_equalizes_every_pair():
+    gm = _fused(_imbalance(Chain()))
+    x = _inputs()
+    before = _run(gm, x)
+    pairs, _ = find_pairs(gm)
+    report = equalize(gm, None, cle=True, bias_correction=False)
+    assert len(report.pairs) == len(pairs) == 4  # c1-c2 (ReLU), c2-dw (ReLU), dw-c3, c3-gc; not across the add
+    assert report.converged and report.iterations > 1
+    assert report.relu6_replaced == [] and report.bias_corrected == []
+    assert _rel(before, _run(gm, x)) < 1e-5
+    assert report.float_max_rel < 1e-5 and report.float_sqnr_db > 90 and report.top1_agreement == 1.0
+    for conv1, _, conv2 in find_pairs(gm)[0]:
+        w1, w2 = _attr_tensor(gm, conv1.args[1]), _attr_tensor(gm, conv2.args[1])
+        groups = conv2.args[6] if len(conv2.args) > 6 else 1
+        r1 = w1.abs().reshape(w1.shape[0], -1).amax(dim=1)
+        r2 = _in_view(w2, groups).abs().amax(dim=(1, 3)).reshape(-1)
+        torch.testing.assert_close(r1, r2, rtol=1e-4, atol=0)
+
+
+def test_cle_leaves_the_users_model_alone_and_skips_nonequivariant_ops():
+    class HSwishBetween(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Conv2d(3, 8, 1), nn.Conv2d(8, 4, 1)
+
+        def forward(self, x):
+            return self.b(F.hardswish(self.a(x)))
+
+    gm = _fused(_imbalance(HSwishBetween()))
+    report = equalize(gm, None, cle=True, bias_correction=False)
+    assert report.pairs == [] and len(report.skipped) == 1 and "hardswish" in report.skipped[0][1]
+    model = _imbalance(Chain())
+    saved = copy.deepcopy(model.state_dict())
+    gm = _fused(model)
+    equalize(gm, None, cle=True, bias_correction=False)
+    for k, v in model.state_dict().items():  # torch.export shares unfused weights (c2, dw...) with the model
+        assert torch.equal(v, saved[k]), k
+    assert not torch.equal(gm.get_parameter("c2.weight"), saved["c2.weight"])
+
+
+def test_relu6_becomes_relu_in_equalized_pairs_and_is_reported():
+    gm = _fused(_imbalance(Chain(act=nn.ReLU6)))
+    assert any(n.target in (aten.hardtanh.default, aten.hardtanh_.default) for n in gm.graph.nodes)
+    report = equalize(gm, None, cle=True, bias_correction=False)
+    assert len(report.relu6_replaced) == 1
+    assert not any(n.target in (aten.hardtanh.default, aten.hardtanh_.default) for n in gm.graph.nodes)
+    assert "1 ReLU6 -> ReLU" in report.summary()
+    d = report.to_dict()
+    assert len(d["relu6_replaced"]) == 1 and len(d["pairs"]) == 4
+    json.dumps(d)
+
+
+def test_fake_quant_per_channel():
+    w = torch.tensor([[1.0, 0.6, -0.26], [0.0, 0.0, 0.0], [-2.0, 0.01, 1.1]])
+    q = fake_quant_per_channel(w)
+    assert torch.allclose(q[0], torch.tensor([127, 76, -33]) / 127.0)  # 76.2 -> 76, -33.02 -> -33
+    assert torch.equal(q[1], w[1])  # an all-zero channel stays zero (no division by a zero scale)
+    assert torch.allclose(q[2], torch.tensor([-127, 1, 70]) * (2.0 / 127))  # 0.635 -> 1, 69.85 -> 70
+    assert torch.allclose(fake_quant_per_channel(w, 63)[0], torch.tensor([63, 38, -16]) / 63.0)  # 7-bit
+
+
+class Small(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(3, 16, 3, padding=1, bias=False)  # no bias: bias correction must create one
+        self.c2 = nn.Conv2d(16, 16, 3, padding=1)
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x):
+        x = F.relu(self.c2(F.relu(self.c1(x))))
+        return self.fc(x.mean(dim=(2, 3)))
+
+
+def _quantized_weights(gm):
+    q = copy.deepcopy(gm)
+    for n in q.graph.nodes:
+        if n.op == "call_function" and n.target in (aten.conv2d.default, aten.linear.default):
+            w = _attr_tensor(q, n.args[1])
+            w.data.copy_(fake_quant_per_channel(w.data))
+    return q
+
+
+def test_bias_correction_reduces_the_mean_error_of_int8_weights():
+    torch.manual_seed(0)
+    model = Small().eval()
+    with torch.no_grad():  # one outlier per output channel: a coarse int8 scale, so rounding errors are large
+        for m in (model.c1, model.c2, model.fc):
+            m.weight.mul_(0.1)
+            m.weight.view(m.weight.shape[0], -1)[:, 0] = 3.0
+    gm = _fused(model)
+    calib = (_inputs(256, seed=2).abs()).numpy()  # non-negative inputs: weight rounding errors do not average out
+    held_out = _inputs(256, seed=3).abs()
+
+    def mean_error(g):
+        err = _run(_quantized_weights(g), held_out) - _run(g, held_out)
+        return float(err.mean(dim=0).abs().mean())
+
+    before = mean_error(gm)
+    reference = _run(gm, held_out)
+    report = equalize(gm, calib, cle=False, bias_correction=True)
+    assert report.bias_corrected == ["c1", "c2", "fc"] and report.bias_samples == 128
+    assert any(name.endswith("bias") for name, _ in gm.named_parameters() if name.startswith("c1"))
+    # the float model moved by the correction (measured, not zero) ...
+    assert 0 < report.float_max_rel < 0.2
+    # ... and its int8-weight version is now, on average, where the untransformed float model was.
+    q_err = float((_run(_quantized_weights(gm), held_out) - reference).mean(dim=0).abs().mean())
+    assert q_err < 0.3 * before, (before, q_err)
+
+
+def test_bias_correction_needs_calibration():
+    with pytest.raises(ValueError):
+        equalize(_fused(Small()), None, cle=False, bias_correction=True)
