@@ -15,6 +15,7 @@ from edgeport import sample_inputs
 from edgeport.artifact import Artifact, tool_versions
 from edgeport.capture import capture
 from edgeport.data.calibration import DataSplit, Samples
+from edgeport.errors import UserError
 from edgeport.exporters import ExportRequest, QuantOptions, Target
 from edgeport.fuse import Equivalence, FusionReport, check_equivalence, fuse
 from edgeport.graph_rewrites import rewrite_for_edge
@@ -54,6 +55,7 @@ class ExportRun:
     validation_data: Samples | None = None
     int8_problems: list[str] = field(default_factory=list)  # compute ops left float in an int8 artifact
     warnings: list[str] = field(default_factory=list)
+    equalization: dict | None = None  # EqualizationReport.to_dict() when --cle/--bias-correction ran
 
     @property
     def passed(self) -> bool:
@@ -74,6 +76,18 @@ def prepare(loaded: LoadedModel, dynamic_batch: bool = False) -> Prepared:
         )
     fused_program = capture(fused, example, dynamic_batch=dynamic_batch)
     return Prepared(loaded, fused, report, equivalence, fused_program, example, dynamic_batch)
+
+
+def equalize_prepared(prep: Prepared, calibration: np.ndarray | None, quant: QuantOptions) -> dict:
+    """CLE / bias correction (edgeport.equalization) on the fused graph, then re-capture it so every target
+    exports the transformed graph. prepare() has already proved fusion against the untransformed graph; what
+    the transform changes in float is measured in its report and shows in validation (artifacts vs torch)."""
+    from edgeport.equalization import equalize
+
+    report = equalize(prep.fused, calibration, cle=quant.cle, bias_correction=quant.bias_correction)
+    prep.report.rewrites.append(report.summary())
+    prep.program = capture(prep.fused, prep.example, dynamic_batch=prep.dynamic_batch)
+    return report.to_dict()
 
 
 def _thresholds(target: Target, overrides: dict[str, Thresholds], random_weights: bool) -> Thresholds | None:
@@ -100,9 +114,14 @@ def run_export(
     """Export ``targets`` in chain order (parents first) and validate them on held-out data."""
     from edgeport.int8_coverage import coverage_of
 
+    calibration = data.calibration.inputs if data is not None else None
+    if quant.bias_correction and calibration is None:
+        raise UserError("bias correction needs calibration data", "pass --calib (an image folder, fashion-mnist, ...)")
     on_stage("capture + fuse")
     run = ExportRun(prepare(loaded, dynamic_batch))
-    calibration = data.calibration.inputs if data is not None else None
+    if quant.cle or quant.bias_correction:
+        on_stage("equalize")
+        run.equalization = equalize_prepared(run.prep, calibration, quant)
     req = ExportRequest(loaded.name, run.prep.program, run.prep.example, Path(out_dir), dynamic_batch, calibration, quant)
     order = list(PARENTS)
     for target in sorted(targets, key=lambda t: order.index(t.name) if t.name in order else len(order)):

@@ -21,6 +21,7 @@ def build(run, data=None, quant=None) -> dict:
         "fusion": {**prep.report.to_dict(), "max_rel_error": prep.equivalence.max_rel_error},
         "data": None,
         "quantization": quant.__dict__ if quant is not None else None,
+        "equalization": getattr(run, "equalization", None),  # CLE / bias correction report (edgeport.equalization)
         "artifacts": [a.to_dict() for a in run.artifacts],
         "int8_problems": run.int8_problems,
         "validation": run.validation.to_dict() if run.validation else None,

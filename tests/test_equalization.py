@@ -178,3 +178,32 @@ def test_bias_correction_reduces_the_mean_error_of_int8_weights():
 def test_bias_correction_needs_calibration():
     with pytest.raises(ValueError):
         equalize(_fused(Small()), None, cle=False, bias_correction=True)
+
+
+# --- the export hook, through the CLI -----------------------------------------------------------------------
+
+
+def test_bias_correction_without_calibration_is_a_one_line_user_error(cli, tmp_path):
+    res = cli("export", "--model", "fmnist_mobilenet_v2_x0_5", "--target", "onnx-int8", "--bias-correction",
+              "--out", tmp_path)
+    assert res.code == 1
+    message = (res.err + res.out).strip()
+    assert "--bias-correction needs calibration data" in message and "Traceback" not in message
+    assert len(message.splitlines()) == 1
+    assert not (tmp_path / "parity.json").exists()
+
+
+def test_export_with_cle_and_bias_correction_records_it(cli, tmp_path):
+    res = cli("export", "--model", "fmnist_mobilenet_v2_x0_5", "--calib", "fashion-mnist", "--calib-samples", "200",
+              "--val-samples", "500", "--target", "onnx-int8", "--cle", "--bias-correction", "--out", tmp_path)
+    assert res.code == 0, res.out + res.err
+    assert (tmp_path / "fmnist_mobilenet_v2_x0_5.int8.onnx").exists()
+    parity = json.loads((tmp_path / "parity.json").read_text())
+    eq = parity["equalization"]
+    assert len(eq["pairs"]) > 20 and len(eq["relu6_replaced"]) > 20 and len(eq["bias_corrected"]) > 40
+    assert eq["float_sqnr_db"] > 10 and eq["top1_agreement"] > 0.95
+    assert parity["quantization"]["cle"] is True and parity["quantization"]["bias_correction"] is True
+    assert any(r.startswith("CLE:") for r in parity["fusion"]["rewrites"])
+    # validation judges the artifact against the original model and reports the transformed float graph too
+    assert parity["validation"]["accuracy"]["torch-fused"] > 0.85 and eq["float_max_rel"] > 0
+    assert {c["against"] for c in parity["validation"]["checks"] if c["judged"]} == {"torch"}

@@ -27,13 +27,15 @@ def export(
     calib_samples: int = opt.CALIB_SAMPLES,
     val_samples: int = opt.VAL_SAMPLES,
     seed: int = opt.SEED,
-    calib_method: str = typer.Option("minmax", "--calib-method", help="int8 calibration: minmax, percentile or entropy (onnx-int8)."),
+    calib_method: str = typer.Option("minmax", "--calib-method", help="int8 activation ranges (onnx-int8 and tflite-int8): minmax, percentile (99.99), entropy (KL) or mse; compare them with `edgeport quantize --compare-methods`."),
     io_dtype: str = typer.Option("int8", "--io-dtype", help="tflite-int8 input/output: int8, uint8 or float32 (int8 inside)."),
     allow_float: list[str] = typer.Option([], "--allow-float", help="Layer allowed to stay float in int8 targets (repeatable)."),
     deploy: str = typer.Option(None, "--deploy", help="onnx-int8 settings measured best on that architecture: x86 (default behaviour), arm64 (dot-product cores: Pi 5) or arm64-nodot (Pi 4); README: ONNX int8 on arm64."),
     onnx_format: str = typer.Option(None, "--onnx-format", help="onnx-int8 format: qdq (default) or qoperator (QLinearConv...); overrides --deploy."),
     onnx_activations: str = typer.Option(None, "--onnx-activations", help="onnx-int8 activations: s8 (default) or u8; weights stay int8; overrides --deploy."),
     onnx_reduce_range: str = typer.Option(None, "--onnx-reduce-range", help="onnx-int8 7-bit weights: auto (from this CPU, default), on or off; overrides --deploy."),
+    cle: bool = typer.Option(False, "--cle/--no-cle", help="Cross-layer equalization (DFQ) of the fused graph before export; ReLU6 in equalized pairs becomes ReLU."),
+    bias_correction: bool = typer.Option(False, "--bias-correction/--no-bias-correction", help="Correct each layer's bias for the mean error of its int8 weights, measured on --calib data."),
     mean: str = opt.MEAN,
     std: str = opt.STD,
     scale_127: bool = opt.SCALE_127,
@@ -46,16 +48,21 @@ def export(
 ) -> None:
     """Export a model to edge formats; exit 3 if an artifact does not match PyTorch or an int8 graph is not int8."""
     from edgeport import parity_file
-    from edgeport.errors import UsageError
+    from edgeport.errors import UsageError, UserError
     from edgeport.export_flow import run_export
     from edgeport.exporters import QuantOptions, parse_targets
 
     targets = parse_targets(target)
-    if calib_method not in ("minmax", "percentile", "entropy"):
-        raise UsageError(f"unknown --calib-method {calib_method!r}", "choose minmax, percentile or entropy")
+    from edgeport.calibration_ranges import METHODS
+
+    if calib_method not in METHODS:
+        raise UsageError(f"unknown --calib-method {calib_method!r}", f"choose {\x27, \x27.join(METHODS)}")
     from edgeport.exporters.onnx_int8 import deploy_options
 
-    quant = QuantOptions(method=calib_method, io_dtype=io_dtype, float_fallback=tuple(allow_float))
+    if bias_correction and not calib:
+        raise UserError("--bias-correction needs calibration data", "add --calib (an image folder, fashion-mnist, ...)")
+    quant = QuantOptions(method=calib_method, io_dtype=io_dtype, float_fallback=tuple(allow_float), cle=cle,
+                         bias_correction=bias_correction)
     quant = deploy_options(quant, deploy, onnx_format=onnx_format, onnx_activations=onnx_activations,
                            onnx_reduce_range=onnx_reduce_range)
     for flag, value, allowed in (("--onnx-format", quant.onnx_format, ("qdq", "qoperator")), ("--onnx-activations", quant.onnx_activations, ("s8", "u8")),

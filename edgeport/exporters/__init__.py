@@ -26,6 +26,10 @@ class QuantOptions:
     onnx_format: str = "qdq"  # qdq (QuantizeLinear/DequantizeLinear around float ops) | qoperator (QLinearConv...)
     onnx_activations: str = "s8"  # s8 (int8) | u8 (uint8); weights are always int8
     onnx_reduce_range: str = "auto"  # auto (from this CPU, see cpu_features.choose_reduce_range) | on | off
+    # edgeport.equalization on the fused graph before export (all int8 targets): DFQ cross-layer equalization,
+    # empirical bias correction (needs calibration data)
+    cle: bool = False
+    bias_correction: bool = False
 
 
 @dataclass(frozen=True)
