@@ -56,7 +56,7 @@ def export(
     from edgeport.calibration_ranges import METHODS
 
     if calib_method not in METHODS:
-        raise UsageError(f"unknown --calib-method {calib_method!r}", f"choose {\x27, \x27.join(METHODS)}")
+        raise UsageError(f"unknown --calib-method {calib_method!r}", f"choose {', '.join(METHODS)}")
     from edgeport.exporters.onnx_int8 import deploy_options
 
     if bias_correction and not calib:
