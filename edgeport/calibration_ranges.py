@@ -188,9 +188,16 @@ def quantization_mse(values: np.ndarray, lo: float, hi: float, levels: int = LEV
 
 
 def tflite_ranges(calibrated: bytes, calibration_nhwc: np.ndarray, batch: int, method: str, percentile: float = 99.99,
-                  names: Iterable[str] | None = None, chunk: int = 8) -> dict[str, tuple[float, float]]:
+                  names: Iterable[str] | None = None, chunk: int = 8, keep_inputs: bool = True) -> dict[str, tuple[float, float]]:
     """``method``'s range of every tensor TFLite calibrated (or of ``names``), from running the calibrated float
-    model in ai-edge-litert on the calibration inputs with every intermediate tensor preserved."""
+    model in ai-edge-litert on the calibration inputs with every intermediate tensor preserved.
+
+    ``keep_inputs``: the model's input tensors are left out, so they keep TFLite's calibrated (min/max) range:
+    the input range is the preprocessing's value domain (Fashion-MNIST: exactly [-1, 1]) and, with int8 I/O, the
+    scale callers quantize their data with; clipping it saves nothing. Measured on fmnist_mobilenet_v3_small
+    (200 calibration samples, first 2000 test images): top-1 with the input clipped vs kept, percentile 91.15 vs
+    91.05 %, mse 91.20 vs 91.25 %, entropy 90.90 vs 90.90 % (its input range stays [-1, 1]) -- 1-2 images.
+    """
     from ai_edge_litert.interpreter import Interpreter
 
     from edgeport.exporters import tflite_ptq
@@ -198,6 +205,8 @@ def tflite_ranges(calibrated: bytes, calibration_nhwc: np.ndarray, batch: int, m
     wanted = set(names) if names is not None else set(tflite_ptq.calibrated_ranges(calibrated))
     interp = Interpreter(model_content=calibrated, experimental_preserve_all_tensors=True, num_threads=1)
     interp.allocate_tensors()
+    if keep_inputs:
+        wanted -= {d["name"] for d in interp.get_input_details()}
     index = {d["name"]: d["index"] for d in interp.get_tensor_details() if d["name"] in wanted}
     inp = interp.get_input_details()[0]["index"]
     collector = RangeCollector(method, percentile)

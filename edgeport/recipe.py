@@ -314,7 +314,7 @@ def parse(path: Path) -> Recipe:
 def _build(ctx: _Ctx, raw: dict, tables: dict, name: str) -> Recipe:
     pre, quant, export, acc, bench = (tables[s] for s in ("preprocess", "quantize", "export", "accuracy", "bench"))
     _choice(ctx, ("preprocess",), pre, "scale", ("meanstd", "127"))
-    _choice(ctx, ("quantize",), quant, "method", ("minmax", "percentile", "entropy"))
+    _choice(ctx, ("quantize",), quant, "method", ("minmax", "percentile", "entropy", "mse"))
     _choice(ctx, ("quantize",), quant, "io_dtype", ("int8", "uint8", "float32"))
     for key, allowed in (("deploy", ("x86", "arm64", "arm64-nodot")), ("onnx_format", ("qdq", "qoperator")), ("onnx_activations", ("s8", "u8")),
                          ("onnx_reduce_range", ("auto", "on", "off"))):

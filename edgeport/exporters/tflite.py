@@ -133,16 +133,34 @@ def calibrated_model(req: ExportRequest) -> bytes:
     return req.cache["tflite-calibrated"]
 
 
+def method_ranges(req: ExportRequest) -> dict[str, tuple[float, float]] | None:
+    """Activation ranges of ``req.quant.method`` for the calibrated model's tensors (None for minmax: TFLite's own
+    calibration), from :func:`edgeport.calibration_ranges.tflite_ranges`; made once per run and method."""
+    from edgeport import calibration_ranges
+
+    calibration_ranges.check_method(req.quant.method, req.quant.percentile)
+    if req.quant.method == "minmax":
+        return None
+    key = f"tflite-ranges:{req.quant.method}:{req.quant.percentile}"
+    if key not in req.cache:
+        req.cache[key] = calibration_ranges.tflite_ranges(calibrated_model(req), _nhwc(req.calibration),
+                                                          int(req.example.shape[0]), req.quant.method, req.quant.percentile)
+    return req.cache[key]
+
+
 def export_int8(req: ExportRequest, denylisted_nodes: tuple[str, ...] = (),
                 ranges: dict[str, tuple[float, float]] | None = None) -> Path:
     """Full-integer PTQ: per-channel int8 weights, int8 activations, I/O dtype from ``req.quant.io_dtype``.
 
     Default: one ``TFLiteConverter.convert()`` (TFLite's min/max calibration). With ``ranges`` (another calibration
     method's activation ranges) or ``denylisted_nodes`` (layers kept float by accuracy control), the two-step path
-    of :mod:`edgeport.exporters.tflite_ptq` on the run's calibrated model."""
+    of :mod:`edgeport.exporters.tflite_ptq` on the run's calibrated model. A ``req.quant.method`` other than
+    minmax supplies ``ranges`` when none are given (:func:`method_ranges`)."""
     from edgeport.exporters import tflite_ptq
 
     _check_int8_request(req)
+    if ranges is None:
+        ranges = method_ranges(req)
     if ranges or denylisted_nodes:
         calibrated = calibrated_model(req)
         if ranges:

@@ -89,3 +89,46 @@ def test_unknown_method_and_bad_percentile_are_user_errors():
 def test_non_finite_values_are_a_user_error():
     with pytest.raises(UserError, match="NaN"):
         cr.RangeCollector("mse").collect({"t": np.array([1.0, np.nan], np.float32)})
+
+
+@pytest.mark.slow
+def test_the_four_methods_give_different_tflite_ranges_on_a_trained_model(tmp_path):
+    """tflite-int8 on the trained MobileNetV2-0.5: each method's ranges differ from every other's, the input keeps
+    TFLite's calibrated range, and the exported int8 file carries the method's ranges."""
+    from dataclasses import replace
+
+    from rich.console import Console
+
+    from edgeport.cli import model_options as opt
+    from edgeport.export_flow import prepare
+    from edgeport.exporters import ExportRequest, QuantOptions, tflite, tflite_ptq
+
+    loaded = opt.load_model("fmnist_mobilenet_v2_x0_5", None, None, None, None)
+    data = opt.load_data(loaded, "fashion-mnist", 64, 10, 0, None, None, False, False, Console())
+    prep = prepare(loaded)
+    req = ExportRequest(loaded.name, prep.program, prep.example, tmp_path, False, data.calibration.inputs)
+    calibrated = tflite_ptq.calibrated_ranges(tflite.calibrated_model(req))
+    found = {"minmax": calibrated}
+    for method in ("percentile", "entropy", "mse"):
+        found[method] = tflite.method_ranges(replace(req, quant=QuantOptions(method=method)))
+        assert tflite.method_ranges(replace(req, quant=QuantOptions(method=method))) is found[method]  # cached per run
+        assert "serving_default_input:0" not in found[method]  # the input keeps its calibrated range
+        assert set(found[method]) == set(calibrated) - {"serving_default_input:0"}
+    names = sorted(found["mse"])
+    for a in found:
+        for b in found:
+            if a < b:
+                differ = sum(not np.allclose(found[a][n], found[b][n], rtol=1e-3, atol=1e-6) for n in names)
+                assert differ > len(names) // 4, (a, b, differ, len(names))
+    for method in ("percentile", "mse"):  # clipping methods: never wider than min/max
+        assert all(found[method][n][0] >= calibrated[n][0] - 1e-6 and found[method][n][1] <= calibrated[n][1] + 1e-6
+                   for n in names), method
+    mse_req = replace(req, quant=QuantOptions(method="mse"), out_dir=tmp_path / "mse")
+    (tmp_path / "mse").mkdir()
+    path = tflite.export_int8(mse_req)
+    from ai_edge_litert.interpreter import Interpreter
+
+    details = {d["name"]: d["quantization"] for d in Interpreter(model_path=str(path)).get_tensor_details()}
+    n = next(n for n in names if n in details and details[n][0] > 0 and not np.allclose(found["mse"][n], calibrated[n], rtol=1e-2))
+    lo, hi = found["mse"][n]
+    assert details[n][0] == pytest.approx((hi - lo) / 255, rel=2e-2)  # the file's scale is the MSE range's
