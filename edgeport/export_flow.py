@@ -110,19 +110,29 @@ def run_export(
     validate: bool = True,
     thresholds: dict[str, Thresholds] | None = None,
     on_stage: Callable[[str], None] = lambda s: None,
+    prepared: Prepared | None = None,
+    cache: dict | None = None,
 ) -> ExportRun:
-    """Export ``targets`` in chain order (parents first) and validate them on held-out data."""
+    """Export ``targets`` in chain order (parents first) and validate them on held-out data.
+
+    Several runs over one model (edgeport.method_comparison) pass ``prepared``, the model already captured, fused
+    and equalized as ``quant`` asks (prepare(), equalize_prepared()), and ``cache``, the ExportRequest cache they
+    share (the fp32 ONNX model, onnx2tf output, TFLite calibration); the caller then clears that cache."""
     from edgeport.int8_coverage import coverage_of
 
     calibration = data.calibration.inputs if data is not None else None
     if quant.bias_correction and calibration is None:
         raise UserError("bias correction needs calibration data", "pass --calib (an image folder, fashion-mnist, ...)")
-    on_stage("capture + fuse")
-    run = ExportRun(prepare(loaded, dynamic_batch))
-    if quant.cle or quant.bias_correction:
+    if prepared is not None:
+        run = ExportRun(prepared)
+    else:
+        on_stage("capture + fuse")
+        run = ExportRun(prepare(loaded, dynamic_batch))
+    if prepared is None and (quant.cle or quant.bias_correction):
         on_stage("equalize")
         run.equalization = equalize_prepared(run.prep, calibration, quant)
-    req = ExportRequest(loaded.name, run.prep.program, run.prep.example, Path(out_dir), dynamic_batch, calibration, quant)
+    req = ExportRequest(loaded.name, run.prep.program, run.prep.example, Path(out_dir), dynamic_batch, calibration, quant,
+                        cache if cache is not None else {})
     order = list(PARENTS)
     for target in sorted(targets, key=lambda t: order.index(t.name) if t.name in order else len(order)):
         on_stage(f"export {target.name}")
@@ -138,7 +148,8 @@ def run_export(
         parent = PARENTS.get(target.name, "torch-fused")
         run.artifacts.append(Artifact.from_file(path, target.name, target.format, dtypes=dtypes, parent=parent, tools=tool_versions()))
         run.targets.append(target)
-    req.cache.clear()  # drop onnx2tf's temporary SavedModel now
+    if cache is None:
+        req.cache.clear()  # drop onnx2tf's temporary SavedModel now
     if validate:
         on_stage("validate")
         validate_run(run, data, thresholds)
