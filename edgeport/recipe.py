@@ -38,7 +38,9 @@ SCHEMA: dict[str, dict[str, tuple[str, tuple]]] = {
     "quantize": {"method": ("string", (str,)), "io_dtype": ("string", (str,)), "allow_float": ("list[string]", (str,)),
                  # onnx-int8 (edgeport.exporters.onnx_int8): deploy preset, then explicit settings
                  "deploy": ("string", (str,)), "onnx_format": ("string", (str,)), "onnx_activations": ("string", (str,)),
-                 "onnx_reduce_range": ("string", (str,))},
+                 "onnx_reduce_range": ("string", (str,)),
+                 # edgeport.equalization on the fused graph before export
+                 "cle": ("boolean", (bool,)), "bias_correction": ("boolean", (bool,))},
     "export": {"targets": ("list[string]", (str,)), "dynamic_batch": ("boolean", (bool,))},
     "accuracy": {"min_top1": ("number", _NUM), "max_drop": ("number", _NUM)},
     "bench": {"devices": ("list[string]", (str,)), "threads": ("list[int]", (int,)), "budget_s": ("number", _NUM)},
@@ -74,6 +76,8 @@ class QuantSection:
     onnx_format: str | None = None  # qdq | qoperator; None: from deploy / the default
     onnx_activations: str | None = None  # s8 | u8
     onnx_reduce_range: str | None = None  # auto | on | off
+    cle: bool = False  # cross-layer equalization (edgeport.equalization)
+    bias_correction: bool = False  # empirical bias correction; needs [data] calib
 
 
 @dataclass(frozen=True)
@@ -330,6 +334,9 @@ def _build(ctx: _Ctx, raw: dict, tables: dict, name: str) -> Recipe:
     if any(t.endswith("int8") for t in targets) and tables["data"].get("calib") is None:
         raise ctx.fail(("export",), "targets", "int8 targets need calibration data and [data] has no calib",
                        'add [data] calib = "<image folder, .npy/.npz, fashion-mnist or synthetic>"')
+    if quant.get("bias_correction") and tables["data"].get("calib") is None:
+        raise ctx.fail(("quantize",), "bias_correction", "bias correction needs calibration data and [data] has no calib",
+                       'add [data] calib = "<image folder, .npy/.npz, fashion-mnist or synthetic>"')
     for key in ("min_top1", "max_drop"):
         _fraction(ctx, ("accuracy",), acc, key)
     if any(n < 1 for n in bench.get("threads", [1])) or not bench.get("threads", [1]):
@@ -347,7 +354,8 @@ def _build(ctx: _Ctx, raw: dict, tables: dict, name: str) -> Recipe:
         name=name, path=ctx.path, model=_model(ctx, tables["model"]), preprocess=dict(pre),
         data=_data(ctx, tables["data"]),
         quantize=QuantSection(quant.get("method", "minmax"), quant.get("io_dtype", "int8"), tuple(quant.get("allow_float", ())),
-                              *(quant.get(k) for k in ("deploy", "onnx_format", "onnx_activations", "onnx_reduce_range"))),
+                              *(quant.get(k) for k in ("deploy", "onnx_format", "onnx_activations", "onnx_reduce_range")),
+                              cle=quant.get("cle", False), bias_correction=quant.get("bias_correction", False)),
         targets=targets, dynamic_batch=export.get("dynamic_batch", False),
         thresholds=_thresholds(ctx, raw.get("thresholds", {})),
         accuracy=AccuracySection(acc.get("min_top1"), acc.get("max_drop")),

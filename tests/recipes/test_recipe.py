@@ -182,3 +182,14 @@ def test_int8_target_without_calibration_data(tmp_path):
     p = write(tmp_path, GOOD.replace('calib = "synthetic"', ""))
     msg = error_of(p)
     assert f"{p}:9:" in msg and "int8 targets need calibration data" in msg and "calib =" in msg
+
+
+def test_equalization_keys(tmp_path):
+    r = recipe.parse(write(tmp_path, GOOD))
+    assert r.quantize.cle is False and r.quantize.bias_correction is False
+    r = recipe.parse(write(tmp_path, GOOD + "\n[quantize]\ncle = true\nbias_correction = true\n"))
+    assert r.quantize.cle is True and r.quantize.bias_correction is True
+    assert "boolean" in error_of(write(tmp_path, GOOD + "\n[quantize]\ncle = 1\n"))
+    no_calib = GOOD.replace('calib = "synthetic"', "").replace('"tflite-int8"', '"tflite-fp16"')
+    msg = error_of(write(tmp_path, no_calib + "\n[quantize]\nbias_correction = true\n"))
+    assert "bias correction needs calibration data" in msg and "[quantize]" in msg and "calib =" in msg
