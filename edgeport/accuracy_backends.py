@@ -1,0 +1,99 @@
+"""The int8 targets as accuracy-control backends: list the quantized layers, re-quantize with some kept float.
+
+* tflite-int8: candidates are the compute ops of the default int8 file (their output tensor names are what
+  TFLite's ``denylisted_nodes`` takes); builds re-quantize the run's calibrated model
+  (:mod:`edgeport.exporters.tflite_ptq`), so no step calibrates again.
+* onnx-int8: candidates are the fp32 graph's quantizable compute nodes (``nodes_to_exclude`` takes node names);
+  builds call ``onnx_int8.quantize`` with the excluded nodes as ``float_fallback``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+from edgeport.accuracy_control import Backend, Candidate
+from edgeport.atomic_file import write_bytes
+from edgeport.exporters import ExportRequest
+
+ONNX_CANDIDATE_OPS = ("Conv", "Gemm", "MatMul", "Add", "Mul", "GlobalAveragePool", "AveragePool", "Concat")
+TFLITE_CANDIDATE_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "MUL", "MEAN", "AVERAGE_POOL_2D",
+                        "CONCATENATION", "HARD_SWISH", "LOGISTIC")
+
+
+class TfliteBackend(Backend):
+    target = "tflite-int8"
+
+    def __init__(self, req: ExportRequest):
+        self.req = req
+
+    def build(self, fallbacks: Sequence[str], dest: Path) -> Path:
+        from edgeport.exporters.tflite import export_int8
+
+        made = export_int8(dataclasses.replace(self.req, out_dir=dest.parent), denylisted_nodes=tuple(fallbacks))
+        made.replace(dest)
+        return dest
+
+    def candidates(self) -> list[Candidate]:
+        from edgeport.graph_summary import tflite_ops
+
+        probe = Path(self.req.cache.setdefault("accuracy-probe", _tempdir()).name) / "probe.tflite"
+        self.build((), probe)
+        out = []
+        for op in tflite_ops(probe):
+            if op.name in TFLITE_CANDIDATE_OPS and op.output_name:
+                out.append(Candidate(op.output_name, tflite_layer_name(op.output_name, op.name), op.name))
+        return out
+
+
+class OnnxBackend(Backend):
+    target = "onnx-int8"
+
+    def __init__(self, req: ExportRequest):
+        from edgeport.exporters import onnx_fp32
+        from edgeport.exporters.onnx_int8 import check_calibration
+
+        self.req = req
+        self.fp32 = onnx_fp32.to_onnx(req)
+        self.calibration = check_calibration(req.calibration, tuple(req.example.shape))
+        self.batch = 1 if req.dynamic_batch else int(req.example.shape[0])
+
+    def build(self, fallbacks: Sequence[str], dest: Path) -> Path:
+        from edgeport.exporters.onnx_int8 import quantize
+
+        quant = dataclasses.replace(self.req.quant, float_fallback=tuple(self.req.quant.float_fallback) + tuple(fallbacks))
+        model, _ = quantize(self.fp32, self.calibration, quant, batch=self.batch)
+        write_bytes(dest, model.SerializeToString())
+        return dest
+
+    def candidates(self) -> list[Candidate]:
+        params = {i.name for i in self.fp32.graph.initializer}
+        out = []
+        for node in self.fp32.graph.node:
+            if node.op_type in ONNX_CANDIDATE_OPS and node.name:
+                weight = next((i for i in node.input if i in params and i.endswith(".weight")), None)
+                layer = weight.rsplit(".", 1)[0] if weight else node.name.lstrip("/")
+                out.append(Candidate(node.name, layer, node.op_type))
+        return out
+
+
+def backend_for(target: str, req: ExportRequest) -> Backend:
+    return {"tflite-int8": TfliteBackend, "onnx-int8": OnnxBackend}[target](req)
+
+
+def tflite_layer_name(tensor: str, op: str) -> str:
+    """A short readable name for a TFLite tensor (onnx2tf + converter names fuse several ops with ';')."""
+    parts = [re.sub(r"^model(_\d+)?/", "", p) for p in tensor.split(";")]
+    keys = {"CONV_2D": "convolution", "DEPTHWISE_CONV_2D": "depthwise", "FULLY_CONNECTED": "MatMul",
+            "ADD": "add", "MUL": "mul", "MEAN": "reduce_mean"}
+    key = keys.get(op, "")
+    pick = next((p for p in parts if key and key.lower() in p.lower()), parts[0])
+    return pick.split("/")[0] if "/" in pick else pick
+
+
+def _tempdir():
+    import tempfile
+
+    return tempfile.TemporaryDirectory(prefix="edgeport-accuracy-probe-")  # removed with the run's cache
