@@ -52,6 +52,9 @@ def _register_commands() -> None:
     from edgeport.cli import arm_cmd  # edgeport arm setup (qemu-pi4/pi5 userland)
 
     arm_cmd.register(app)
+    from edgeport.cli import quantize_cmd  # edgeport quantize [--compare-methods]
+
+    quantize_cmd.register(app)
     _registered = True
 
 

@@ -1,0 +1,125 @@
+"""``edgeport quantize``: int8 targets with one calibration method, or every method compared (--compare-methods).
+
+The body only turns options into calls of edgeport.method_comparison and prints its result, so further options
+(accuracy control) add a step here without touching the flow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from edgeport.cli import model_options as opt
+from edgeport.cli.console import StageReporter
+from edgeport.cli.console import make as make_console
+from edgeport.errors import ParityFailed, UsageError
+
+console = make_console()
+
+
+def quantize(
+    model: str = opt.MODEL,
+    weights: Path = opt.WEIGHTS,
+    input_shape: str = opt.INPUT_SHAPE,
+    num_classes: int = opt.NUM_CLASSES,
+    width: float = opt.WIDTH,
+    calib: str = opt.CALIB,
+    calib_samples: int = opt.CALIB_SAMPLES,
+    val_samples: int = opt.VAL_SAMPLES,
+    seed: int = opt.SEED,
+    target: str = typer.Option("onnx-int8,tflite-int8", "--target", "-t", help="Comma-separated int8 targets: onnx-int8, tflite-int8."),
+    method: str = typer.Option("minmax", "--method", help="Calibration method: minmax, percentile, entropy or mse."),
+    compare_methods: bool = typer.Option(False, "--compare-methods", help="Quantize with every method (artifacts in OUT/<method>/) and compare them."),
+    percentile: float = typer.Option(99.99, "--percentile", help="Mass kept by the percentile method (two-sided)."),
+    data: str = typer.Option(None, "--data", "-d", help="Labelled data for top-1 accuracy of the float model and each artifact (as `edgeport eval --data`)."),
+    limit: int = typer.Option(None, "--limit", help="Use only the first N samples of --data."),
+    out: Path = typer.Option(Path("artifacts"), "--out", "-o", help="Folder for the artifacts, parity.json and methods.json."),
+    io_dtype: str = typer.Option("int8", "--io-dtype", help="tflite-int8 input/output: int8, uint8 or float32 (int8 inside)."),
+    mean: str = opt.MEAN,
+    std: str = opt.STD,
+    scale_127: bool = opt.SCALE_127,
+    bgr: bool = opt.BGR,
+    min_sqnr: float = opt.MIN_SQNR,
+    min_top1: float = opt.MIN_TOP1,
+) -> None:
+    """Quantize to int8 with a calibration method (or all of them) and validate; exit 3 if no method's artifact of
+    a target passes its thresholds (SQNR, top-1 agreement vs PyTorch, every compute op int8)."""
+    from edgeport import method_comparison as mc
+    from edgeport.calibration_ranges import METHODS, check_method
+    from edgeport.exporters import QuantOptions, parse_targets
+
+    targets = parse_targets(target)
+    mc.check_int8_targets(targets)
+    methods = list(METHODS) if compare_methods else mc.check_methods([method])
+    if compare_methods and method != "minmax":
+        raise UsageError("--method and --compare-methods exclude each other", "--compare-methods runs every method")
+    if limit is not None and limit < 1:
+        raise UsageError("--limit must be positive")
+    check_method("percentile", percentile)
+    quant = QuantOptions(method=methods[0], percentile=percentile, io_dtype=io_dtype)
+    with StageReporter(console, f"loading {model}") as status:
+        loaded = opt.load_model(model, weights, input_shape, num_classes, width)
+        split = opt.load_data(loaded, calib, calib_samples, val_samples, seed, mean, std, scale_127, bgr, console)
+        labelled = _labelled(data, limit)
+        pre = opt.preprocess_overrides(loaded.data_preprocess(), mean, std, scale_127, bgr)
+        comparison = mc.compare_methods(
+            loaded, targets, out, split, methods, quant, opt.threshold_overrides(min_sqnr, min_top1, None),
+            labelled=labelled, preprocess=pre, subdirs=compare_methods,
+            on_stage=lambda s: status.update(f"{loaded.name}: {s}"),
+        )
+    print_comparison(comparison)
+    path = mc.write(out, comparison)
+    console.print(f"wrote {path}")
+    failed = comparison.failed()
+    if failed:
+        r = failed[0]
+        raise ParityFailed(f"{r.target} ({r.method}): {'; '.join(r.failures)}", f"see {path}")
+
+
+def _labelled(spec: str | None, limit: int | None):
+    if spec is None:
+        return None
+    from edgeport.data import labelled
+
+    found = labelled.load(spec)
+    if limit is None:
+        return found
+    return replace(found, labels=found.labels[:limit], images=None if found.images is None else found.images[:limit],
+                   files=None if found.files is None else found.files[:limit])
+
+
+def print_comparison(c) -> None:
+    acc = c.data is not None
+    table = Table(box=None, pad_edge=False, title=f"{c.model}: int8 calibration methods", title_justify="left")
+    cols = ["method", "target", "SQNR dB", "top-1 agree"] + (["accuracy", "drop"] if acc else []) + ["seconds", "parity"]
+    for col in cols:
+        table.add_column(col, no_wrap=True, justify="left" if col in ("method", "target", "parity") else "right")
+    best = c.best()
+    for r in sorted(c.results, key=lambda r: (c.targets.index(r.target), c.methods.index(r.method))):
+        star = " *" if best.get(r.target) == r.method and len(c.methods) > 1 else ""
+        row = [r.method + star, r.target, "exact" if r.sqnr_db is None else f"{r.sqnr_db:.1f}",
+               "—" if r.top1_agreement is None else f"{100 * r.top1_agreement:.1f} %"]
+        if acc:
+            row += ["—" if r.accuracy is None else f"{100 * r.accuracy:.2f} %",
+                    "—" if r.drop is None else f"{100 * r.drop:+.2f}"]
+        row += [f"{r.seconds:.1f}", "[green]pass[/]" if r.passed else f"[red]FAIL[/] {r.failures[0]}"]
+        table.add_row(*row)
+    console.print(table)
+    if acc:
+        console.print(f"float (PyTorch) top-1 on {c.data['source']} ({c.data['samples']} samples): "
+                      f"{100 * c.data['float_accuracy']:.2f} %; drop = float - int8, in points")
+    if c.validation:
+        console.print(f"SQNR and top-1 agreement vs PyTorch on {c.validation['samples']} held-out samples "
+                      f"({c.validation['source']}); calibration: {c.calibration['samples']} samples ({c.calibration['source']})")
+    console.print(f"shared steps (capture, fuse, fp32 ONNX, onnx2tf, TFLite calibration), once: {c.shared_seconds:.1f} s; "
+                  "seconds = one method's ranges + quantization of that target")
+    if len(c.methods) > 1:
+        basis = "accuracy" if acc else "SQNR vs PyTorch"
+        console.print("best by " + basis + ": " + ", ".join(f"{t}: [bold]{m}[/]" for t, m in best.items()))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("quantize")(quantize)
