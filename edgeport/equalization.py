@@ -95,14 +95,14 @@ def equalize(gm: fx.GraphModule, calibration: np.ndarray | None, *, cle: bool = 
     if bias_correction and calibration is None:
         raise ValueError("bias correction needs calibration inputs")  # the CLI checks first; this is a bug
     report = EqualizationReport(weight_bits=weight_bits)
-    chunk = _chunk_size(gm)
-    metric_x, report.metric_source = _metric_inputs(gm, calibration, chunk)
+    chunk, multiple = _chunk_size(gm)
+    metric_x, report.metric_source = _metric_inputs(gm, calibration, chunk, multiple)
     report.metric_samples = len(metric_x)
     before = run_module(gm, metric_x, chunk)
     if cle:
         _equalize_pairs(gm, report)
     if bias_correction:
-        x = _subset(torch.from_numpy(np.ascontiguousarray(calibration, dtype=np.float32)), BIAS_SAMPLES, chunk)
+        x = _subset(torch.from_numpy(np.ascontiguousarray(calibration, dtype=np.float32)), BIAS_SAMPLES, multiple)
         report.bias_samples = len(x)
         report.bias_corrected = _correct_biases(gm, x, chunk, 2 ** (weight_bits - 1) - 1)
     gm.graph.lint()
@@ -333,33 +333,34 @@ def _run_node(gm: fx.GraphModule, n: fx.Node, value):
 # --- inputs and the measured float change -----------------------------------------------------------------
 
 
-def _chunk_size(gm: fx.GraphModule) -> int:
-    """The batch a static capture takes (its traced batch); 64 for a dynamic-batch capture."""
+def _chunk_size(gm: fx.GraphModule) -> tuple[int, int]:
+    """(samples per call, what the sample count must be a multiple of): a static capture takes only its
+    traced batch; a dynamic-batch capture takes any, run 64 at a time."""
     for n in gm.graph.nodes:
         if n.op == "placeholder":
             val = n.meta.get("val")
             dim = val.shape[0] if val is not None and hasattr(val, "shape") else 1
-            return dim if isinstance(dim, int) else 64
-    return 1
+            return (dim, dim) if isinstance(dim, int) else (64, 1)
+    return 1, 1
 
 
-def _subset(x: torch.Tensor, n: int, chunk: int) -> torch.Tensor:
-    """Up to ``n`` samples spread evenly over ``x``, a whole number of chunks."""
-    n = max(chunk, min(n, len(x)) // chunk * chunk)
+def _subset(x: torch.Tensor, n: int, multiple: int) -> torch.Tensor:
+    """Up to ``n`` samples spread evenly over ``x``, a multiple of ``multiple`` of them."""
+    n = max(multiple, min(n, len(x)) // multiple * multiple)
     idx = np.linspace(0, len(x) - 1, n).round().astype(int)
     return x[torch.from_numpy(idx)]
 
 
-def _metric_inputs(gm: fx.GraphModule, calibration: np.ndarray | None, chunk: int) -> tuple[torch.Tensor, str]:
+def _metric_inputs(gm: fx.GraphModule, calibration: np.ndarray | None, chunk: int, multiple: int) -> tuple[torch.Tensor, str]:
     if calibration is not None:
         x = torch.from_numpy(np.ascontiguousarray(calibration, dtype=np.float32))
-        return _subset(x, METRIC_SAMPLES, chunk), "calibration"
+        return _subset(x, METRIC_SAMPLES, multiple), "calibration"
     from edgeport import sample_inputs
 
     placeholder = next(n for n in gm.graph.nodes if n.op == "placeholder")
     shape = tuple(int(d) if isinstance(d, int) else chunk for d in placeholder.meta["val"].shape)
     x = torch.cat(list(sample_inputs.check_set(shape).values()))
-    return _subset(x, len(x), chunk), "synthetic"
+    return _subset(x, len(x), multiple), "synthetic"
 
 
 def _float_change(before: torch.Tensor, after: torch.Tensor) -> tuple[float, float, float]:

@@ -207,3 +207,14 @@ def test_export_with_cle_and_bias_correction_records_it(cli, tmp_path):
     # validation judges the artifact against the original model and reports the transformed float graph too
     assert parity["validation"]["accuracy"]["torch-fused"] > 0.85 and eq["float_max_rel"] > 0
     assert {c["against"] for c in parity["validation"]["checks"] if c["judged"]} == {"torch"}
+
+
+def test_dynamic_batch_capture():
+    model = _imbalance(Chain(act=nn.ReLU6))
+    gm, _ = fuse(capture(model, torch.zeros(1, 3, 12, 12), dynamic_batch=True).module())
+    x = _inputs(100)
+    before = gm(x)
+    report = equalize(gm, x.abs().numpy(), cle=True, bias_correction=True)
+    assert report.bias_samples == 100 and report.metric_samples == 100 and len(report.bias_corrected) == 7
+    after = gm(x)  # still takes any batch
+    assert after.shape == before.shape and 0 < _rel(before, after) < 0.5
