@@ -137,7 +137,8 @@ def compare_methods(
         on_stage("equalize")
         equalization = equalize_prepared(prep, calibration, quant)
     cache: dict = {}
-    comparison = Comparison(loaded.name, [t.name for t in targets], methods, asdict(quant), None, None, 0.0,
+    options = {k: v for k, v in asdict(quant).items() if k != "method"}
+    comparison = Comparison(loaded.name, [t.name for t in targets], methods, options, None, None, 0.0,
                             equalization=equalization)
     if data is not None:
         comparison.calibration = {"source": data.calibration.source, "samples": len(data.calibration)}
