@@ -309,13 +309,28 @@ def _run_corrected(gm: fx.GraphModule, n: fx.Node, env: dict, qmax: int) -> list
     if b_node is not None:
         _replace_param(gm, b_node.target, new)
     else:
-        b_node = _set_param(gm, gm.graph, n, _free_bias_name(gm, n.args[1].target), new)
+        b_node = _set_param(gm, gm.graph, n, _new_bias_name(gm, n.args[1].target), new)
         args = list(n.args) + [None] * (3 - len(n.args))
         args[2] = b_node
         n.args = tuple(args)
     env[b_node] = _Const(_attr_tensor(gm, b_node))
     out = n.target(x, w, _attr_tensor(gm, b_node), *rest)
     return list(out.split([len(c) for c in xs]))
+
+
+def _new_bias_name(gm: fx.GraphModule, weight_target: str) -> str:
+    """fuse's name for a new bias, unless taken: its two candidates (``bias``, ``bias_folded``) run out when
+    several bias-less convs share an owner, e.g. graph_rewrites' avg-pool depthwise convs at the root."""
+    name = _free_bias_name(gm, weight_target)
+    owner, _, attr = name.rpartition(".")
+    if not hasattr(gm.get_submodule(owner) if owner else gm, attr):
+        return name
+    owner, _, w = weight_target.rpartition(".")
+    mod = gm.get_submodule(owner) if owner else gm
+    attr, i = f"{w}_bias", 1
+    while hasattr(mod, attr):
+        attr, i = f"{w}_bias_{i}", i + 1
+    return f"{owner}.{attr}" if owner else attr
 
 
 def _run_node(gm: fx.GraphModule, n: fx.Node, value):

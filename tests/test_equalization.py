@@ -218,3 +218,22 @@ def test_dynamic_batch_capture():
     assert report.bias_samples == 100 and report.metric_samples == 100 and len(report.bias_corrected) == 7
     after = gm(x)  # still takes any batch
     assert after.shape == before.shape and 0 < _rel(before, after) < 0.5
+
+
+def test_bias_correction_names_new_biases_uniquely():
+    class BiasLessAtRoot(nn.Module):  # like graph_rewrites' avg-pool-as-depthwise convs: weights on the root
+        def __init__(self):
+            super().__init__()
+            for i in range(3):
+                self.register_parameter(f"w{i}", nn.Parameter(torch.randn(3, 3, 1, 1)))
+
+        def forward(self, x):
+            for i in range(3):
+                x = F.relu(F.conv2d(x, getattr(self, f"w{i}")))
+            return x
+
+    gm = _fused(BiasLessAtRoot())
+    report = equalize(gm, _inputs(8).numpy(), cle=False, bias_correction=True)
+    assert len(report.bias_corrected) == 3
+    biases = [n.args[2].target for n in gm.graph.nodes if n.op == "call_function" and n.target == aten.conv2d.default]
+    assert len(set(biases)) == 3
