@@ -56,6 +56,7 @@ class ExportRun:
     int8_problems: list[str] = field(default_factory=list)  # compute ops left float in an int8 artifact
     warnings: list[str] = field(default_factory=list)
     equalization: dict | None = None  # EqualizationReport.to_dict() when --cle/--bias-correction ran
+    request: ExportRequest | None = None  # what the targets were made from (the per-layer diagnosis reads its models)
 
     @property
     def passed(self) -> bool:
@@ -148,6 +149,7 @@ def run_export(
         parent = PARENTS.get(target.name, "torch-fused")
         run.artifacts.append(Artifact.from_file(path, target.name, target.format, dtypes=dtypes, parent=parent, tools=tool_versions()))
         run.targets.append(target)
+    run.request = req  # with a caller's ``cache``, its fp32 ONNX / onnx2tf / calibrated models stay usable
     if cache is None:
         req.cache.clear()  # drop onnx2tf's temporary SavedModel now
     if validate:
