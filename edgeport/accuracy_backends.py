@@ -97,3 +97,45 @@ def _tempdir():
     import tempfile
 
     return tempfile.TemporaryDirectory(prefix="edgeport-accuracy-probe-")  # removed with the run's cache
+
+
+def control_set(prep, labelled=None, samples: int = 2000, validation=None, preprocess=None):
+    """The data accuracy control scores on: the first ``samples`` of ``labelled`` (preprocessed like the model),
+    else the held-out ``validation`` inputs scored by top-1 agreement with the float model."""
+    import numpy as np
+
+    from edgeport.accuracy_control import ControlSet
+    from edgeport.errors import UserError
+
+    if labelled is not None:
+        pre = preprocess or prep.loaded.data_preprocess()
+        xs, ys, have = [], [], 0
+        for x, y in labelled.batches(pre, tuple(prep.loaded.input_shape), 500):
+            xs.append(x)
+            ys.append(y)
+            have += len(y)
+            if have >= samples:
+                break
+        inputs, labels, source = np.concatenate(xs)[:samples], np.concatenate(ys)[:samples], labelled.source
+    elif validation is not None and len(validation):
+        inputs, labels, source = validation.inputs, None, f"{validation.source} (agreement with float)"
+    else:
+        raise UserError("accuracy control needs data to score on", "pass --data (labelled) or --calib (real images)")
+    reference, _ = prep.outputs(inputs)
+    return ControlSet(np.ascontiguousarray(inputs, dtype=np.float32), labels, reference, f"{source}, {len(inputs)} samples")
+
+
+def control_targets(prep, target_names, calibration, quant, cset, budget: float, out_dir: Path, cache: dict,
+                    on_step=lambda s: None, bench: bool = True):
+    """Accuracy control for each int8 target of ``prep``; each final artifact replaces ``out_dir``'s file of
+    that target. ``cache``: the run's ExportRequest cache (fp32 ONNX, SavedModel, TFLite calibration)."""
+    from edgeport.accuracy_control import control
+    from edgeport.exporters import TARGETS
+
+    req = ExportRequest(prep.loaded.name, prep.program, prep.example, Path(out_dir), prep.dynamic_batch, calibration,
+                        quant, cache)
+    results = []
+    for name in target_names:
+        dest = Path(out_dir) / TARGETS.get(name).filename(prep.loaded.name)
+        results.append(control(backend_for(name, req), cset, budget, dest, on_step=on_step, bench=bench))
+    return results

@@ -16,6 +16,11 @@ The search, every step measured in the artifact's own runtime:
    k, then try dropping each kept layer again (the last-added first) while the budget still holds: the
    result is a set no member of which can be removed.
 
+Single-layer sensitivity can miss damage that only a pair repairs: a clipped activation range is used both by
+its producer's output and by the QUANTIZE that feeds the int8 consumer, so keeping one of them float changes
+little (measured on MobileNetV2-0.5 with one range shrunk 100x: ranking gains all < 0.05 dB, yet the growth
+and pruning steps still ended at exactly the producer conv and the residual ADD reading it, 2 layers).
+
 Float layers mean float islands with QUANTIZE/DEQUANTIZE around them: the artifact's int8 verification
 allows exactly these layers, and the report says what they cost in size and latency (measured here).
 TFLite's int16x8 mode is whole-model only and XNNPACK does not run it, so the fallback is float.
