@@ -45,6 +45,7 @@ def export(
     max_abs: float = opt.MAX_ABS,
     dynamic_batch: bool = typer.Option(False, "--dynamic-batch", help="Make the batch dimension dynamic (ONNX targets)."),
     validate: bool = typer.Option(True, "--validate/--no-validate", help="Run each artifact in its runtime and check parity."),
+    per_layer: bool = typer.Option(False, "--per-layer", help="Diagnose int8 targets layer by layer on the validation data: print the 10 worst layers, write per_layer.json."),
 ) -> None:
     """Export a model to edge formats; exit 3 if an artifact does not match PyTorch or an int8 graph is not int8."""
     from edgeport import parity_file
@@ -69,6 +70,9 @@ def export(
                                  ("--onnx-reduce-range", quant.onnx_reduce_range, ("auto", "on", "off"))):
         if value not in allowed:
             raise UsageError(f"unknown {flag} {value!r}", f"choose {', '.join(allowed)}")
+    if per_layer:
+        _check_per_layer(targets, quant, calib)
+    diag_cache: dict | None = {} if per_layer else None  # keeps the fp32 ONNX / onnx2tf models for the diagnosis
     with StageReporter(console, f"loading {model}") as status:
         loaded = opt.load_model(model, weights, input_shape, num_classes, width)
         if calib:
@@ -77,8 +81,18 @@ def export(
         run = run_export(
             loaded, targets, out, data=data, quant=quant, dynamic_batch=dynamic_batch, validate=validate,
             thresholds=opt.threshold_overrides(min_sqnr, min_top1, max_abs),
-            on_stage=lambda s: status.update(f"{loaded.name}: {s}"),
+            on_stage=lambda s: status.update(f"{loaded.name}: {s}"), cache=diag_cache,
         )
+        diagnosis = None
+        if per_layer:
+            from edgeport.layer_diagnosis import diagnose_run
+
+            status.update(f"{loaded.name}: per-layer diagnosis")
+            val = run.validation_data or data.validation
+            try:
+                diagnosis = diagnose_run(run, val.inputs, val.source)
+            finally:
+                diag_cache.clear()
     render.fusion(console, run.prep)
     render.artifacts(console, run.artifacts, run.int8_problems)
     render.validation(console, run.validation)
@@ -88,11 +102,28 @@ def export(
         console.print("[yellow]no --calib: validated on synthetic inputs only[/]")
     path = parity_file.write(out, parity_file.build(run, data, quant))
     console.print(f"wrote {path}")
+    if diagnosis is not None:
+        from edgeport import layer_diagnosis
+        from edgeport.cli import per_layer_view
+
+        per_layer_view.show(console, diagnosis)
+        console.print(f"wrote {layer_diagnosis.write(out, diagnosis)}")
     if run.int8_problems:
         raise ParityFailed(run.int8_problems[0], "allow named layers with --allow-float, or see `edgeport inspect`")
     if run.validation is not None and run.validation.failed:
         c = run.validation.failed[0]
         raise ParityFailed(f"{c.stage} vs {c.against}: {'; '.join(c.failures)}", f"see {path}")
+
+
+def _check_per_layer(targets, quant, calib) -> None:
+    from edgeport.errors import UsageError, UserError
+
+    if not any(t.precision == "int8" for t in targets):
+        raise UsageError("--per-layer diagnoses int8 targets, and none is asked for", "add onnx-int8 or tflite-int8 to --target")
+    if not calib:
+        raise UserError("--per-layer needs calibration data (int8 targets do)", "add --calib (an image folder, fashion-mnist, ...)")
+    if any(t.name == "onnx-int8" for t in targets) and quant.onnx_format != "qdq":
+        raise UsageError("--per-layer reads QDQ onnx-int8 models only", "use --onnx-format qdq (QOperator has no float tensor between layers)")
 
 
 def register(app: typer.Typer) -> None:
