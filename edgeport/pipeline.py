@@ -27,7 +27,7 @@ from edgeport.stage_cache import StageCache, edgeport_sources, hash_files, key_o
 
 ALL_TOOLS = TOOL_PACKAGES + ("tensorflow", "tf_keras", "onnx2tf", "onnx_graphsurgeon", "ai-edge-litert")
 EXPORT_CODE = ("capture.py", "fuse.py", "graph_rewrites.py", "export_flow.py", "exporters", "data", "model_source.py",
-               "sample_inputs.py", "int8_coverage.py")
+               "sample_inputs.py", "int8_coverage.py", "layer_diagnosis.py", "layer_diagnosis_onnx.py", "layer_diagnosis_tflite.py")
 VALIDATE_CODE = ("validate.py", "parity.py", "runtimes")
 BENCH_CODE = ("bench/local.py", "runtimes")
 # Which tool writes each target's bytes: named in the report when a rebuild gives different bytes.
@@ -215,6 +215,7 @@ def _export_stage(recipe, inputs: Inputs, out: Path, cache: StageCache, clock: _
         record, folder = hit
         result.reused.append("export")
     result.fusion, result.int8_problems = record["fusion"], record["int8_problems"]
+    result.per_layer = record.get("per_layer")
     result.model = record["model"]
     clock.stage("write artifacts")
     dest = Path(out) / recipe.name
@@ -254,8 +255,10 @@ def _build_export(recipe, inputs: Inputs, targets, key: str, cache: StageCache, 
 
         quant = deploy_options(QuantOptions(q.method, io_dtype=q.io_dtype, float_fallback=q.allow_float), q.deploy,
                                onnx_format=q.onnx_format, onnx_activations=q.onnx_activations, onnx_reduce_range=q.onnx_reduce_range)
+        diag_cache: dict | None = {} if q.per_layer else None  # the run's fp32 models, kept for the diagnosis
         run = run_export(loaded, targets, staging, data=data, quant=quant,
-                         dynamic_batch=recipe.dynamic_batch, validate=False, on_stage=on_stage)
+                         dynamic_batch=recipe.dynamic_batch, validate=False, on_stage=on_stage, cache=diag_cache)
+        per_layer = _per_layer(run, data, diag_cache, clock) if q.per_layer else None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)  # no half-built entry left in the cache
         raise
@@ -273,11 +276,26 @@ def _build_export(recipe, inputs: Inputs, targets, key: str, cache: StageCache, 
                      "dtype_summary": {"compute_ops": ops, "weight_elements": dict(g.weight_dtypes)}})
     record = {"model": loaded.name, "files": [a["file"] for a in arts], "artifacts": arts,
               "fusion": {**run.prep.report.to_dict(), "max_rel_error": run.prep.equivalence.max_rel_error},
-              "int8_problems": run.int8_problems, "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+              "int8_problems": run.int8_problems, "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+              "per_layer": per_layer}
     previous = cache.peek("export", key)  # with --force: what the same inputs gave last time
     if previous is not None:
         result.nondeterministic += changed_bytes(previous[0]["artifacts"], arts)
     return record, cache.store("export", key, record, staging)
+
+
+def _per_layer(run, data, cache: dict, clock: _Clock) -> dict | None:
+    """[quantize] per_layer: edgeport.layer_diagnosis of the int8 targets on the validation data, as target -> rows
+    in graph order (manifest ``per_layer_int8``); None without int8 targets or data."""
+    from edgeport.layer_diagnosis import diagnose_run
+
+    try:
+        if data is None or not any(a.target.endswith("-int8") for a in run.artifacts):
+            return None
+        clock.stage("per-layer diagnosis")
+        return diagnose_run(run, data.validation.inputs, data.validation.source).series()
+    finally:
+        cache.clear()
 
 
 def changed_bytes(before: list[dict], after: list[dict]) -> list[dict]:

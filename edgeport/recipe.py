@@ -40,7 +40,9 @@ SCHEMA: dict[str, dict[str, tuple[str, tuple]]] = {
                  "deploy": ("string", (str,)), "onnx_format": ("string", (str,)), "onnx_activations": ("string", (str,)),
                  "onnx_reduce_range": ("string", (str,)),
                  # edgeport.equalization on the fused graph before export
-                 "cle": ("boolean", (bool,)), "bias_correction": ("boolean", (bool,))},
+                 "cle": ("boolean", (bool,)), "bias_correction": ("boolean", (bool,)),
+                 # edgeport.layer_diagnosis of the int8 targets (manifest per_layer_int8, report plot and table)
+                 "per_layer": ("boolean", (bool,))},
     "export": {"targets": ("list[string]", (str,)), "dynamic_batch": ("boolean", (bool,))},
     "accuracy": {"min_top1": ("number", _NUM), "max_drop": ("number", _NUM)},
     "bench": {"devices": ("list[string]", (str,)), "threads": ("list[int]", (int,)), "budget_s": ("number", _NUM)},
@@ -78,6 +80,7 @@ class QuantSection:
     onnx_reduce_range: str | None = None  # auto | on | off
     cle: bool = False  # cross-layer equalization (edgeport.equalization)
     bias_correction: bool = False  # empirical bias correction; needs [data] calib
+    per_layer: bool = False  # per-layer int8 diagnosis on the validation data (~20 s per int8 target, measured)
 
 
 @dataclass(frozen=True)
@@ -355,7 +358,8 @@ def _build(ctx: _Ctx, raw: dict, tables: dict, name: str) -> Recipe:
         data=_data(ctx, tables["data"]),
         quantize=QuantSection(quant.get("method", "minmax"), quant.get("io_dtype", "int8"), tuple(quant.get("allow_float", ())),
                               *(quant.get(k) for k in ("deploy", "onnx_format", "onnx_activations", "onnx_reduce_range")),
-                              cle=quant.get("cle", False), bias_correction=quant.get("bias_correction", False)),
+                              cle=quant.get("cle", False), bias_correction=quant.get("bias_correction", False),
+                              per_layer=quant.get("per_layer", False)),
         targets=targets, dynamic_batch=export.get("dynamic_batch", False),
         thresholds=_thresholds(ctx, raw.get("thresholds", {})),
         accuracy=AccuracySection(acc.get("min_top1"), acc.get("max_drop")),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from html import escape
 
 from edgeport.report import plots
-from edgeport.report.tables import ARTIFACT_COLUMNS, artifact_rows, cell, stage_rows
+from edgeport.report.tables import ARTIFACT_COLUMNS, PER_LAYER_COLUMNS, artifact_rows, cell, per_layer_rows, stage_rows
 
 CSS = """
 body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1100px}
@@ -53,6 +53,12 @@ def _recipe(r: dict) -> str:
         if r.get("per_layer_int8"):
             plots_html.append(plots.per_layer(r["per_layer_int8"], f"{r['name']}: per-layer int8 error"))
         parts.append("<div class=plots>" + "\n".join(plots_html) + "</div>")
+        worst = per_layer_rows(r)
+        if worst:
+            parts.append("<p class=note>per-layer int8 error, worst first (err/scale: the layer's own error in quantization "
+                         "steps, ~0.29 is rounding, flagged above 0.7; SQNR end to end vs the float model)</p>")
+            parts.append(_table([h for _, h in PER_LAYER_COLUMNS], [[str(w[k]) for k, _ in PER_LAYER_COLUMNS] for w in worst],
+                                num={3, 4, 5}, classes={(6, "> 0.7"): "FAIL"}))
     items = [f"<li class=fail>{escape(f)}</li>" for f in r["failures"]]
     items += [f"<li>⚠ {escape(w)}</li>" for w in r["warnings"]]
     items += [f"<li>⚠ {escape(n['target'])} is not reproducible: {escape(n['tool'])} wrote different bytes for the same inputs</li>"

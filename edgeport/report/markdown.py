@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edgeport.report.tables import ARTIFACT_COLUMNS, artifact_rows, cell, stage_rows
+from edgeport.report.tables import ARTIFACT_COLUMNS, PER_LAYER_COLUMNS, artifact_rows, cell, per_layer_rows, stage_rows
 
 
 def build(m: dict) -> str:
@@ -25,6 +25,14 @@ def build(m: dict) -> str:
             lines.append("")
             if any(x.get("cached") for x in r["latency"]):
                 lines += ["\\* latency measured by an earlier run on this host (bench stage reused from the cache)", ""]
+        worst = per_layer_rows(r)
+        if worst:  # edgeport.layer_diagnosis: where int8 error enters, worst first per target
+            lines += ["Per-layer int8 error, worst first (err/scale: the layer's own error in quantization steps, "
+                      "~0.29 is rounding; SQNR end to end vs the float model):", ""]
+            lines.append("| " + " | ".join(h for _, h in PER_LAYER_COLUMNS) + " |")
+            lines.append("|" + "|".join("---" if k in ("target", "layer", "op", "flag") else "---:" for k, _ in PER_LAYER_COLUMNS) + "|")
+            lines += ["| " + " | ".join(str(w[k]) for k, _ in PER_LAYER_COLUMNS) + " |" for w in worst]
+            lines.append("")
         if r.get("recommendation"):  # several bench devices: which file to ship on each (edgeport.bench.recommend)
             lines += ["| device | ship | why |", "|---|---|---|"]
             lines += [f"| {x['device']} | {(x['artifact'] or '—').rsplit('/', 1)[-1]} | {x['reason']} |" for x in r["recommendation"]]

@@ -48,7 +48,8 @@ def per_layer(series: dict[str, list[dict]], title: str) -> str:
     ``series``: target -> [{"layer": name, "sqnr_db": value}, ...] in graph order."""
     fig, ax = _figure(7.2, 3.2)
     for target, points in series.items():
-        ax.plot(range(len(points)), [p["sqnr_db"] for p in points], marker=".", label=target)
+        values = [float("nan") if p["sqnr_db"] is None else p["sqnr_db"] for p in points]  # exact (inf) is null in JSON
+        ax.plot(range(len(points)), values, marker=".", label=target)
     ax.set_xlabel("layer (graph order)")
     ax.set_ylabel("SQNR vs PyTorch (dB)")
     ax.set_title(title, fontsize=10)

@@ -41,3 +41,24 @@ def cell(row: dict, key: str) -> str:
 
 def stage_rows(r: dict) -> list[tuple[str, str]]:
     return [(name, f"{s:.2f}") for name, s in r["durations_s"].items()]
+
+
+PER_LAYER_SHOWN = 5
+PER_LAYER_COLUMNS = (("target", "target"), ("layer", "layer"), ("op", "op"), ("sqnr", "SQNR dB"), ("rel_rmse", "rel RMSE"),
+                     ("err_scale", "err/scale"), ("flag", "flag"))
+
+
+def per_layer_rows(r: dict, shown: int = PER_LAYER_SHOWN) -> list[dict]:
+    """The ``shown`` worst layers of each int8 target (manifest ``per_layer_int8``, edgeport.layer_diagnosis), in its
+    worst_first order: largest layer-local error in quantization steps, then lowest end-to-end SQNR."""
+    def key(p: dict):
+        e2s, sqnr = p.get("error_to_scale"), p.get("sqnr_db")
+        return (e2s is None, -(e2s or 0.0), float("inf") if sqnr is None else sqnr)
+
+    rows = []
+    for target, points in (r.get("per_layer_int8") or {}).items():
+        for p in sorted(points, key=key)[:shown]:
+            rows.append({"target": target, "layer": p.get("layer", "?"), "op": p.get("op", "—"),
+                         "sqnr": _fmt(p.get("sqnr_db"), ".1f", "exact"), "rel_rmse": _fmt(p.get("rel_rmse"), ".4f"),
+                         "err_scale": _fmt(p.get("error_to_scale"), ".2f"), "flag": "> 0.7" if p.get("flagged") else ""})
+    return rows
