@@ -4,7 +4,8 @@
   TFLite's ``denylisted_nodes`` takes); builds re-quantize the run's calibrated model
   (:mod:`edgeport.exporters.tflite_ptq`), so no step calibrates again.
 * onnx-int8: candidates are the fp32 graph's quantizable compute nodes (``nodes_to_exclude`` takes node names);
-  builds call ``onnx_int8.quantize`` with the excluded nodes as ``float_fallback``.
+  builds call ``onnx_int8.quantize`` with the excluded nodes as ``float_fallback`` and the activation ranges
+  computed once (MobileNetV3-Small: 3.7 s per build with calibration, ~1 s without).
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ class OnnxBackend(Backend):
         from edgeport.exporters.onnx_int8 import quantize
 
         quant = dataclasses.replace(self.req.quant, float_fallback=tuple(self.req.quant.float_fallback) + tuple(fallbacks))
-        model, _ = quantize(self.fp32, self.calibration, quant, batch=self.batch)
+        model, _ = quantize(self.fp32, self.calibration, quant, batch=self.batch, ranges_cache=self.req.cache)
         write_bytes(dest, model.SerializeToString())
         return dest
 

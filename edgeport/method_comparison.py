@@ -119,6 +119,7 @@ def compare_methods(
     preprocess=None,
     subdirs: bool = True,
     on_stage: Callable[[str], None] = lambda s: None,
+    then: Callable[[object, dict], None] | None = None,
 ) -> Comparison:
     """Export ``targets`` with each of ``methods`` (into ``out_dir/<method>/`` when ``subdirs``), validate them and,
     with ``labelled`` data (edgeport.data.labelled), measure top-1 accuracy of the float model and each artifact,
@@ -169,6 +170,8 @@ def compare_methods(
             parity_file.write(out, parity_file.build(run, data, q))
             comparison.results.extend(_results(run, method, marks, labelled, pre if labelled else None, float_accuracy,
                                                on_stage))
+        if then is not None:  # a further step on the same prepared model and shared cache (accuracy control)
+            then(prep, cache)
     finally:
         cache.clear()  # drops onnx2tf's temporary SavedModel
     return comparison

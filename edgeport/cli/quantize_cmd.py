@@ -44,6 +44,9 @@ def quantize(
     bgr: bool = opt.BGR,
     min_sqnr: float = opt.MIN_SQNR,
     min_top1: float = opt.MIN_TOP1,
+    max_accuracy_drop: float = typer.Option(None, "--max-accuracy-drop", help="Accuracy control: keep the fewest layers float until the int8 score is at most this many points below float (exit 3 if impossible)."),
+    control_data: str = typer.Option(None, "--control-data", help="Labelled data accuracy control scores on (default: --data; with neither, top-1 agreement with the float model on the held-out split)."),
+    control_samples: int = typer.Option(2000, "--control-samples", help="Samples of the control data used by accuracy control."),
 ) -> None:
     """Quantize to int8 with a calibration method (or all of them) and validate; exit 3 if no method's artifact of
     a target passes its thresholds (SQNR, top-1 agreement vs PyTorch, every compute op int8)."""
@@ -59,20 +62,34 @@ def quantize(
     if limit is not None and limit < 1:
         raise UsageError("--limit must be positive")
     check_method("percentile", percentile)
+    if max_accuracy_drop is not None and (compare_methods or max_accuracy_drop < 0 or control_samples < 1):
+        raise UsageError("--max-accuracy-drop takes one --method, a budget >= 0 points and --control-samples >= 1",
+                         "e.g. --method minmax --max-accuracy-drop 0.5")
     quant = QuantOptions(method=methods[0], percentile=percentile, io_dtype=io_dtype)
     with StageReporter(console, f"loading {model}") as status:
         loaded = opt.load_model(model, weights, input_shape, num_classes, width)
         split = opt.load_data(loaded, calib, calib_samples, val_samples, seed, mean, std, scale_127, bgr, console)
         labelled = _labelled(data, limit)
         pre = opt.preprocess_overrides(loaded.data_preprocess(), mean, std, scale_127, bgr)
+        step = lambda s: status.update(f"{loaded.name}: {s}")  # noqa: E731
+        controlled: list = []
+        then = None
+        if max_accuracy_drop is not None:
+            from edgeport.cli import accuracy_control_view
+
+            then = accuracy_control_view.step(targets, split, quant, max_accuracy_drop, _labelled(control_data, None) or labelled,
+                                              control_samples, pre, out, labelled, controlled, step)
         comparison = mc.compare_methods(
             loaded, targets, out, split, methods, quant, opt.threshold_overrides(min_sqnr, min_top1, None),
-            labelled=labelled, preprocess=pre, subdirs=compare_methods,
-            on_stage=lambda s: status.update(f"{loaded.name}: {s}"),
+            labelled=labelled, preprocess=pre, subdirs=compare_methods, on_stage=step, then=then,
         )
     print_comparison(comparison)
     path = mc.write(out, comparison)
     console.print(f"wrote {path}")
+    if max_accuracy_drop is not None:
+        from edgeport.cli import accuracy_control_view
+
+        accuracy_control_view.finish(console, controlled, out)
     failed = comparison.failed()
     if failed:
         r = failed[0]

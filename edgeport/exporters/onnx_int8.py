@@ -152,6 +152,7 @@ def quantize(
     batch: int = 1,
     reduce_range: bool | None = None,
     activations: str | None = None,
+    ranges_cache: dict | None = None,
 ) -> tuple[onnx.ModelProto, QuantReport]:
     """Static quantization of ``fp32`` (in memory) with per-channel int8 weights.
 
@@ -159,6 +160,8 @@ def quantize(
     onnx_activations, onnx_reduce_range); the keyword arguments override them. ``reduce_range=None`` with
     onnx_reduce_range "auto" picks it from this CPU (:func:`edgeport.cpu_features.choose_reduce_range`).
     ``activations``: "s8"/"int8" (the default) or "u8"/"uint8" (fully fused by ORT on x86, see above).
+    ``ranges_cache``: a dict kept by a caller that quantizes the same model and calibration data many times
+    (accuracy control: only the float fallback changes), so the activation ranges are computed once per method.
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.calibrate import save_tensors_data
@@ -196,7 +199,13 @@ def quantize(
 
     with tempfile.TemporaryDirectory(prefix="edgeport-int8-") as tmp, _quiet():
         tmp = Path(tmp)
-        ranges = calibrate(model, reader, quant, tmp)
+        key = ("onnx-ranges", quant.method, quant.percentile)
+        if ranges_cache is not None and key in ranges_cache:
+            ranges = ranges_cache[key]
+        else:
+            ranges = calibrate(model, reader, quant, tmp)
+            if ranges_cache is not None:
+                ranges_cache[key] = ranges
         cache = tmp / "calibration.json"
         save_tensors_data(ranges, cache)
         out = tmp / "model.int8.onnx"

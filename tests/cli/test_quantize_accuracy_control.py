@@ -1,0 +1,55 @@
+"""edgeport quantize --max-accuracy-drop: usage errors, and a run on the trained MobileNetV3-Small."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from edgeport.data import fashion_mnist
+from edgeport.errors import UserError
+
+
+def _have_data() -> bool:
+    try:
+        fashion_mnist.load("test")
+        return True
+    except UserError:
+        return False
+
+
+@pytest.mark.parametrize("extra", [["--compare-methods"], ["--control-samples", "0"]])
+def test_accuracy_control_usage_errors(cli, tmp_path, extra):
+    res = cli("quantize", "--model", "fmnist_mobilenet_v2_x0_5", "--calib", "synthetic", "--max-accuracy-drop", "0.5",
+              *extra, "--out", tmp_path)
+    assert res.code == 2, res.err
+    lines = res.err.strip().splitlines()
+    assert len(lines) == 1 and "--max-accuracy-drop" in lines[0]
+    assert not any(tmp_path.iterdir())
+
+
+def test_negative_budget_is_a_usage_error(cli, tmp_path):
+    res = cli("quantize", "--model", "fmnist_mobilenet_v2_x0_5", "--calib", "synthetic", "--max-accuracy-drop", "-1",
+              "--out", tmp_path)
+    assert res.code == 2 and "budget" in res.err
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _have_data(), reason="Debian dataset-fashion-mnist not installed")
+def test_accuracy_control_on_trained_v3_small(cli, tmp_path):
+    """A zero budget on agreement with float forces the search; whatever it keeps float is reported and is float
+    in the file, and the JSON records float/int8/final scores consistent with the drop it reports."""
+    res = cli("quantize", "--model", "fmnist_mobilenet_v3_small", "--calib", "fashion-mnist", "--calib-samples", "64",
+              "--val-samples", "300", "--target", "tflite-int8", "--max-accuracy-drop", "0", "--out", tmp_path)
+    record = json.loads((tmp_path / "accuracy_control.json").read_text())
+    (r,) = record
+    assert r["metric"].startswith("top-1 agreement") and r["float_score"] == 100.0
+    assert r["drop"] == pytest.approx(r["float_score"] - r["final_score"])
+    assert res.code == (0 if r["within_budget"] else 3), res.err
+    if r["int8_score"] < 100.0 and r["within_budget"]:
+        assert r["kept_float"], "a non-zero int8 drop met a zero budget only by keeping layers float"
+    from edgeport.int8_coverage import coverage_of
+
+    floats = set(coverage_of(tmp_path / "fmnist_mobilenet_v3_small.int8.tflite").float_op_names)
+    assert {c["fallback"] for c in r["kept_float"]} <= floats
+    assert "accuracy control" in res.out
