@@ -38,6 +38,8 @@ def quantize(
     limit: int = typer.Option(None, "--limit", help="Use only the first N samples of --data."),
     out: Path = typer.Option(Path("artifacts"), "--out", "-o", help="Folder for the artifacts, parity.json and methods.json."),
     io_dtype: str = typer.Option("int8", "--io-dtype", help="tflite-int8 input/output: int8, uint8 or float32 (int8 inside)."),
+    cle: bool = typer.Option(False, "--cle/--no-cle", help="Cross-layer equalization (DFQ) of the fused graph first; ReLU6 in equalized pairs becomes ReLU."),
+    bias_correction: bool = typer.Option(False, "--bias-correction/--no-bias-correction", help="Correct each layer's bias for the mean error of its int8 weights, measured on --calib data."),
     mean: str = opt.MEAN,
     std: str = opt.STD,
     scale_127: bool = opt.SCALE_127,
@@ -65,7 +67,7 @@ def quantize(
     if max_accuracy_drop is not None and (compare_methods or max_accuracy_drop < 0 or control_samples < 1):
         raise UsageError("--max-accuracy-drop takes one --method, a budget >= 0 points and --control-samples >= 1",
                          "e.g. --method minmax --max-accuracy-drop 0.5")
-    quant = QuantOptions(method=methods[0], percentile=percentile, io_dtype=io_dtype)
+    quant = QuantOptions(method=methods[0], percentile=percentile, io_dtype=io_dtype, cle=cle, bias_correction=bias_correction)
     with StageReporter(console, f"loading {model}") as status:
         loaded = opt.load_model(model, weights, input_shape, num_classes, width)
         split = opt.load_data(loaded, calib, calib_samples, val_samples, seed, mean, std, scale_127, bgr, console)
@@ -125,6 +127,12 @@ def print_comparison(c) -> None:
         row += [f"{r.seconds:.1f}", "[green]pass[/]" if r.passed else f"[red]FAIL[/] {r.failures[0]}"]
         table.add_row(*row)
     console.print(table)
+    if c.equalization:
+        e = c.equalization
+        sqnr = "exact" if e.get("float_sqnr_db") is None else f"{e['float_sqnr_db']:.1f} dB"
+        console.print(f"equalized first: {len(e.get('pairs') or [])} CLE pairs, {len(e.get('relu6_replaced') or [])} ReLU6 -> ReLU, "
+                      f"{len(e.get('bias_corrected') or [])} layers bias-corrected; float model vs original: SQNR {sqnr}, "
+                      f"top-1 agreement {100 * (e.get('top1_agreement') or 0):.2f} %")
     if acc:
         console.print(f"float (PyTorch) top-1 on {c.data['source']} ({c.data['samples']} samples): "
                       f"{100 * c.data['float_accuracy']:.2f} %; drop = float - int8, in points")
