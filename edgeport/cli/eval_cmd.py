@@ -34,6 +34,8 @@ def eval_(
     threads: int = typer.Option(1, "--threads", help="Runtime threads."),
     limit: int = typer.Option(None, "--limit", help="Evaluate the first N samples only."),
     out: Path = typer.Option(None, "--json", help="Write the results to this JSON file."),
+    min_top1: float = typer.Option(None, "--min-top1", help="Exit 3 if any artifact's top-1 is below this many percent."),
+    max_drop: float = typer.Option(None, "--max-drop", help="Exit 3 if any artifact's top-1 is more than this many points below the --model (float) result."),
 ) -> None:
     """Top-1/top-5 accuracy of each artifact, in its own runtime, with the model's preprocessing."""
     from dataclasses import replace
@@ -46,6 +48,10 @@ def eval_(
         raise UsageError("nothing to evaluate", "pass .onnx/.tflite/.pt files and/or --model NAME")
     if batch < 1 or threads < 1 or (limit is not None and limit < 1):
         raise UsageError("--batch, --threads and --limit must be positive")
+    if max_drop is not None and model is None:
+        raise UsageError("--max-drop compares with the float model", "pass --model NAME (and --weights) as well")
+    if (min_top1 is not None and not 0 <= min_top1 <= 100) or (max_drop is not None and max_drop < 0):
+        raise UsageError("--min-top1 is a percentage (0-100) and --max-drop a number of points >= 0")
     overrides = lambda pre: opt.preprocess_overrides(pre, mean, std, scale_127, bgr)  # noqa: E731
 
     dataset = labelled.load(data)
@@ -82,6 +88,27 @@ def eval_(
                                     "classes": list(dataset.classes) if dataset.classes else None,
                                     "results": [r.to_dict() for r in results]}, indent=2))
         console.print(f"wrote {out}")
+    failures = threshold_failures(results, min_top1, max_drop)
+    if failures:
+        from edgeport.errors import ParityFailed
+
+        raise ParityFailed("; ".join(failures), "the artifact loses too much accuracy: see `edgeport quantize --help` "
+                           "(--max-accuracy-drop, calibration methods, --cle/--bias-correction)")
+
+
+def threshold_failures(results, min_top1: float | None, max_drop: float | None) -> list[str]:
+    """One line per evaluated artifact below ``min_top1`` % or more than ``max_drop`` points below the float model."""
+    float_top1 = next((r.top1 for r in results if r.format == "torch" and r.name.endswith("(torch)")), None)
+    out = []
+    for r in results:
+        if r.format == "torch" and r.name.endswith("(torch)"):
+            continue
+        if min_top1 is not None and 100 * r.top1 < min_top1:
+            out.append(f"{_label(r)}: top-1 {100 * r.top1:.2f} % < --min-top1 {min_top1:g} %")
+        if max_drop is not None and float_top1 is not None and 100 * (float_top1 - r.top1) > max_drop:
+            out.append(f"{_label(r)}: top-1 {100 * r.top1:.2f} % is {100 * (float_top1 - r.top1):.2f} points below float "
+                       f"({100 * float_top1:.2f} %), more than --max-drop {max_drop:g}")
+    return out
 
 
 def _print(results) -> None:

@@ -183,3 +183,29 @@ def test_nchw_of_reads_tflite_nhwc():
     assert nchw_of([1, 64, 64, 3], "tflite") == (1, 3, 64, 64)
     assert nchw_of(["batch", 3, 64, 64], "onnx") == (1, 3, 64, 64)
     assert nchw_of([1, 1, 28, 28], "tflite") == (1, 1, 28, 28)
+
+
+def test_eval_min_top1_exits_3_naming_the_artifact(cli, exported, labelled_npz):
+    res = cli("eval", exported["onnx-fp32"], "--data", labelled_npz[0], "--min-top1", "60")
+    assert res.code == 3, res.err
+    lines = res.err.strip().splitlines()
+    assert len(lines) == 1 and "50.00 % < --min-top1 60" in lines[0] and Path(exported["onnx-fp32"]).name in lines[0]
+    assert cli("eval", exported["onnx-fp32"], "--data", labelled_npz[0], "--min-top1", "40").code == 0
+
+
+def test_eval_max_drop_needs_the_float_model(cli, exported, labelled_npz):
+    res = cli("eval", exported["onnx-fp32"], "--data", labelled_npz[0], "--max-drop", "0.5")
+    assert res.code == 2 and "--model" in res.err
+
+
+def test_max_drop_is_measured_against_the_float_result():
+    from edgeport.cli.eval_cmd import threshold_failures
+    from edgeport.evaluation import EvalResult
+
+    def result(name, fmt, top1):
+        return EvalResult(name, fmt, "rt", "src", 100, top1, None, [], 0.0, {}, "x")
+
+    rs = [result("m (torch)", "torch", 0.910), result("a.int8.onnx", "onnx", 0.906), result("b.int8.tflite", "tflite", 0.900)]
+    fails = threshold_failures(rs, None, 0.5)
+    assert len(fails) == 1 and fails[0].startswith("b.int8.tflite") and "1.00 points below" in fails[0]
+    assert threshold_failures(rs, None, 1.5) == []
