@@ -6,16 +6,7 @@ import json
 
 import pytest
 
-from edgeport.data import fashion_mnist
-from edgeport.errors import UserError
-
-
-def _have_data() -> bool:
-    try:
-        fashion_mnist.load("test")
-        return True
-    except UserError:
-        return False
+from tests.datasets import needs_fashion_mnist
 
 
 @pytest.mark.parametrize("extra", [["--compare-methods"], ["--control-samples", "0"]])
@@ -35,7 +26,7 @@ def test_negative_budget_is_a_usage_error(cli, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not _have_data(), reason="Debian dataset-fashion-mnist not installed")
+@needs_fashion_mnist
 def test_accuracy_control_on_trained_v3_small(cli, tmp_path):
     """A zero budget on agreement with float forces the search; whatever it keeps float is reported and is float
     in the file, and the JSON records float/int8/final scores consistent with the drop it reports."""

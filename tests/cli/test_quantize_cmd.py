@@ -7,16 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from edgeport.data import fashion_mnist
-from edgeport.errors import UserError
-
-
-def _have_data() -> bool:
-    try:
-        fashion_mnist.load("test")
-        return True
-    except UserError:
-        return False
+from tests.datasets import needs_fashion_mnist
 
 
 def test_unknown_method_is_a_usage_error_in_one_line(cli, tmp_path):
@@ -35,7 +26,7 @@ def test_float_target_and_method_with_compare_are_usage_errors(cli, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not _have_data(), reason="Debian dataset-fashion-mnist not installed")
+@needs_fashion_mnist
 def test_compare_methods_on_a_trained_model(cli, tmp_path, monkeypatch):
     import onnx2tf
 

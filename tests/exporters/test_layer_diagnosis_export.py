@@ -5,29 +5,20 @@ every quantized conv has a row, the numbers agree with validation, a damaged lay
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
+
+from tests.datasets import needs_fashion_mnist
 from onnx import numpy_helper
 
-from edgeport.data import fashion_mnist
-from edgeport.errors import UserError
 from edgeport.layer_diagnosis import worst_first
 
 MODEL = "fmnist_mobilenet_v2_x0_5"
 
 
-def _have_data() -> bool:
-    try:
-        fashion_mnist.load("test")
-        return True
-    except UserError:
-        return False
-
-
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(not _have_data(), reason="Debian dataset-fashion-mnist not installed")]
+pytestmark = [pytest.mark.slow, needs_fashion_mnist]
 
 
 @pytest.fixture(scope="module")

@@ -6,23 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from edgeport.data import fashion_mnist
-from edgeport.errors import UserError
+from tests.datasets import needs_fashion_mnist
+
 
 WEIGHTS = Path(__file__).resolve().parents[2] / "edgeport" / "weights"
 TARGETS = "onnx-fp32,onnx-int8,tflite-fp32,tflite-fp16,tflite-int8"
 
 
-def _have_data() -> bool:
-    try:
-        fashion_mnist.load("test")
-        return True
-    except UserError:
-        return False
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(not _have_data(), reason="Debian dataset-fashion-mnist not installed")
+@needs_fashion_mnist
 @pytest.mark.parametrize("zoo, ckpt", [("mobilenet_v2", "fmnist_mobilenet_v2_x0_5.pt"),
                                        ("shufflenet_v2_x0_5", "fmnist_shufflenet_v2_x0_5.pt"),
                                        ("mobilenet_v3_small", "fmnist_mobilenet_v3_small.pt"),
