@@ -193,6 +193,7 @@ def test_bias_correction_without_calibration_is_a_one_line_user_error(cli, tmp_p
     assert not (tmp_path / "parity.json").exists()
 
 
+@pytest.mark.slow  # 11-22 s on the shared 2-core machine
 def test_export_with_cle_and_bias_correction_records_it(cli, tmp_path):
     res = cli("export", "--model", "fmnist_mobilenet_v2_x0_5", "--calib", "fashion-mnist", "--calib-samples", "200",
               "--val-samples", "500", "--target", "onnx-int8", "--cle", "--bias-correction", "--out", tmp_path)
