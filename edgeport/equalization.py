@@ -144,6 +144,7 @@ def find_pairs(gm: fx.GraphModule) -> tuple[list[tuple[fx.Node, fx.Node | None, 
         if act is None:
             continue
         kind = _activation_kind(act)
+        name = f"{module_path(conv1)} -> {module_path(_only_user(act) or act)}"
         if act.target in WEIGHTED:
             act, conv2 = None, act
         else:
@@ -152,7 +153,7 @@ def find_pairs(gm: fx.GraphModule) -> tuple[list[tuple[fx.Node, fx.Node | None, 
                 continue
             if kind not in ("ReLU", "ReLU6"):
                 op = getattr(act.target, "__name__", str(act.target)).split(".")[0]
-                skipped.append((f"{module_path(conv1)} -> {module_path(conv2)}", f"{op} between them is not scale-equivariant"))
+                skipped.append((name, f"{op} between them is not scale-equivariant"))
                 continue
         name = f"{module_path(conv1)} -> {module_path(conv2)}"
         if conv2.args[0] is not (act if act is not None else conv1):
@@ -366,7 +367,8 @@ def _subset(x: torch.Tensor, n: int, multiple: int) -> torch.Tensor:
     return x[torch.from_numpy(idx)]
 
 
-def _metric_inputs(gm: fx.GraphModule, calibration: np.ndarray | None, chunk: int, multiple: int) -> tuple[torch.Tensor, str]:
+def _metric_inputs(gm: fx.GraphModule, calibration: np.ndarray | None, chunk: int,
+                   multiple: int) -> tuple[torch.Tensor, str]:
     if calibration is not None:
         x = torch.from_numpy(np.ascontiguousarray(calibration, dtype=np.float32))
         return _subset(x, METRIC_SAMPLES, multiple), "calibration"

@@ -22,7 +22,8 @@ def _imbalance(model, seed=0):
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, (nn.Conv2d, nn.Linear)):
-                m.weight.mul_(10 ** (4 * torch.rand(m.weight.shape[0], generator=g) - 2).view(-1, *[1] * (m.weight.dim() - 1)))
+                spread = 10 ** (4 * torch.rand(m.weight.shape[0], generator=g) - 2)
+                m.weight.mul_(spread.view(-1, *[1] * (m.weight.dim() - 1)))
     return model.eval()
 
 
