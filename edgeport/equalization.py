@@ -84,13 +84,14 @@ class EqualizationReport:
 
 
 def equalize(gm: fx.GraphModule, calibration: np.ndarray | None, *, cle: bool = True, bias_correction: bool = True,
-             weight_bits: int = 8) -> EqualizationReport:
+             weight_bits: int = 8, replace_relu6: bool = True) -> EqualizationReport:
     """Apply CLE and/or empirical bias correction to the fused graph ``gm`` in place.
 
     ``calibration``: float32 NCHW inputs (needed for bias correction; without it the float change is
     measured on edgeport's synthetic inputs). ``weight_bits``: the weight precision to simulate. 8 is what
     both backends use; ONNX Runtime's ``reduce_range`` (7-bit weights, chosen on x86 CPUs without VNNI)
     would want 7, but which one applies is decided by the exporter later, so the default stays 8.
+    ``replace_relu6=False`` skips pairs with a ReLU6 between them instead (the float model stays exact).
     """
     if bias_correction and calibration is None:
         raise ValueError("bias correction needs calibration inputs")  # the CLI checks first; this is a bug
@@ -100,7 +101,7 @@ def equalize(gm: fx.GraphModule, calibration: np.ndarray | None, *, cle: bool = 
     report.metric_samples = len(metric_x)
     before = run_module(gm, metric_x, chunk)
     if cle:
-        _equalize_pairs(gm, report)
+        _equalize_pairs(gm, report, replace_relu6)
     if bias_correction:
         x = _subset(torch.from_numpy(np.ascontiguousarray(calibration, dtype=np.float32)), BIAS_SAMPLES, multiple)
         report.bias_samples = len(x)
@@ -134,7 +135,7 @@ def _groups(node: fx.Node) -> int:
     return int(node.args[6] if len(node.args) > 6 else node.kwargs.get("groups", 1))
 
 
-def find_pairs(gm: fx.GraphModule) -> tuple[list[tuple[fx.Node, fx.Node | None, fx.Node]], list[tuple[str, str]]]:
+def find_pairs(gm: fx.GraphModule, relu6: bool = True) -> tuple[list[tuple[fx.Node, fx.Node | None, fx.Node]], list[tuple[str, str]]]:
     """(conv1, activation or None, conv2) triples CLE may equalize, and conv->op->conv chains it must skip."""
     pairs, skipped = [], []
     for conv1 in gm.graph.nodes:
@@ -150,6 +151,9 @@ def find_pairs(gm: fx.GraphModule) -> tuple[list[tuple[fx.Node, fx.Node | None, 
         else:
             conv2 = _only_user(act)
             if conv2 is None or conv2.op != "call_function" or conv2.target not in WEIGHTED:
+                continue
+            if kind == "ReLU6" and not relu6:
+                skipped.append((name, "ReLU6 between them (kept: replace_relu6=False)"))
                 continue
             if kind not in ("ReLU", "ReLU6"):
                 op = getattr(act.target, "__name__", str(act.target)).split(".")[0]
@@ -181,8 +185,8 @@ def _input_ranges(w2: torch.Tensor, groups: int) -> torch.Tensor:
     return _in_view(w2, groups).abs().amax(dim=(1, 3)).reshape(-1)
 
 
-def _equalize_pairs(gm: fx.GraphModule, report: EqualizationReport) -> None:
-    pairs, report.skipped = find_pairs(gm)
+def _equalize_pairs(gm: fx.GraphModule, report: EqualizationReport, replace_relu6: bool = True) -> None:
+    pairs, report.skipped = find_pairs(gm, replace_relu6)
     if not pairs:
         return
     # float64 working copies of every weight/bias involved; written back (as new parameters) once.

@@ -239,3 +239,12 @@ def test_bias_correction_names_new_biases_uniquely():
     assert len(report.bias_corrected) == 3
     biases = [n.args[2].target for n in gm.graph.nodes if n.op == "call_function" and n.target == aten.conv2d.default]
     assert len(set(biases)) == 3
+
+
+def test_relu6_pairs_can_be_skipped_instead():
+    gm = _fused(_imbalance(Chain(act=nn.ReLU6)))
+    x = _inputs()
+    before = _run(gm, x)
+    report = equalize(gm, None, cle=True, bias_correction=False, replace_relu6=False)
+    assert len(report.pairs) == 3 and report.relu6_replaced == [] and "ReLU6" in report.skipped[0][1]
+    assert _rel(before, _run(gm, x)) < 1e-5
