@@ -113,7 +113,10 @@ def _free_bias_name(gm: fx.GraphModule, weight_target: str) -> str:
     """``<layer>.bias`` for a conv that had none (torchvision-like names), unless that name is taken."""
     owner = weight_target.rpartition(".")[0]
     mod = gm.get_submodule(owner) if owner else gm
-    name = "bias" if getattr(mod, "bias", None) is None else "bias_folded"
+    name, n = "bias", 0
+    while getattr(mod, name, None) is not None:  # several bias-less convs under one owner (e.g. functional code)
+        n += 1
+        name = "bias_folded" if n == 1 else f"bias_folded_{n}"
     return f"{owner}.{name}" if owner else name
 
 

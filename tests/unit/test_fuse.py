@@ -138,3 +138,32 @@ def test_failed_equivalence_description_keeps_the_float64_numbers():
     assert "rounding level" not in bad.describe()
     good = Equivalence(2e-5, 1e-5, ("x",), fused_vs_exact=5e-6, original_vs_exact=5e-6)
     assert good.ok() and "rounding level" in good.describe()
+
+
+class _BiaslessFunctionalConvs(nn.Module):
+    """Three bias-less functional convs + BN under one owner: each folded bias needs its own name."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.ParameterList([nn.Parameter(torch.randn(4, 4, 1, 1)) for _ in range(3)])
+        self.bns = nn.ModuleList([nn.BatchNorm2d(4) for _ in range(3)])
+        for bn in self.bns:
+            bn.running_mean.uniform_(-1, 1)
+            bn.running_var.uniform_(0.5, 2)
+            bn.bias.data.uniform_(-1, 1)
+
+    def forward(self, x):
+        for w, bn in zip(self.w, self.bns):
+            x = bn(F.conv2d(x, w))
+        return x
+
+
+def test_several_biasless_convs_under_one_owner_get_distinct_folded_biases():
+    model = _BiaslessFunctionalConvs().eval()
+    x = torch.randn(1, 4, 8, 8)
+    gm, report = fuse(capture(model, x).module())
+    assert report.folded_bn == 3
+    biases = [n for n, _ in gm.named_parameters() if "bias" in n]
+    assert len(biases) == len(set(biases)) == 3
+    with torch.no_grad():
+        assert torch.allclose(gm(x), model(x), atol=1e-5)
