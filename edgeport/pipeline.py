@@ -27,7 +27,8 @@ from edgeport.stage_cache import StageCache, edgeport_sources, hash_files, key_o
 
 ALL_TOOLS = TOOL_PACKAGES + ("tensorflow", "tf_keras", "onnx2tf", "onnx_graphsurgeon", "ai-edge-litert")
 EXPORT_CODE = ("capture.py", "fuse.py", "graph_rewrites.py", "export_flow.py", "exporters", "data", "model_source.py",
-               "sample_inputs.py", "int8_coverage.py", "layer_diagnosis.py", "layer_diagnosis_onnx.py", "layer_diagnosis_tflite.py")
+               "sample_inputs.py", "int8_coverage.py", "layer_diagnosis.py", "layer_diagnosis_onnx.py", "layer_diagnosis_tflite.py",
+               "equalization.py", "calibration_ranges.py", "accuracy_control.py", "accuracy_backends.py")
 VALIDATE_CODE = ("validate.py", "parity.py", "runtimes")
 BENCH_CODE = ("bench/local.py", "runtimes")
 # Which tool writes each target's bytes: named in the report when a rebuild gives different bytes.
@@ -55,6 +56,7 @@ class RecipeResult:
     warnings: list[str] = field(default_factory=list)
     nondeterministic: list[dict] = field(default_factory=list)  # targets whose rebuild changed bytes
     per_layer: dict | None = None  # target -> [{"layer", "sqnr_db"}]: filled by a per-layer diagnosis when one exists
+    accuracy_control: list[dict] | None = None  # [quantize] max_accuracy_drop: ControlResult.to_dict() per int8 target
     recommendation: list[dict] = field(default_factory=list)  # per device, when the recipe benches several (bench.recommend)
     error: str | None = None
     error_code: int | None = None
@@ -66,6 +68,9 @@ class RecipeResult:
             if c["judged"] and not c["passed"]:
                 out.append(f"{c['stage']}: {'; '.join(c['failures'])}")
         out += [f"{a['target']}: {'; '.join(a['failures'])}" for a in self.accuracy if not a["passed"]]
+        out += [f"{c['target']}: accuracy control: drop {c['drop']:.2f} points exceeds the budget {c['budget']:.2f}"
+                + (f" ({c['unreachable']})" if c.get("unreachable") else "")
+                for c in self.accuracy_control or [] if not c["within_budget"]]
         return out
 
     @property
@@ -216,6 +221,7 @@ def _export_stage(recipe, inputs: Inputs, out: Path, cache: StageCache, clock: _
         result.reused.append("export")
     result.fusion, result.int8_problems = record["fusion"], record["int8_problems"]
     result.per_layer = record.get("per_layer")
+    result.accuracy_control = record.get("accuracy_control")
     result.model = record["model"]
     clock.stage("write artifacts")
     dest = Path(out) / recipe.name
@@ -253,12 +259,19 @@ def _build_export(recipe, inputs: Inputs, targets, key: str, cache: StageCache, 
     try:
         from edgeport.exporters.onnx_int8 import deploy_options
 
-        quant = deploy_options(QuantOptions(q.method, io_dtype=q.io_dtype, float_fallback=q.allow_float), q.deploy,
+        quant = deploy_options(QuantOptions(q.method, io_dtype=q.io_dtype, float_fallback=q.allow_float, cle=q.cle,
+                                            bias_correction=q.bias_correction), q.deploy,
                                onnx_format=q.onnx_format, onnx_activations=q.onnx_activations, onnx_reduce_range=q.onnx_reduce_range)
-        diag_cache: dict | None = {} if q.per_layer else None  # the run's fp32 models, kept for the diagnosis
+        # the run's fp32 models, SavedModel and TFLite calibration, kept for the diagnosis and accuracy control
+        keep: dict | None = {} if q.per_layer or q.max_accuracy_drop is not None else None
         run = run_export(loaded, targets, staging, data=data, quant=quant,
-                         dynamic_batch=recipe.dynamic_batch, validate=False, on_stage=on_stage, cache=diag_cache)
-        per_layer = _per_layer(run, data, diag_cache, clock) if q.per_layer else None
+                         dynamic_batch=recipe.dynamic_batch, validate=False, on_stage=on_stage, cache=keep)
+        try:
+            per_layer = _per_layer(run, data, clock) if q.per_layer else None
+            control = _accuracy_control(recipe, run, data, quant, keep, clock) if q.max_accuracy_drop is not None else None
+        finally:
+            if keep is not None:
+                keep.clear()
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)  # no half-built entry left in the cache
         raise
@@ -277,25 +290,56 @@ def _build_export(recipe, inputs: Inputs, targets, key: str, cache: StageCache, 
     record = {"model": loaded.name, "files": [a["file"] for a in arts], "artifacts": arts,
               "fusion": {**run.prep.report.to_dict(), "max_rel_error": run.prep.equivalence.max_rel_error},
               "int8_problems": run.int8_problems, "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-              "per_layer": per_layer}
+              "per_layer": per_layer, "accuracy_control": control}
     previous = cache.peek("export", key)  # with --force: what the same inputs gave last time
     if previous is not None:
         result.nondeterministic += changed_bytes(previous[0]["artifacts"], arts)
     return record, cache.store("export", key, record, staging)
 
 
-def _per_layer(run, data, cache: dict, clock: _Clock) -> dict | None:
+def _per_layer(run, data, clock: _Clock) -> dict | None:
     """[quantize] per_layer: edgeport.layer_diagnosis of the int8 targets on the validation data, as target -> rows
     in graph order (manifest ``per_layer_int8``); None without int8 targets or data."""
     from edgeport.layer_diagnosis import diagnose_run
 
-    try:
-        if data is None or not any(a.target.endswith("-int8") for a in run.artifacts):
-            return None
-        clock.stage("per-layer diagnosis")
-        return diagnose_run(run, data.validation.inputs, data.validation.source).series()
-    finally:
-        cache.clear()
+    if data is None or not any(a.target.endswith("-int8") for a in run.artifacts):
+        return None
+    clock.stage("per-layer diagnosis")
+    return diagnose_run(run, data.validation.inputs, data.validation.source).series()
+
+
+def _accuracy_control(recipe: Recipe, run, data, quant, cache: dict, clock: _Clock) -> list[dict]:
+    """[quantize] max_accuracy_drop: edgeport.accuracy_control on each int8 target (scored on ``control_data``, else
+    the validation split: accuracy with labels, agreement with the float model without). The controlled files replace
+    the staged ones; the layers kept float become the artifact's allowed float fallback."""
+    from edgeport.accuracy_backends import control_set, control_targets
+    from edgeport.data import labelled
+
+    q = recipe.quantize
+    spec = q.control_data
+    if spec is not None and (recipe.folder / spec).exists():
+        spec = str(recipe.folder / spec)
+    clock.stage("accuracy control")
+    val = data.validation
+    source = labelled.load(spec) if spec is not None else None
+    if source is None and val.labels is not None:  # the validation split, labelled: score accuracy on it
+        from edgeport.accuracy_control import ControlSet
+
+        reference, _ = run.prep.outputs(val.inputs)
+        cset = ControlSet(val.inputs, val.labels, reference, f"{val.source}, {len(val)} samples")
+    else:
+        cset = control_set(run.prep, source, q.control_samples, val)
+    int8 = [a.target for a in run.artifacts if a.target.endswith("-int8")]
+    results = control_targets(run.prep, int8, data.calibration.inputs, quant, cset, q.max_accuracy_drop,
+                              run.artifacts[0].path.parent, cache, on_step=lambda s: None, bench=False)
+    for i, a in enumerate(run.artifacts):  # the files changed: re-read hash, size and int8/float op counts
+        if a.target in int8:
+            from edgeport.int8_coverage import coverage_of
+
+            cov = coverage_of(a.path)
+            run.artifacts[i] = Artifact.from_file(a.path, a.target, a.format, dtypes={"int8": cov.int8_total, "float": cov.float_total},
+                                                  parent=a.parent, tools=a.tools)
+    return [{**r.to_dict(), "control_data": cset.source} for r in results]
 
 
 def changed_bytes(before: list[dict], after: list[dict]) -> list[dict]:

@@ -42,7 +42,10 @@ SCHEMA: dict[str, dict[str, tuple[str, tuple]]] = {
                  # edgeport.equalization on the fused graph before export
                  "cle": ("boolean", (bool,)), "bias_correction": ("boolean", (bool,)),
                  # edgeport.layer_diagnosis of the int8 targets (manifest per_layer_int8, report plot and table)
-                 "per_layer": ("boolean", (bool,))},
+                 "per_layer": ("boolean", (bool,)),
+                 # edgeport.accuracy_control on the int8 targets: budget in points (as --max-accuracy-drop), its data
+                 "max_accuracy_drop": ("number", _NUM), "control_data": ("string", (str,)),
+                 "control_samples": ("integer", (int,))},
     "export": {"targets": ("list[string]", (str,)), "dynamic_batch": ("boolean", (bool,))},
     "accuracy": {"min_top1": ("number", _NUM), "max_drop": ("number", _NUM)},
     "bench": {"devices": ("list[string]", (str,)), "threads": ("list[int]", (int,)), "budget_s": ("number", _NUM)},
@@ -81,6 +84,9 @@ class QuantSection:
     cle: bool = False  # cross-layer equalization (edgeport.equalization)
     bias_correction: bool = False  # empirical bias correction; needs [data] calib
     per_layer: bool = False  # per-layer int8 diagnosis on the validation data (~20 s per int8 target, measured)
+    max_accuracy_drop: float | None = None  # accuracy control budget, points of top-1 (edgeport.accuracy_control)
+    control_data: str | None = None  # labelled data control scores on (edgeport.data.labelled); None: the validation split
+    control_samples: int = 2000
 
 
 @dataclass(frozen=True)
@@ -342,6 +348,14 @@ def _build(ctx: _Ctx, raw: dict, tables: dict, name: str) -> Recipe:
                        'add [data] calib = "<image folder, .npy/.npz, fashion-mnist or synthetic>"')
     for key in ("min_top1", "max_drop"):
         _fraction(ctx, ("accuracy",), acc, key)
+    if "max_accuracy_drop" in quant and not 0 <= quant["max_accuracy_drop"] <= 100:
+        raise ctx.fail(("quantize",), "max_accuracy_drop", f"max_accuracy_drop {quant['max_accuracy_drop']:g} is not a "
+                       "number of points between 0 and 100", "e.g. 0.5 (half a point of top-1)")
+    if quant.get("control_samples", 1) < 1:
+        raise ctx.fail(("quantize",), "control_samples", "control_samples must be positive")
+    if "max_accuracy_drop" in quant and not any(t.endswith("int8") for t in targets):
+        raise ctx.fail(("quantize",), "max_accuracy_drop", "accuracy control needs an int8 target",
+                       'add "onnx-int8" or "tflite-int8" to [export] targets')
     if any(n < 1 for n in bench.get("threads", [1])) or not bench.get("threads", [1]):
         raise ctx.fail(("bench",), "threads", f"threads {bench['threads']} must be positive integers")
     if "budget_s" in bench and not bench["budget_s"] > 0:
@@ -359,7 +373,8 @@ def _build(ctx: _Ctx, raw: dict, tables: dict, name: str) -> Recipe:
         quantize=QuantSection(quant.get("method", "minmax"), quant.get("io_dtype", "int8"), tuple(quant.get("allow_float", ())),
                               *(quant.get(k) for k in ("deploy", "onnx_format", "onnx_activations", "onnx_reduce_range")),
                               cle=quant.get("cle", False), bias_correction=quant.get("bias_correction", False),
-                              per_layer=quant.get("per_layer", False)),
+                              per_layer=quant.get("per_layer", False), max_accuracy_drop=quant.get("max_accuracy_drop"),
+                              control_data=quant.get("control_data"), control_samples=quant.get("control_samples", 2000)),
         targets=targets, dynamic_batch=export.get("dynamic_batch", False),
         thresholds=_thresholds(ctx, raw.get("thresholds", {})),
         accuracy=AccuracySection(acc.get("min_top1"), acc.get("max_drop")),

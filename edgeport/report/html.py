@@ -5,7 +5,8 @@ from __future__ import annotations
 from html import escape
 
 from edgeport.report import plots
-from edgeport.report.tables import ARTIFACT_COLUMNS, PER_LAYER_COLUMNS, artifact_rows, cell, per_layer_rows, stage_rows
+from edgeport.report.tables import (ARTIFACT_COLUMNS, CONTROL_COLUMNS, PER_LAYER_COLUMNS, artifact_rows, cell, control_rows,
+                                   per_layer_rows, stage_rows)
 
 CSS = """
 body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1100px}
@@ -59,6 +60,12 @@ def _recipe(r: dict) -> str:
                          "steps, ~0.29 is rounding, flagged above 0.7; SQNR end to end vs the float model)</p>")
             parts.append(_table([h for _, h in PER_LAYER_COLUMNS], [[str(w[k]) for k, _ in PER_LAYER_COLUMNS] for w in worst],
                                 num={3, 4, 5}, classes={(6, "> 0.7"): "FAIL"}))
+    control = control_rows(r)
+    if control:
+        parts.append(f"<p class=note>accuracy control: {escape(control[0]['metric'])} on {escape(control[0]['data'])}; "
+                     "drop in points; the layers kept float are the fewest found within the budget</p>")
+        parts.append(_table([h for _, h in CONTROL_COLUMNS], [[str(c[k]) for k, _ in CONTROL_COLUMNS] for c in control],
+                            num={1, 2, 3, 4, 5}))
     items = [f"<li class=fail>{escape(f)}</li>" for f in r["failures"]]
     items += [f"<li>⚠ {escape(w)}</li>" for w in r["warnings"]]
     items += [f"<li>⚠ {escape(n['target'])} is not reproducible: {escape(n['tool'])} wrote different bytes for the same inputs</li>"

@@ -45,6 +45,7 @@ def recipe_entry(r) -> dict:
         "latency": r.timings,
         "recommendation": getattr(r, "recommendation", []),  # per device (edgeport.bench.recommend), several devices only
         "per_layer_int8": r.per_layer,  # None until a per-layer diagnosis fills it; the HTML plots it when present
+        "accuracy_control": getattr(r, "accuracy_control", None),  # [quantize] max_accuracy_drop: per int8 target
         "durations_s": r.durations,
         "reused_stages": r.reused,
         "nondeterministic": r.nondeterministic,

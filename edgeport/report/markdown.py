@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from edgeport.report.tables import ARTIFACT_COLUMNS, PER_LAYER_COLUMNS, artifact_rows, cell, per_layer_rows, stage_rows
+from edgeport.report.tables import (ARTIFACT_COLUMNS, CONTROL_COLUMNS, PER_LAYER_COLUMNS, artifact_rows, cell, control_rows,
+                                   per_layer_rows, stage_rows)
 
 
 def build(m: dict) -> str:
@@ -32,6 +33,14 @@ def build(m: dict) -> str:
             lines.append("| " + " | ".join(h for _, h in PER_LAYER_COLUMNS) + " |")
             lines.append("|" + "|".join("---" if k in ("target", "layer", "op", "flag") else "---:" for k, _ in PER_LAYER_COLUMNS) + "|")
             lines += ["| " + " | ".join(str(w[k]) for k, _ in PER_LAYER_COLUMNS) + " |" for w in worst]
+            lines.append("")
+        control = control_rows(r)
+        if control:  # edgeport.accuracy_control: the fewest layers kept float to stay within the budget
+            lines += [f"Accuracy control ({control[0]['metric']} on {control[0]['data']}; drop in points):", ""]
+            lines.append("| " + " | ".join(h for _, h in CONTROL_COLUMNS) + " |")
+            lines.append("|" + "|".join("---" if k in ("target", "kept") else "---:" for k, _ in CONTROL_COLUMNS) + "|")
+            lines += ["| " + " | ".join(str(c[k]) if k != "drop" or c["ok"] else f"**{c[k]}** ❌" for k, _ in CONTROL_COLUMNS)
+                      + " |" for c in control]
             lines.append("")
         if r.get("recommendation"):  # several bench devices: which file to ship on each (edgeport.bench.recommend)
             lines += ["| device | ship | why |", "|---|---|---|"]

@@ -62,3 +62,19 @@ def per_layer_rows(r: dict, shown: int = PER_LAYER_SHOWN) -> list[dict]:
                          "sqnr": _fmt(p.get("sqnr_db"), ".1f", "exact"), "rel_rmse": _fmt(p.get("rel_rmse"), ".4f"),
                          "err_scale": _fmt(p.get("error_to_scale"), ".2f"), "flag": "> 0.7" if p.get("flagged") else ""})
     return rows
+
+
+CONTROL_COLUMNS = (("target", "target"), ("float", "float"), ("int8", "int8"), ("controlled", "controlled"),
+                   ("drop", "drop"), ("budget", "budget"), ("kept", "layers kept float"))
+
+
+def control_rows(r: dict) -> list[dict]:
+    """One row per int8 target of ``[quantize] max_accuracy_drop`` (manifest ``accuracy_control``): scores in the
+    control metric, the drop in points and the layers edgeport.accuracy_control kept float."""
+    rows = []
+    for c in r.get("accuracy_control") or []:
+        rows.append({"target": c["target"], "float": f"{c['float_score']:.2f}", "int8": f"{c['int8_score']:.2f}",
+                     "controlled": f"{c['final_score']:.2f}", "drop": f"{c['drop']:.2f}", "budget": f"{c['budget']:.2f}",
+                     "kept": ", ".join(k["layer"] for k in c["kept_float"]) or "none",
+                     "ok": c["within_budget"], "metric": c["metric"], "data": c.get("control_data", "")})
+    return rows

@@ -124,3 +124,29 @@ def test_code_hash_ignores_bytecode(tmp_path):
     assert stage_cache.hash_files([tmp_path / "pkg"], stage_cache.CODE_SUFFIXES) == before
     (tmp_path / "pkg" / "m.py").write_text("x = 2\n")
     assert stage_cache.hash_files([tmp_path / "pkg"], stage_cache.CODE_SUFFIXES) != before
+
+
+def test_reports_show_accuracy_control_and_a_missed_budget_fails_the_recipe(tmp_path):
+    from edgeport.recipe import AccuracySection, BenchSection, DataSection, ModelSection, QuantSection, Recipe
+
+    control = [{"target": "tflite-int8", "metric": "top-1 accuracy %", "control_data": "fashion-mnist:train, 2000 samples",
+                "float_score": 92.7, "int8_score": 91.9, "final_score": 92.5, "drop": 0.2, "budget": 0.5,
+                "within_budget": True, "unreachable": None,
+                "kept_float": [{"fallback": "t/conv_15", "layer": "tf.nn.convolution_15", "op": "CONV_2D"}]},
+               {"target": "onnx-int8", "metric": "top-1 accuracy %", "control_data": "fashion-mnist:train, 2000 samples",
+                "float_score": 92.7, "int8_score": 91.0, "final_score": 91.5, "drop": 1.2, "budget": 0.5,
+                "within_budget": False, "unreachable": "with all 60 candidate layers float the drop is still 1.20",
+                "kept_float": []}]
+    entry = {**_recipe_entry("ctl"), "accuracy_control": control}
+    report.write_all(tmp_path, _manifest(entry))
+    md = (tmp_path / "report.md").read_text()
+    assert "Accuracy control (top-1 accuracy % on fashion-mnist:train, 2000 samples" in md
+    assert "| tflite-int8 | 92.70 | 91.90 | 92.50 | 0.20 | 0.50 | tf.nn.convolution_15 |" in md
+    assert "**1.20** ❌" in md
+    assert "tf.nn.convolution_15" in (tmp_path / "report.html").read_text()
+    recipe = Recipe("ctl", tmp_path / "r.toml", ModelSection("mobilenet_v2"), {}, DataSection(), QuantSection(),
+                    ("onnx-int8",), False, {}, AccuracySection(), BenchSection())
+    result = pipeline.RecipeResult(recipe, accuracy_control=control)
+    assert not result.passed
+    assert result.failures == ["onnx-int8: accuracy control: drop 1.20 points exceeds the budget 0.50 "
+                               "(with all 60 candidate layers float the drop is still 1.20)"]

@@ -171,3 +171,21 @@ def test_wait_queues_behind_the_lock_holder(work, tmp_path, run):
     assert release.is_set()  # the run could only finish after the holder let go
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "out" / "manifest.json").is_file()
+
+
+@pytest.mark.slow
+def test_recipe_accuracy_control_reaches_manifest_and_report(tmp_path, run):
+    """[quantize] max_accuracy_drop runs accuracy control on the int8 target after export; an impossible budget
+    (-> exit 3) is not possible here, so a zero budget on the labelled validation split is used and checked."""
+    recipe = tmp_path / "ctl.toml"
+    recipe.write_text(SMALL.format(min_top1=0.5).replace("[export]", "[quantize]\nmax_accuracy_drop = 0.0\n\n[export]"))
+    proc = run(str(recipe), "--out", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache"))
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    (entry,) = manifest["recipes"]
+    (control,) = entry["accuracy_control"]
+    assert control["target"] == "onnx-int8" and control["budget"] == 0.0 and control["metric"] == "top-1 accuracy %"
+    assert control["samples"] == 64
+    assert proc.returncode == (0 if control["within_budget"] else 3), proc.stdout[-2000:] + proc.stderr[-2000:]
+    (art,) = [a for a in entry["artifacts"] if a["target"] == "onnx-int8"]
+    assert art["dtypes"]["float"] >= len(control["kept_float"])  # re-read from the controlled file
+    assert "Accuracy control (top-1 accuracy %" in (tmp_path / "out" / "report.md").read_text()

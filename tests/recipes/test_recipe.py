@@ -193,3 +193,15 @@ def test_equalization_keys(tmp_path):
     no_calib = GOOD.replace('calib = "synthetic"', "").replace('"tflite-int8"', '"tflite-fp16"')
     msg = error_of(write(tmp_path, no_calib + "\n[quantize]\nbias_correction = true\n"))
     assert "bias correction needs calibration data" in msg and "[quantize]" in msg and "calib =" in msg
+
+
+def test_accuracy_control_keys(tmp_path):
+    r = recipe.parse(write(tmp_path, GOOD))
+    assert r.quantize.max_accuracy_drop is None and r.quantize.control_data is None and r.quantize.control_samples == 2000
+    r = recipe.parse(write(tmp_path, GOOD + '\n[quantize]\nmax_accuracy_drop = 0.5\ncontrol_data = "fashion-mnist:train"\n'
+                                           "control_samples = 500\n"))
+    assert (r.quantize.max_accuracy_drop, r.quantize.control_data, r.quantize.control_samples) == (0.5, "fashion-mnist:train", 500)
+    assert "points between 0 and 100" in error_of(write(tmp_path, GOOD + "\n[quantize]\nmax_accuracy_drop = -1\n"))
+    assert "control_samples must be positive" in error_of(write(tmp_path, GOOD + "\n[quantize]\ncontrol_samples = 0\n"))
+    no_int8 = GOOD.replace('"tflite-int8"', '"tflite-fp16"')
+    assert "accuracy control needs an int8 target" in error_of(write(tmp_path, no_int8 + "\n[quantize]\nmax_accuracy_drop = 0.5\n"))
