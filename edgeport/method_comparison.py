@@ -18,7 +18,7 @@ from typing import Callable
 
 from edgeport.atomic_file import write_text
 from edgeport.calibration_ranges import METHODS
-from edgeport.errors import UsageError
+from edgeport.errors import UsageError, UserError
 from edgeport.exporters import ExportRequest, QuantOptions, Target
 from edgeport.validate import Thresholds
 
@@ -130,6 +130,8 @@ def compare_methods(
     methods = check_methods(methods)
     check_int8_targets(targets)
     calibration = data.calibration.inputs if data is not None else None
+    if calibration is None:
+        raise UserError("int8 quantization needs calibration data", "pass --calib (an image folder, .npy/.npz, fashion-mnist)")
     t0 = time.perf_counter()
     on_stage("capture + fuse")
     prep = prepare(loaded)
@@ -146,9 +148,8 @@ def compare_methods(
         comparison.validation = {"source": data.validation.source, "samples": len(data.validation)}
     float_accuracy, pre = None, None
     try:
-        if calibration is not None:  # without it the int8 exporters raise their own "needs --calib" error
-            on_stage("shared steps: fp32 ONNX, onnx2tf, TFLite calibration")
-            warm_shared_steps(prep, targets, calibration, quant, cache)
+        on_stage("shared steps: fp32 ONNX, onnx2tf, TFLite calibration")
+        warm_shared_steps(prep, targets, calibration, quant, cache)
         comparison.shared_seconds = time.perf_counter() - t0
         if labelled is not None:
             on_stage(f"float accuracy on {labelled.source}")

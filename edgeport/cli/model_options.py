@@ -18,6 +18,8 @@ CALIB = typer.Option(None, "--calib", help="Calibration/validation data: image f
 CALIB_SAMPLES = typer.Option(200, "--calib-samples", help="Calibration samples (seeded, deterministic).")
 VAL_SAMPLES = typer.Option(500, "--val-samples", help="Held-out validation samples, disjoint from calibration.")
 SEED = typer.Option(0, "--seed", help="Seed for choosing samples.")
+CLE = typer.Option(False, "--cle/--no-cle", help="Cross-layer equalization (DFQ) of the fused graph before export; ReLU6 in equalized pairs becomes ReLU.")
+BIAS_CORRECTION = typer.Option(False, "--bias-correction/--no-bias-correction", help="Correct each layer's bias for the mean error of its int8 weights, measured on --calib data.")
 MEAN = typer.Option(None, "--mean", help="Preprocessing mean per channel on [0,1], e.g. 0.485,0.456,0.406.")
 STD = typer.Option(None, "--std", help="Preprocessing std per channel, e.g. 0.229,0.224,0.225.")
 SCALE_127 = typer.Option(False, "--scale-127", help="Preprocess as (x - 127) / 128 instead of mean/std.")

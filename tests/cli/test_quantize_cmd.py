@@ -69,3 +69,12 @@ def test_compare_methods_on_a_trained_model(cli, tmp_path, monkeypatch):
     # different methods make different files
     assert len({Path(r["path"]).read_bytes() for r in results.values() if r["target"] == "tflite-int8"}) == 4
     assert "best by accuracy" in res.out and "mse" in res.out
+
+
+@pytest.mark.parametrize("extra", [[], ["--bias-correction"]])
+def test_quantize_without_calibration_data_is_a_one_line_user_error(cli, tmp_path, extra):
+    res = cli("quantize", "--model", "fmnist_mobilenet_v2_x0_5", *extra, "--out", tmp_path)
+    assert res.code == 1, res.err
+    lines = res.err.strip().splitlines()
+    assert len(lines) == 1 and "calibration data" in lines[0] and "Traceback" not in res.err
+    assert not any(tmp_path.iterdir())
