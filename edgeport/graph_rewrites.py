@@ -266,6 +266,22 @@ def relu_before_cat(gm: fx.GraphModule) -> list[str]:
     return done
 
 
+def _pool_weight_name(gm: fx.GraphModule, node: fx.Node, n: int) -> str:
+    """``<pool module>.weight``, so the depthwise conv is reported under the pool's own name (layer_names). A pool
+    has no parameters, so the graph module has no submodule for it yet: an empty one is added. A generated name
+    when the pool has no module path or that name is taken."""
+    path = module_path(node)
+    if path != node.name:
+        try:
+            owner = gm.get_submodule(path)
+        except AttributeError:
+            owner = torch.nn.Module() if gm.add_submodule(path, torch.nn.Module()) else None
+            owner = gm.get_submodule(path) if owner is not None else None
+        if owner is not None and not hasattr(owner, "weight"):
+            return f"{path}.weight"
+    return f"avgpool_as_depthwise_{n}"
+
+
 def avgpool_as_depthwise(gm: fx.GraphModule) -> list[str]:
     """Rewrite 2-D average pools that count padding (or have none) as depthwise convs with 1/(kh*kw) weights."""
     done = []
@@ -281,7 +297,7 @@ def avgpool_as_depthwise(gm: fx.GraphModule) -> list[str]:
             continue
         channels = int(val.shape[1])
         weight = torch.full((channels, 1, *kernel), 1.0 / (kernel[0] * kernel[1]), dtype=val.dtype)
-        w_node = _set_param(gm, gm.graph, node, f"avgpool_as_depthwise_{len(done)}", weight)
+        w_node = _set_param(gm, gm.graph, node, _pool_weight_name(gm, node, len(done)), weight)
         stride = list(stride or kernel)
         node.target = aten.conv2d.default
         node.args = (x, w_node, None, stride, padding, [1, 1], channels)

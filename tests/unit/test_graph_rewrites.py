@@ -151,6 +151,7 @@ def test_relu_moves_before_cat_and_average_pool_becomes_depthwise_conv():
     cat = next(n for n in gm.graph.nodes if n.target == aten.cat.default)
     pooled, branch = cat.args[0]
     assert pooled.target == aten.conv2d.default and pooled.args[-1] == 6  # depthwise, no ReLU: input >= 0
+    assert pooled.args[1].target == "pool.weight"  # reported under the pool's own name (edgeport.layer_names)
     assert branch.target == aten.relu.default  # fuses into the branch conv
     assert not any(u.target in RELU_TARGETS for u in cat.users)
     x = torch.randn(4, 3, 16, 16) * 3
