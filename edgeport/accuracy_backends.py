@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -38,15 +37,15 @@ class TfliteBackend(Backend):
         return dest
 
     def candidates(self) -> list[Candidate]:
+        from edgeport.exporters import onnx_fp32
         from edgeport.graph_summary import tflite_ops
+        from edgeport.layer_names import onnx_weight_norms, tflite_names
 
         probe = Path(self.req.cache.setdefault("accuracy-probe", _tempdir()).name) / "probe.tflite"
         self.build((), probe)
-        out = []
-        for op in tflite_ops(probe):
-            if op.name in TFLITE_CANDIDATE_OPS and op.output_name:
-                out.append(Candidate(op.output_name, tflite_layer_name(op.output_name, op.name), op.name))
-        return out
+        names = tflite_names(probe.read_bytes(), onnx_weight_norms(onnx_fp32.to_onnx(self.req)))
+        return [Candidate(op.output_name, names.get(op.output_name, op.output_name), op.name)
+                for op in tflite_ops(probe) if op.name in TFLITE_CANDIDATE_OPS and op.output_name]
 
 
 class OnnxBackend(Backend):
@@ -70,28 +69,15 @@ class OnnxBackend(Backend):
         return dest
 
     def candidates(self) -> list[Candidate]:
-        params = {i.name for i in self.fp32.graph.initializer}
-        out = []
-        for node in self.fp32.graph.node:
-            if node.op_type in ONNX_CANDIDATE_OPS and node.name:
-                weight = next((i for i in node.input if i in params and i.endswith(".weight")), None)
-                layer = weight.rsplit(".", 1)[0] if weight else node.name.lstrip("/")
-                out.append(Candidate(node.name, layer, node.op_type))
-        return out
+        from edgeport.layer_names import onnx_names
+
+        names = onnx_names(self.fp32)
+        return [Candidate(node.name, names.get(node.name, node.name), node.op_type)
+                for node in self.fp32.graph.node if node.op_type in ONNX_CANDIDATE_OPS and node.name]
 
 
 def backend_for(target: str, req: ExportRequest) -> Backend:
     return {"tflite-int8": TfliteBackend, "onnx-int8": OnnxBackend}[target](req)
-
-
-def tflite_layer_name(tensor: str, op: str) -> str:
-    """A short readable name for a TFLite tensor (onnx2tf + converter names fuse several ops with ';')."""
-    parts = [re.sub(r"^model(_\d+)?/", "", p) for p in tensor.split(";")]
-    keys = {"CONV_2D": "convolution", "DEPTHWISE_CONV_2D": "depthwise", "FULLY_CONNECTED": "MatMul",
-            "ADD": "add", "MUL": "mul", "MEAN": "reduce_mean"}
-    key = keys.get(op, "")
-    pick = next((p for p in parts if key and key.lower() in p.lower()), parts[0])
-    return pick.split("/")[0] if "/" in pick else pick
 
 
 def _tempdir():

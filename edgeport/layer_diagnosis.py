@@ -154,7 +154,10 @@ def diagnose_run(run, inputs_nchw: np.ndarray, source: str = "") -> Diagnosis:
         else:
             from edgeport.layer_diagnosis_tflite import diagnose_tflite
 
-            out[art.target] = diagnose_tflite(Path(art.path).read_bytes(), tflite_exporter.calibrated_model(req), inputs)
+            from edgeport.layer_names import onnx_weight_norms
+
+            out[art.target] = diagnose_tflite(Path(art.path).read_bytes(), tflite_exporter.calibrated_model(req), inputs,
+                                              onnx_weight_norms(onnx_fp32.to_onnx(req)))
         seconds[art.target] = time.perf_counter() - start
     return Diagnosis(out, len(inputs), source, seconds)
 

@@ -32,10 +32,10 @@ from onnx import numpy_helper
 
 from edgeport.errors import UserError
 from edgeport.layer_diagnosis import ErrorSums, LayerError
+from edgeport.layer_names import onnx_names
 
 CHUNK = 64  # batches per collect_activations call: bounds the activations held in memory
 _QOPERATOR = ("QLinearConv", "QLinearMatMul", "QLinearAdd", "QGemm", "ConvInteger", "MatMulInteger")
-_DQ_SUFFIX = "_DequantizeLinear_Output"
 
 
 def diagnose_onnx(fp32: onnx.ModelProto, int8: onnx.ModelProto, inputs_nchw: np.ndarray) -> list[LayerError]:
@@ -83,14 +83,14 @@ def diagnose_onnx(fp32: onnx.ModelProto, int8: onnx.ModelProto, inputs_nchw: np.
                 twin = acts["int8"].get(_twin(graph.producer[tensor].output[0]), m["pre_qdq"])
                 for f, local, post in zip(m["float"], twin, m["post_qdq"]):
                     acc.add(f.reshape(post.shape), post, graph.activation(tensor, local.reshape(post.shape)) - post)
-    rows = []
+    rows, names = [], onnx_names(int8)
     for tensor in graph.tensors:
         acc = sums[tensor]
         if acc.count == 0:
             continue
         node = graph.producer[tensor]
         scale, zero = graph.qparams[tensor]
-        rows.append(LayerError(tensor, graph.layer_name(node), node.op_type, node.name, scale, zero, acc.sqnr_db(),
+        rows.append(LayerError(tensor, names.get(node.name, node.name), node.op_type, node.name, scale, zero, acc.sqnr_db(),
                                acc.rel_rmse(), acc.error_to_scale(scale), len(rows)))
     return rows
 
@@ -198,16 +198,6 @@ class _Int8Graph:
         if node is not None and node.op_type == "Constant":
             return float(numpy_helper.to_array(node.attribute[0].t).ravel()[0])
         raise ValueError(f"Clip bound {name} is not a constant")
-
-    def layer_name(self, node) -> str:
-        """The module path of the op's weight (features.3.conv.1.0.weight -> features.3.conv.1.0), else its node
-        name without the exporter's ``node_`` prefix."""
-        if len(node.input) > 1:
-            w = node.input[1]
-            w = w[: -len(_DQ_SUFFIX)] if w.endswith(_DQ_SUFFIX) else w
-            if w.endswith(".weight"):
-                return w[: -len(".weight")]
-        return node.name[5:] if node.name.startswith("node_") else node.name
 
 
 def _batch(model: onnx.ModelProto) -> int:

@@ -24,10 +24,14 @@ import numpy as np
 
 from edgeport import native_logs
 from edgeport.layer_diagnosis import ErrorSums, LayerError
+from edgeport.layer_names import tflite_names
 
 
-def diagnose_tflite(int8: bytes, calibrated: bytes, inputs_nchw: np.ndarray) -> list[LayerError]:
-    """One row per int8 activation tensor produced by an op of ``int8`` with a float twin in ``calibrated``."""
+def diagnose_tflite(int8: bytes, calibrated: bytes, inputs_nchw: np.ndarray,
+                    reference_norms: dict[str, np.ndarray] | None = None) -> list[LayerError]:
+    """One row per int8 activation tensor produced by an op of ``int8`` with a float twin in ``calibrated``.
+    Layers are named by :func:`edgeport.layer_names.tflite_names` against ``reference_norms`` (the fp32 ONNX
+    model's :func:`~edgeport.layer_names.onnx_weight_norms`); without it, by op type and neighbours only."""
     from edgeport.exporters.tflite import _nhwc
 
     data = _nhwc(np.asarray(inputs_nchw, dtype=np.float32))
@@ -61,12 +65,13 @@ def diagnose_tflite(int8: bytes, calibrated: bytes, inputs_nchw: np.ndarray) -> 
             q = (qi.get_tensor(t["index"]).astype(np.float32) - zero) * scale
             sums[t["name"]].add(fi.get_tensor(float_index[t["name"]]), q)
     local = local_errors(calibrated, data, batch)
+    names = tflite_names(int8, reference_norms or {})
     rows = []
     for _, t, scale, zero, op in rows_meta:
         acc, name = sums[t["name"]], t["name"]
         mse = local.get(name)
         e2s = math.sqrt(mse) / scale if mse is not None and math.isfinite(mse) and scale > 0 else math.nan
-        rows.append(LayerError(name, layer_name(name), op, name, scale, zero, acc.sqnr_db(), acc.rel_rmse(), e2s, len(rows)))
+        rows.append(LayerError(name, names.get(name, name), op, name, scale, zero, acc.sqnr_db(), acc.rel_rmse(), e2s, len(rows)))
     return rows
 
 
@@ -89,19 +94,6 @@ def local_errors(calibrated: bytes, data_nhwc: np.ndarray, batch: int) -> dict[s
         debugger.layer_statistics_dump(buf)
     log.unlink(missing_ok=True)
     return {r["tensor_name"]: float(r["mean_squared_error"]) for r in csv.DictReader(io.StringIO(buf.getvalue()))}
-
-
-def layer_name(tensor: str) -> str:
-    """A readable name from TFLite's fused tensor name ``model_12/tf.nn.relu6/Relu6;model_12/tf.math.add/Add;
-    model_12/tf.nn.convolution/convolution;Const_1091`` -> ``tf.nn.convolution`` (the op that computes it; the
-    others are the bias add and activation folded into it)."""
-    parts = [p for p in tensor.split(";") if p and not p.startswith("Const")]
-    if not parts:
-        return tensor
-    main = parts[-1].split("/")
-    if len(main) > 1 and main[0].startswith("model"):
-        main = main[1:]
-    return main[0] if len(main) > 1 else "/".join(main)
 
 
 def _interpreter(model: bytes):

@@ -80,6 +80,11 @@ def test_tflite_every_quantized_conv_has_a_finite_row_and_the_output_matches_val
     assert _falls_with_depth(sqnr)
     assert rows[-1].op == "FULLY_CONNECTED" and abs(rows[-1].sqnr_db - _judged_sqnr(run, "tflite-int8")) < 1.0
     assert not [r for r in rows if r.flagged]
+    # named as in the PyTorch model, the same names as the ONNX rows (onnx2tf's own are tf.nn.convolution_N)
+    onnx_layers = {r.layer for r in diag.per_target["onnx-int8"] if r.op in ("Conv", "Gemm")}
+    assert {r.layer for r in rows if r.op in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")} == onnx_layers
+    adds = [r.layer for r in rows if r.op == "ADD"]
+    assert adds and adds == [r.layer.replace("Add", "ADD") for r in diag.per_target["onnx-int8"] if r.op == "Add"]
 
 
 def test_onnx_damaged_conv_weights_come_out_worst_first(exported):

@@ -1,5 +1,5 @@
 """edgeport.layer_diagnosis on hand-made data (fast): the error sums, worst-first order, JSON, the rich table, the
-QOperator refusal, TFLite layer names, the [quantize] per_layer recipe key and the report table."""
+QOperator refusal, the [quantize] per_layer recipe key and the report table."""
 
 from __future__ import annotations
 
@@ -78,15 +78,6 @@ def test_qoperator_model_is_refused_with_a_hint():
     with pytest.raises(UserError, match="QDQ") as err:
         diagnose_onnx(onnx.ModelProto(), model, np.zeros((1, 1, 2, 2), np.float32))
     assert "--onnx-format qdq" in str(err.value)
-
-
-def test_tflite_layer_names_are_the_computing_op():
-    from edgeport.layer_diagnosis_tflite import layer_name
-
-    fused = "model_12/tf.nn.relu6/Relu6;model_12/tf.math.add/Add;model_12/tf.nn.convolution_3/convolution;Const_1091"
-    assert layer_name(fused) == "tf.nn.convolution_3"
-    assert layer_name("model_12/tf.math.add_12/Add") == "tf.math.add_12"
-    assert layer_name("PartitionedCall:0") == "PartitionedCall:0"
 
 
 def test_recipe_per_layer_key_parses_and_rejects_a_non_boolean(tmp_path):
