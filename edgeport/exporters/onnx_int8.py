@@ -337,7 +337,7 @@ def resolve_nodes(model: onnx.ModelProto, names: tuple[str, ...] | list[str]) ->
         if not found:
             close = difflib.get_close_matches(name, list(layer_of) + sorted(node_names), n=5, cutoff=0.5)
             raise UserError(
-                f"--float-fallback {name!r} matches no layer or ONNX node",
+                f"--allow-float {name!r} matches no layer or ONNX node",
                 f"did you mean: {', '.join(close)}?" if close else "use a layer name from the model's state dict, e.g. features.0.0",
             )
         out.extend(f for f in found if f not in out)

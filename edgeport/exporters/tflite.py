@@ -161,6 +161,8 @@ def export_int8(req: ExportRequest, denylisted_nodes: tuple[str, ...] = (),
     _check_int8_request(req)
     if ranges is None:
         ranges = method_ranges(req)
+    if req.quant.float_fallback:  # the user's layers, and accuracy control's on top
+        denylisted_nodes = tuple(dict.fromkeys(float_fallback_nodes(req) + tuple(denylisted_nodes)))
     if ranges or denylisted_nodes:
         calibrated = calibrated_model(req)
         if ranges:
@@ -185,6 +187,26 @@ def export_int8(req: ExportRequest, denylisted_nodes: tuple[str, ...] = (),
     dest = req.out_dir / TARGETS.get("tflite-int8").filename(req.name)
     write_bytes(dest, share_quantization_vectors(data))
     return dest
+
+
+def float_fallback_nodes(req: ExportRequest) -> tuple[str, ...]:
+    """The op-output tensors ``denylisted_nodes`` takes for the layers the user keeps float
+    (``req.quant.float_fallback``: module paths such as ``features.0.0``, or TFLite tensor names), read from a
+    default int8 build named by :func:`edgeport.layer_names.tflite_names`; made once per run. Empty when that
+    build fails (a model with ops TFLite cannot quantize): the converter then runs with float kernels allowed."""
+    from edgeport.exporters import tflite_ptq
+    from edgeport.layer_names import onnx_weight_norms, resolve, tflite_names
+
+    key = "tflite-float-fallback:" + "|".join(req.quant.float_fallback)
+    if key not in req.cache:
+        try:
+            probe = tflite_ptq.quantize(calibrated_model(req), req.quant.io_dtype)
+        except UnsupportedOp:
+            req.cache[key] = ()
+        else:
+            names = tflite_names(probe, onnx_weight_norms(to_onnx(req)))
+            req.cache[key] = tuple(resolve(names, req.quant.float_fallback))
+    return req.cache[key]
 
 
 TARGETS.add("tflite-fp32", Target("tflite-fp32", "tflite", "fp32", export_fp32, FP32))

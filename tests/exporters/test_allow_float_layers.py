@@ -1,0 +1,56 @@
+"""--allow-float / [quantize] allow_float with PyTorch layer names, on the trained MobileNetV2-0.5: both int8
+targets keep exactly the named layers float, the int8 check accepts them, and a misspelt layer is a user error
+that suggests the right name. (Before edgeport.layer_names, tflite-int8 ignored module names and the int8 check
+refused the float conv that onnx-int8 had correctly kept.)"""
+
+from __future__ import annotations
+
+import pytest
+
+from edgeport.errors import UserError
+from tests.datasets import needs_fashion_mnist
+
+pytestmark = [pytest.mark.slow, needs_fashion_mnist]
+
+MODEL = "fmnist_mobilenet_v2_x0_5"
+
+
+@pytest.fixture(scope="module")
+def prepared():
+    from edgeport import model_source
+    from edgeport.data import calibration
+    from edgeport.export_flow import prepare
+
+    loaded = model_source.load(MODEL)
+    data = calibration.load("fashion-mnist", loaded.data_preprocess(), loaded.input_shape, 64, 16, 0)
+    return loaded, prepare(loaded), data
+
+
+def _export(prepared, out, allow, targets="onnx-int8,tflite-int8"):
+    from edgeport.export_flow import run_export
+    from edgeport.exporters import QuantOptions, parse_targets
+
+    loaded, prep, data = prepared
+    return run_export(loaded, parse_targets(targets), out, data=data, validate=False,
+                      quant=QuantOptions(float_fallback=allow), prepared=prep, cache={})
+
+
+def test_named_layers_stay_float_in_both_targets_and_pass_the_int8_check(prepared, tmp_path):
+    from edgeport.exporters.onnx_fp32 import to_onnx
+    from edgeport.int8_coverage import coverage_of
+    from edgeport.layer_names import artifact_names
+
+    run = _export(prepared, tmp_path, ("features.0.0", "features.3.conv.1"))
+    assert run.int8_problems == []
+    fp32 = to_onnx(run.request)
+    for art in run.artifacts:
+        names = artifact_names(art.path, fp32)
+        floats = {names[n] for n in coverage_of(art.path).critical_float()}
+        assert floats == {"features.0.0", "features.3.conv.1.0"}, (art.target, floats)
+
+
+@pytest.mark.parametrize("target", ["onnx-int8", "tflite-int8"])
+def test_a_misspelt_layer_is_a_user_error_with_a_suggestion(prepared, tmp_path, target):
+    with pytest.raises(UserError, match="features.3.conv.1") as err:
+        _export(prepared, tmp_path, ("features.3.conv.1.O",), target)
+    assert "--allow-float" in str(err.value) and "did you mean" in err.value.hint
