@@ -28,7 +28,7 @@ from edgeport.stage_cache import StageCache, edgeport_sources, hash_files, key_o
 ALL_TOOLS = TOOL_PACKAGES + ("tensorflow", "tf_keras", "onnx2tf", "onnx_graphsurgeon", "ai-edge-litert")
 EXPORT_CODE = ("capture.py", "fuse.py", "graph_rewrites.py", "export_flow.py", "exporters", "data", "model_source.py",
                "sample_inputs.py", "int8_coverage.py", "layer_diagnosis.py", "layer_diagnosis_onnx.py", "layer_diagnosis_tflite.py",
-               "equalization.py", "calibration_ranges.py", "accuracy_control.py", "accuracy_backends.py")
+               "equalization.py", "calibration_ranges.py", "accuracy_control.py", "accuracy_backends.py", "layer_names.py")
 VALIDATE_CODE = ("validate.py", "parity.py", "runtimes")
 BENCH_CODE = ("bench/local.py", "runtimes")
 # Which tool writes each target's bytes: named in the report when a rebuild gives different bytes.
