@@ -62,6 +62,12 @@ def name_ops(nodes: Sequence[OpNode]) -> dict[str, str]:
             outs = [c for o in n.outputs for c in consumers.get(o, [])]
             if len(outs) == 1 and outs[0].module:
                 names[n.key] = f"{n.op} before {outs[0].module}"
+    seen: dict[str, int] = {}
+    for n in nodes:  # names are what --allow-float takes: a repeated neighbour name gets its rank, in graph order
+        if n.module is None:
+            seen[names[n.key]] = seen.get(names[n.key], 0) + 1
+            if seen[names[n.key]] > 1:
+                names[n.key] = f"{names[n.key]} #{seen[names[n.key]]}"
     return names
 
 
@@ -182,7 +188,7 @@ def _direction(v: np.ndarray) -> np.ndarray | None:
 def requested(key: str, display: str, requests: Sequence[str]) -> bool:
     """Whether the op ``key`` (ONNX node / TFLite tensor name) named ``display`` is one of ``requests``: its own
     name, its display name, or a module path above it (``features.3`` covers ``features.3.conv.1.0``)."""
-    return any(r in (key, display) or display.startswith(r + ".") for r in requests)
+    return any(r in (key, display) or r.lower() == display.lower() or display.startswith(r + ".") for r in requests)
 
 
 def resolve(names: dict[str, str], requests: Sequence[str], flag: str = "--allow-float") -> list[str]:
@@ -198,7 +204,7 @@ def resolve(names: dict[str, str], requests: Sequence[str], flag: str = "--allow
         if not found:
             modules = sorted({d for d in names.values() if " " not in d})
             close = difflib.get_close_matches(r, modules, n=5, cutoff=0.5)
-            raise UserError(f"{flag} {r!r} matches no layer of the model",
+            raise UserError(f"{flag} {r!r} matches no layer or node of the model",
                             f"did you mean: {', '.join(close)}?" if close else "use a layer name from the model's "
                             "state dict (e.g. features.0.0), as the per-layer diagnosis prints them")
         out.extend(k for k in found if k not in out)

@@ -35,6 +35,14 @@ def step(targets, split, quant, budget: float, control_labelled, samples: int, p
     return run
 
 
+def allow_float_args(kept) -> str:
+    """--allow-float options that rebuild a controlled artifact, by layer name (edgeport.layer_names): the
+    backend's own keys are not stable across runs (onnx2tf's tensor names carry a per-process model_N prefix)."""
+    import shlex
+
+    return " ".join(f"--allow-float {shlex.quote(c.layer)}" for c in kept)
+
+
 def _filename(target: str, model: str) -> str:
     from edgeport.exporters import TARGETS
 
@@ -65,6 +73,9 @@ def finish(console, results: list, out: Path) -> None:
             console.print(f"{r.target} (controlled): top-1 {100 * test:.2f} % on --data")
         if r.unreachable:
             console.print(f"[red]{r.target}: {r.unreachable}[/]")
+        elif r.kept_float:
+            console.print(f"{r.target}: same file from `edgeport export`: {allow_float_args(r.kept_float)}",
+                          soft_wrap=True, markup=False, highlight=False)  # one line, to copy as it is
     path = Path(out) / RESULTS_FILE
     write_text(path, json.dumps([{**r.to_dict(), "control_data": source, "data_top1": test} for r, source, test in results],
                                 indent=2, default=float))

@@ -38,7 +38,6 @@ Parity thresholds: ``edgeport.exporters.INT8`` (SQNR and top-1 agreement; no ele
 from __future__ import annotations
 
 import contextlib
-import difflib
 import io
 import logging
 import tempfile
@@ -316,32 +315,13 @@ def rewrite_spatial_reduce_mean(model: onnx.ModelProto) -> int:
 
 
 def resolve_nodes(model: onnx.ModelProto, names: tuple[str, ...] | list[str]) -> list[str]:
-    """ONNX node names for ``names``: node names as they are, or layer names (``features.0.0``) matched
-    through the parameters a node consumes (``features.0.0.weight``)."""
+    """ONNX node names for ``names``: node names as they are, or layer names as :mod:`edgeport.layer_names` gives
+    them (``features.0.0``, ``features.3`` for a whole block, ``Add after features.3.conv.2``)."""
     if not names:
         return []
-    nodes = [n for n in model.graph.node if n.name]
-    params = {i.name for i in model.graph.initializer}
-    layer_of: dict[str, list[str]] = {}
-    for n in nodes:
-        for i in n.input:
-            if i in params and "." in i:
-                layer_of.setdefault(i.rsplit(".", 1)[0], []).append(n.name)
-    node_names = {n.name for n in nodes}
-    out: list[str] = []
-    for name in names:
-        if name in node_names:
-            found = [name]
-        else:
-            found = layer_of.get(name) or [n for layer, ns in layer_of.items() if layer.startswith(name + ".") for n in ns]
-        if not found:
-            close = difflib.get_close_matches(name, list(layer_of) + sorted(node_names), n=5, cutoff=0.5)
-            raise UserError(
-                f"--allow-float {name!r} matches no layer or ONNX node",
-                f"did you mean: {', '.join(close)}?" if close else "use a layer name from the model's state dict, e.g. features.0.0",
-            )
-        out.extend(f for f in found if f not in out)
-    return out
+    from edgeport.layer_names import onnx_names, resolve
+
+    return resolve({k: v for k, v in onnx_names(model).items() if k}, names)
 
 
 class _CalibrationReader:

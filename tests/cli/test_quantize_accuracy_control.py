@@ -44,3 +44,27 @@ def test_accuracy_control_on_trained_v3_small(cli, tmp_path):
     floats = set(coverage_of(tmp_path / "fmnist_mobilenet_v3_small.int8.tflite").float_op_names)
     assert {c["fallback"] for c in r["kept_float"]} <= floats
     assert "accuracy control" in res.out
+    if r["kept_float"] and r["within_budget"]:
+        # the printed --allow-float options rebuild the same float layers with a plain export
+        import re
+        import shlex
+
+        line = next(ln for ln in res.out.splitlines() if "--allow-float" in ln)
+        args = shlex.split(line[line.index("--allow-float"):])
+        again = cli("export", "--model", "fmnist_mobilenet_v3_small", "--calib", "fashion-mnist", "--calib-samples", "64",
+                    "--val-samples", "300", "--target", "onnx-fp32,tflite-int8", "--no-validate", *args,
+                    "--out", tmp_path / "again")
+        assert again.code == 0, again.err
+        # by layer name: onnx2tf's tensor names carry per-process counters (model_57/... vs model_115/...)
+        import onnx
+
+        from edgeport.layer_names import artifact_names
+
+        fp32 = onnx.load(str(tmp_path / "again" / "fmnist_mobilenet_v3_small.fp32.onnx"))
+        named = []
+        for path in (tmp_path / "fmnist_mobilenet_v3_small.int8.tflite",
+                     tmp_path / "again" / "fmnist_mobilenet_v3_small.int8.tflite"):
+            names = artifact_names(path, fp32)
+            named.append({names[n] for n in coverage_of(path).float_op_names})
+        assert named[0] == named[1] == {c["layer"] for c in r["kept_float"]}, named[0] ^ named[1]
+        assert re.search(r"--allow-float \S+", line)

@@ -114,3 +114,24 @@ def test_a_single_output_channel_is_no_fingerprint():
     assert _match(np.ones((1, 3, 3, 4)), "CONV_2D", ref) is None
     only = onnx_weight_norms(_onnx_with_weights({"a": np.ones((1, 4, 3, 3))}))
     assert _match(np.ones((1, 3, 3, 4)), "CONV_2D", only) == "a"
+
+
+def test_repeated_neighbour_names_are_ranked_so_each_names_one_op():
+    nodes = [_op("c", "CONV_2D", ["x"], "conv"), _op("m1", "MUL", ["c"]), _op("m2", "MUL", ["m1"])]
+    assert name_ops(nodes) == {"c": "conv", "m1": "MUL after conv", "m2": "MUL after conv #2"}
+
+
+def test_requests_select_by_key_name_case_insensitive_name_or_module_prefix():
+    from edgeport.errors import UserError
+    from edgeport.layer_names import resolve
+
+    names = {"n0": "features.3.conv.0.0", "n1": "features.3.conv.1.0", "n2": "Add after features.3.conv.1.0",
+             "n3": "features.30.conv.0.0"}
+    assert resolve(names, ["features.3"]) == ["n0", "n1"]  # not features.30, not the weightless Add
+    assert resolve(names, ["ADD after features.3.conv.1.0", "n3"]) == ["n2", "n3"]
+    try:
+        resolve(names, ["features.3.conv.1.O"])
+    except UserError as err:
+        assert "features.3.conv.1.0" in err.hint and "--allow-float" in err.message
+    else:
+        raise AssertionError("a misspelt layer must be refused")
