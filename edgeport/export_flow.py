@@ -143,12 +143,12 @@ def run_export(
             cov = coverage_of(path)
             dtypes = {"int8": cov.int8_total, "float": cov.float_total}
             stuck = cov.critical_float()
-            if stuck and quant.float_fallback:  # the user's names are module paths or node/tensor names
+            if stuck:  # named as the PyTorch model names them, which is what --allow-float takes
                 from edgeport.exporters.onnx_fp32 import to_onnx
                 from edgeport.layer_names import artifact_names, requested
 
                 names = artifact_names(path, to_onnx(req))
-                stuck = [n for n in stuck if not requested(n, names.get(n, n), quant.float_fallback)]
+                stuck = [names.get(n, n) for n in stuck if not requested(n, names.get(n, n), quant.float_fallback)]
             if stuck:
                 run.int8_problems.append(f"{target.name}: {len(stuck)} compute ops left float: {', '.join(stuck[:5])}")
         parent = PARENTS.get(target.name, "torch-fused")

@@ -54,3 +54,19 @@ def test_a_misspelt_layer_is_a_user_error_with_a_suggestion(prepared, tmp_path, 
     with pytest.raises(UserError, match="features.3.conv.1") as err:
         _export(prepared, tmp_path, ("features.3.conv.1.O",), target)
     assert "--allow-float" in str(err.value) and "did you mean" in err.value.hint
+
+
+def test_a_float_layer_nobody_allowed_is_reported_by_its_layer_name(prepared, tmp_path, monkeypatch):
+    """The int8 check names what stayed float the way --allow-float takes it (not tf.nn.convolution_N)."""
+    import dataclasses
+
+    from edgeport.exporters import tflite
+
+    own = tflite.float_fallback_nodes
+
+    def other_layer(req):  # the exporter keeps features.3.conv.1 float although only features.0.0 is allowed
+        return own(dataclasses.replace(req, quant=dataclasses.replace(req.quant, float_fallback=("features.3.conv.1",))))
+
+    monkeypatch.setattr(tflite, "float_fallback_nodes", other_layer)
+    run = _export(prepared, tmp_path, ("features.0.0",), "tflite-int8")
+    assert run.int8_problems == ["tflite-int8: 1 compute ops left float: features.3.conv.1.0"]
