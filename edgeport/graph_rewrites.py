@@ -275,8 +275,7 @@ def _pool_weight_name(gm: fx.GraphModule, node: fx.Node, n: int) -> str:
         try:
             owner = gm.get_submodule(path)
         except AttributeError:
-            owner = torch.nn.Module() if gm.add_submodule(path, torch.nn.Module()) else None
-            owner = gm.get_submodule(path) if owner is not None else None
+            owner = gm.get_submodule(path) if gm.add_submodule(path, torch.nn.Module()) else None
         if owner is not None and not hasattr(owner, "weight"):
             return f"{path}.weight"
     return f"avgpool_as_depthwise_{n}"

@@ -153,7 +153,6 @@ def diagnose_run(run, inputs_nchw: np.ndarray, source: str = "") -> Diagnosis:
             out[art.target] = diagnose_onnx(onnx_fp32.to_onnx(req), onnx.load(str(art.path)), inputs)
         else:
             from edgeport.layer_diagnosis_tflite import diagnose_tflite
-
             from edgeport.layer_names import onnx_weight_norms
 
             out[art.target] = diagnose_tflite(Path(art.path).read_bytes(), tflite_exporter.calibrated_model(req), inputs,
