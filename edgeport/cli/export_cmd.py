@@ -28,7 +28,7 @@ def export(
     val_samples: int = opt.VAL_SAMPLES,
     seed: int = opt.SEED,
     calib_method: str = typer.Option("minmax", "--calib-method", help="int8 activation ranges (onnx-int8 and tflite-int8): minmax, percentile (99.99), entropy (KL) or mse; compare them with `edgeport quantize --compare-methods`."),
-    io_dtype: str = typer.Option("int8", "--io-dtype", help="tflite-int8 input/output: int8, uint8 or float32 (int8 inside)."),
+    io_dtype: str = opt.IO_DTYPE,
     allow_float: list[str] = typer.Option([], "--allow-float", help="Layer allowed to stay float in int8 targets (repeatable)."),
     deploy: str = typer.Option(None, "--deploy", help="onnx-int8 settings measured best on that architecture: x86 (default behaviour), arm64 (dot-product cores: Pi 5) or arm64-nodot (Pi 4); README: ONNX int8 on arm64."),
     onnx_format: str = typer.Option(None, "--onnx-format", help="onnx-int8 format: qdq (default) or qoperator (QLinearConv...); overrides --deploy."),

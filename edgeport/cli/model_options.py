@@ -24,6 +24,7 @@ MEAN = typer.Option(None, "--mean", help="Preprocessing mean per channel on [0,1
 STD = typer.Option(None, "--std", help="Preprocessing std per channel, e.g. 0.229,0.224,0.225.")
 SCALE_127 = typer.Option(False, "--scale-127", help="Preprocess as (x - 127) / 128 instead of mean/std.")
 BGR = typer.Option(False, "--bgr", help="Feed channels in BGR order.")
+IO_DTYPE = typer.Option("int8", "--io-dtype", help="tflite-int8 input/output: int8, uint8 or float32 (int8 inside).")
 MIN_SQNR = typer.Option(None, "--min-sqnr", help="int8 threshold: minimum SQNR in dB vs PyTorch (default 15).")
 MIN_TOP1 = typer.Option(None, "--min-top1", help="int8 threshold: minimum top-1 agreement with PyTorch (default 0.9).")
 MAX_ABS = typer.Option(None, "--max-abs", help="fp32 threshold: maximum abs error vs PyTorch (default 1e-4).")

@@ -37,7 +37,7 @@ def quantize(
     data: str = typer.Option(None, "--data", "-d", help="Labelled data for top-1 accuracy of the float model and each artifact (as `edgeport eval --data`)."),
     limit: int = typer.Option(None, "--limit", help="Use only the first N samples of --data."),
     out: Path = typer.Option(Path("artifacts"), "--out", "-o", help="Folder for the artifacts, parity.json and methods.json."),
-    io_dtype: str = typer.Option("int8", "--io-dtype", help="tflite-int8 input/output: int8, uint8 or float32 (int8 inside)."),
+    io_dtype: str = opt.IO_DTYPE,
     cle: bool = opt.CLE,
     bias_correction: bool = opt.BIAS_CORRECTION,
     mean: str = opt.MEAN,
