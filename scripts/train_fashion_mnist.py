@@ -37,7 +37,7 @@ from pathlib import Path  # noqa: E402
 import torch  # noqa: E402
 
 from edgeport.data.preprocess import FASHION_MNIST  # noqa: E402
-from edgeport.training import CHECKPOINT_FORMAT, INPUT_SHAPE, checkpoint_payload, train  # noqa: E402
+from edgeport.models.training import CHECKPOINT_FORMAT, INPUT_SHAPE, checkpoint_payload, train  # noqa: E402
 
 WEIGHTS = Path(__file__).resolve().parent.parent / "edgeport" / "weights"
 
@@ -46,7 +46,7 @@ CONFIGS: dict[str, tuple[str, float | None, dict]] = {
     "mobilenet_v2_x0_5": ("mobilenet_v2", 0.5, {"epochs": 4, "batch_size": 128, "lr": 0.2}),
     "shufflenet_v2_x0_5": ("shufflenet_v2_x0_5", None, {"epochs": 6, "batch_size": 128, "lr": 0.2}),
     # bn_momentum: BatchNorm momentum while training (MobileNetV3's own 0.01 lags too far behind in a
-    # run of a few thousand steps; see edgeport.training.train).
+    # run of a few thousand steps; see edgeport.models.training.train).
     "mobilenet_v3_small": ("mobilenet_v3_small", None, {"epochs": 4, "batch_size": 128, "lr": 0.2, "bn_momentum": 0.1}),
     "shufflenet_v1_g3_x0_5": ("shufflenet_v1_g3_x0_5", None, {"epochs": 6, "batch_size": 128, "lr": 0.2}),
 }

@@ -1,17 +1,16 @@
-"""Cross-layer equalization and empirical bias correction (edgeport.equalization) on fused graphs."""
+"""Cross-layer equalization and empirical bias correction (edgeport.quantization.equalization) on fused graphs."""
 
 import copy
 import json
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgeport.capture import capture
-from edgeport.equalization import _in_view, equalize, fake_quant_per_channel, find_pairs
-from edgeport.fuse import _attr_tensor, fuse
+from edgeport.graph.capture import capture
+from edgeport.graph.fuse import _attr_tensor, fuse
+from edgeport.quantization.equalization import _in_view, equalize, fake_quant_per_channel, find_pairs
 
 aten = torch.ops.aten
 

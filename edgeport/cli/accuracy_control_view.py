@@ -18,8 +18,8 @@ def step(targets, split, quant, budget: float, control_labelled, samples: int, p
     final artifacts' accuracy on --data; appends (ControlResult, test accuracy or None) to ``results``."""
 
     def run(prep, cache) -> None:
-        from edgeport import evaluation
-        from edgeport.accuracy_backends import control_set, control_targets
+        from edgeport.quantization.accuracy_backends import control_set, control_targets
+        from edgeport.validation import evaluation
 
         on_stage("accuracy control: scoring data")
         cset = control_set(prep, control_labelled, samples, split.validation if split else None, pre)
@@ -36,7 +36,7 @@ def step(targets, split, quant, budget: float, control_labelled, samples: int, p
 
 
 def allow_float_args(kept) -> str:
-    """--allow-float options that rebuild a controlled artifact, by layer name (edgeport.layer_names): the
+    """--allow-float options that rebuild a controlled artifact, by layer name (edgeport.formats.layer_names): the
     backend's own keys are not stable across runs (onnx2tf's tensor names carry a per-process model_N prefix)."""
     import shlex
 
@@ -51,7 +51,7 @@ def _filename(target: str, model: str) -> str:
 
 def finish(console, results: list, out: Path) -> None:
     """Print the table, write accuracy_control.json; exit 3 when a target cannot meet the budget."""
-    from edgeport.atomic_file import write_text
+    from edgeport.util.atomic_file import write_text
 
     if not results:
         return

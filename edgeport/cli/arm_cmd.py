@@ -17,7 +17,7 @@ arm_app = typer.Typer(help="arm64 emulation (qemu-pi4 / qemu-pi5 bench devices).
 @arm_app.command("setup")
 def setup() -> None:
     """Build the arm64 Debian userland (~/.cache/edgeport/arm64, apt + PyPI, a few minutes once) and the plugin."""
-    from edgeport.bench import arm_rootfs, qemu
+    from edgeport.benchmark import arm_rootfs, qemu
 
     t0 = time.monotonic()
     rootfs = arm_rootfs.ensure(console.print)

@@ -45,8 +45,8 @@ def bench(
 ) -> None:
     """Time each artifact (warm-up, then adaptive runs until the median is stable); p50/p90/p99, the ratio to
     fp32 of the same format, load time, memory, and the CPU features that explain the int8/fp32 ratio.
-    With several files of one model: which one to ship on each device (edgeport.bench.recommend)."""
-    from edgeport.bench import recommend
+    With several files of one model: which one to ship on each device (edgeport.benchmark.recommend)."""
+    from edgeport.benchmark import recommend
 
     specs = _devices(device)
     counts = _threads(threads)
@@ -66,7 +66,7 @@ def bench(
         for line in recommend.flag_lines(recs):
             console.print(f"[yellow]{line}[/]")
     if out is not None:
-        from edgeport.atomic_file import write_text
+        from edgeport.util.atomic_file import write_text
 
         record = records[0] if len(records) == 1 else {"devices": records}
         write_text(out, json.dumps({**record, "recommendation": [r.to_dict() for r in recs]}, indent=2))
@@ -75,7 +75,7 @@ def bench(
 
 def _devices(values: list[str]) -> list:
     """--device values (repeated and/or comma-separated) -> DeviceSpecs, in order, without repeats."""
-    from edgeport.bench.devices import parse_device
+    from edgeport.benchmark.devices import parse_device
 
     specs = []
     for value in values or ["local"]:
@@ -89,10 +89,10 @@ def _devices(values: list[str]) -> list:
 
 def _bench_local(device, artifacts, counts, budget, model, weights, input_shape, num_classes, width):
     """Time on this machine; returns the JSON record and the recommendation inputs."""
-    from edgeport import artifact as artifact_info
-    from edgeport.bench.local import bench_artifact, ratios_vs_fp32, vnni_explanation
-    from edgeport.bench.recommend import from_local
-    from edgeport.cpu_features import detect
+    from edgeport.benchmark.local import bench_artifact, ratios_vs_fp32, vnni_explanation
+    from edgeport.benchmark.recommend import from_local
+    from edgeport.pipeline import artifact as artifact_info
+    from edgeport.runtimes.cpu_features import detect
 
     artifacts = list(artifacts or [])
     if not artifacts and model is None:
@@ -144,8 +144,8 @@ def _torch_timings(model, weights, input_shape, num_classes, width, counts, budg
     """The PyTorch model in eager mode, one Timing per thread count (load = build + checkpoint + first run)."""
     import time
 
-    from edgeport import sample_inputs
-    from edgeport.bench.local import bench_torch
+    from edgeport.benchmark.local import bench_torch
+    from edgeport.data import sample_inputs
 
     t0 = time.perf_counter()
     loaded = opt.load_model(model, weights, input_shape, num_classes, width)
@@ -160,7 +160,7 @@ def _torch_timings(model, weights, input_shape, num_classes, width, counts, budg
 
 def _delegations(artifacts: list[Path]) -> list:
     """Print and return each artifact's delegation report (XNNPACK partitions / ORT integer kernels)."""
-    from edgeport.delegation import delegation_of
+    from edgeport.formats.delegation import delegation_of
 
     out = []
     for a in artifacts:
@@ -179,11 +179,11 @@ def _print_delegation(name: str, d) -> None:
         console.print(f"[yellow]  left out of the fast path: {sum(d.left_out.values())} op(s)[/]")
 
 
-# --- remote devices (ssh://, docker-arm64, and any Device from edgeport.bench.devices) ---------------------
+# --- remote devices (ssh://, docker-arm64, and any Device from edgeport.benchmark.devices) ---------------------
 def _bench_remote(spec, artifacts, counts, model, ssh_key, remote_python, ssh_timeout, ssh_config, runs):
     """Run each artifact on the device, time it there, and compare its outputs with this machine's."""
-    from edgeport.bench.device_bench import bench_on
-    from edgeport.bench.devices import open_device
+    from edgeport.benchmark.device_bench import bench_on
+    from edgeport.benchmark.devices import open_device
 
     if model is not None:
         raise UsageError("--model (the torch eager baseline) runs on this machine only", "drop --device or --model")
@@ -224,7 +224,7 @@ def _bench_remote(spec, artifacts, counts, model, ssh_key, remote_python, ssh_ti
                       f"{d['min_ms']:.3f}", str(len(r.run.timings_ms)), f"{r.run.load_ms:.0f}", f"{r.parity.max_abs:.2e}",
                       f"{r.parity.sqnr_db:.1f}", f"{r.parity.top1_agreement:.2f}")
     console.print(table)
-    from edgeport.bench import insn_report  # qemu-pi4/qemu-pi5: guest instructions per inference
+    from edgeport.benchmark import insn_report  # qemu-pi4/qemu-pi5: guest instructions per inference
 
     insn = insn_report.rows(results)
     if insn:
@@ -235,7 +235,7 @@ def _bench_remote(spec, artifacts, counts, model, ssh_key, remote_python, ssh_ti
         console.print("[yellow]emulated: these are wall times of an emulator on this machine, NOT device latency[/]")
     else:
         console.print("measured on the device itself (its own runtime and cores); parity: device outputs vs this machine's")
-    from edgeport.bench.recommend import from_device
+    from edgeport.benchmark.recommend import from_device
 
     # Which ops take the fast path is decided by the delegate's op/dtype support rules, the same in the x86 and
     # aarch64 builds of one runtime version; the report is measured here, with the ARM fusion rules for ORT.
@@ -251,7 +251,7 @@ def _bench_remote(spec, artifacts, counts, model, ssh_key, remote_python, ssh_ti
 
 def _delegations_by_name(artifacts: list[Path]) -> dict:
     """Delegation reports by file name (None where one cannot be made: that loses a flag, not the run)."""
-    from edgeport.delegation import delegation_of
+    from edgeport.formats.delegation import delegation_of
 
     out = {}
     for a in artifacts:

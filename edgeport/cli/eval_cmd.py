@@ -40,8 +40,8 @@ def eval_(
     """Top-1/top-5 accuracy of each artifact, in its own runtime, with the model's preprocessing."""
     from dataclasses import replace
 
-    from edgeport import evaluation
     from edgeport.data import labelled
+    from edgeport.validation import evaluation
 
     artifacts = list(artifacts or [])
     if not artifacts and model is None:
@@ -82,7 +82,7 @@ def eval_(
             results.append(evaluation.evaluate(s, dataset, batch, lambda n, t=task: progress.advance(t, n)))
     _print(results)
     if out is not None:
-        from edgeport.atomic_file import write_text
+        from edgeport.util.atomic_file import write_text
 
         write_text(out, json.dumps({"data": dataset.source, "samples": len(dataset),
                                     "classes": list(dataset.classes) if dataset.classes else None,

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from edgeport.cli.console import StageReporter
-from edgeport.cli.console import make as make_console
 
 from edgeport.cli import model_options as opt
 from edgeport.cli import render
+from edgeport.cli.console import StageReporter
+from edgeport.cli.console import make as make_console
 from edgeport.errors import ParityFailed
 
 console = make_console()
@@ -48,13 +48,13 @@ def export(
     per_layer: bool = typer.Option(False, "--per-layer", help="Diagnose int8 targets layer by layer on the validation data: print the 10 worst layers, write per_layer.json."),
 ) -> None:
     """Export a model to edge formats; exit 3 if an artifact does not match PyTorch or an int8 graph is not int8."""
-    from edgeport import parity_file
     from edgeport.errors import UsageError, UserError
-    from edgeport.export_flow import run_export
     from edgeport.exporters import QuantOptions, parse_targets
+    from edgeport.pipeline.export_flow import run_export
+    from edgeport.validation import parity_file
 
     targets = parse_targets(target)
-    from edgeport.calibration_ranges import METHODS
+    from edgeport.quantization.ranges import METHODS
 
     if calib_method not in METHODS:
         raise UsageError(f"unknown --calib-method {calib_method!r}", f"choose {', '.join(METHODS)}")
@@ -85,7 +85,7 @@ def export(
         )
         diagnosis = None
         if per_layer:
-            from edgeport.layer_diagnosis import diagnose_run
+            from edgeport.diagnose.per_layer import diagnose_run
 
             status.update(f"{loaded.name}: per-layer diagnosis")
             val = run.validation_data or data.validation
@@ -103,8 +103,8 @@ def export(
     path = parity_file.write(out, parity_file.build(run, data, quant))
     console.print(f"wrote {path}")
     if diagnosis is not None:
-        from edgeport import layer_diagnosis
         from edgeport.cli import per_layer_view
+        from edgeport.diagnose import per_layer as layer_diagnosis
 
         per_layer_view.show(console, diagnosis)
         console.print(f"wrote {layer_diagnosis.write(out, diagnosis)}")

@@ -6,8 +6,9 @@ import json
 from pathlib import Path
 
 import typer
-from edgeport.cli.console import make as make_console
 from rich.table import Table
+
+from edgeport.cli.console import make as make_console
 
 console = make_console()
 
@@ -22,9 +23,9 @@ def inspect(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Ops (with the dtype each computes in), weight dtypes, size, inputs and outputs of a model file."""
-    from edgeport.delegation import delegation_of
     from edgeport.errors import EdgeportError
-    from edgeport.graph_summary import summarize
+    from edgeport.formats.delegation import delegation_of
+    from edgeport.formats.graph_summary import summarize
 
     s = summarize(file)
     try:  # measured in the runtime: XNNPACK partitions / ORT integer kernels

@@ -40,7 +40,7 @@ def _floats(text: str | None, flag: str) -> tuple[float, ...] | None:
 
 
 def load_model(model: str, weights: Path | None, input_shape: str | None, num_classes: int | None, width: float | None):
-    from edgeport import model_source
+    from edgeport.models import source as model_source
 
     shape = model_source.parse_shape(input_shape) if input_shape else None
     kwargs = {k: v for k, v in {"num_classes": num_classes, "width_mult": width}.items() if v is not None}

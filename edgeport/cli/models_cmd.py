@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import typer
-from edgeport.cli.console import make as make_console
 from rich.table import Table
 
-from edgeport.complexity import measure
+from edgeport.cli.console import make as make_console
+from edgeport.models.complexity import measure
 from edgeport.registry import ModelSpec, PaperFigure
 
 

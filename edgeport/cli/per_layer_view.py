@@ -1,4 +1,4 @@
-"""The per-layer int8 diagnosis (edgeport.layer_diagnosis) as rich tables: the worst layers of each int8 target."""
+"""The per-layer int8 diagnosis (edgeport.diagnose.per_layer) as rich tables: the worst layers of each int8 target."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 from rich.console import Console
 from rich.table import Table
 
-from edgeport.layer_diagnosis import FLAG_ERROR_TO_SCALE, Diagnosis, short_name, worst_first
+from edgeport.diagnose.per_layer import FLAG_ERROR_TO_SCALE, Diagnosis, short_name, worst_first
 
 SHOWN = 10
 

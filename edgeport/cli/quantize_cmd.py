@@ -1,6 +1,6 @@
 """``edgeport quantize``: int8 targets with one calibration method, or every method compared (--compare-methods).
 
-The body only turns options into calls of edgeport.method_comparison and prints its result, so further options
+The body only turns options into calls of edgeport.quantization.method_comparison and prints its result, so further options
 (accuracy control) add a step here without touching the flow.
 """
 
@@ -52,9 +52,9 @@ def quantize(
 ) -> None:
     """Quantize to int8 with a calibration method (or all of them) and validate; exit 3 if no method's artifact of
     a target passes its thresholds (SQNR, top-1 agreement vs PyTorch, every compute op int8)."""
-    from edgeport import method_comparison as mc
-    from edgeport.calibration_ranges import METHODS, check_method
     from edgeport.exporters import QuantOptions, parse_targets
+    from edgeport.quantization import method_comparison as mc
+    from edgeport.quantization.ranges import METHODS, check_method
 
     targets = parse_targets(target)
     mc.check_int8_targets(targets)

@@ -71,8 +71,8 @@ def new(
     force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
 ) -> None:
     """Write a commented recipe template."""
-    from edgeport.atomic_file import write_text
     from edgeport.models import MODELS
+    from edgeport.util.atomic_file import write_text
 
     path = out or Path(f"{name}.toml")
     if path.exists() and not force:

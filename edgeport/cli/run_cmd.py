@@ -24,12 +24,12 @@ def run(
     cache_dir: Path = typer.Option(None, "--cache-dir", help="Stage cache (default $EDGEPORT_CACHE or ~/.cache/edgeport)."),
 ) -> None:
     """Run recipes end to end; report everything, then exit 3 if any artifact failed its thresholds."""
-    from edgeport import recipe as recipe_mod
     from edgeport import report
-    from edgeport.out_lock import locked
-    from edgeport.pipeline import run_recipe
+    from edgeport.pipeline import recipe as recipe_mod
+    from edgeport.pipeline.out_lock import locked
+    from edgeport.pipeline.recipe_run import run_recipe
+    from edgeport.pipeline.stage_cache import StageCache
     from edgeport.report import manifest
-    from edgeport.stage_cache import StageCache
 
     parsed = [recipe_mod.parse(p) for p in recipes]  # every recipe is checked before anything runs
     names = [r.name for r in parsed]

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from edgeport.cli.console import StageReporter
-from edgeport.cli.console import make as make_console
 
 from edgeport.cli import model_options as opt
 from edgeport.cli import render
+from edgeport.cli.console import StageReporter
+from edgeport.cli.console import make as make_console
 from edgeport.errors import ParityFailed, UserError
 
 console = make_console()
@@ -17,8 +17,8 @@ console = make_console()
 
 def target_of(path: Path) -> str:
     """The target a file belongs to, read from its graph: int8 compute ops, fp16 weights, or fp32."""
-    from edgeport.graph_summary import summarize
-    from edgeport.int8_coverage import coverage_of
+    from edgeport.formats.graph_summary import summarize
+    from edgeport.formats.int8_coverage import coverage_of
 
     summary = summarize(path)
     fmt = summary.format
@@ -49,11 +49,11 @@ def validate(
     report: Path = typer.Option(None, "--report", help="Where to write parity.json (default: beside the first artifact)."),
 ) -> None:
     """Run each artifact in its own runtime on held-out data and compare with PyTorch; exit 3 on a failed threshold."""
-    from edgeport import parity_file
-    from edgeport.artifact import Artifact
-    from edgeport.export_flow import ExportRun, prepare
     from edgeport.exporters import TARGETS, load_all
-    from edgeport.validate import validate_artifacts
+    from edgeport.pipeline.artifact import Artifact
+    from edgeport.pipeline.export_flow import ExportRun, prepare
+    from edgeport.validation import parity_file
+    from edgeport.validation.checks import validate_artifacts
 
     load_all()
     for a in artifacts:
@@ -91,7 +91,7 @@ def validate(
 
 def _warn_left_out_of_fast_path(artifacts: list[Path]) -> None:
     """A warning per artifact with ops outside XNNPACK (TFLite) or left float in ORT (int8 ONNX)."""
-    from edgeport.delegation import delegation_of
+    from edgeport.formats.delegation import delegation_of
 
     for path in artifacts:
         warning = delegation_of(path).warning()

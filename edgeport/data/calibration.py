@@ -16,8 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeport import sample_inputs
-from edgeport.data import fashion_mnist
+from edgeport.data import fashion_mnist, sample_inputs
 from edgeport.data.preprocess import Preprocess
 from edgeport.errors import UserError
 

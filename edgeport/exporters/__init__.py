@@ -11,7 +11,7 @@ import torch
 
 from edgeport.errors import UsageError
 from edgeport.registry import Registry
-from edgeport.validate import Thresholds
+from edgeport.validation.checks import Thresholds
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,7 @@ class QuantOptions:
     onnx_format: str = "qdq"  # qdq (QuantizeLinear/DequantizeLinear around float ops) | qoperator (QLinearConv...)
     onnx_activations: str = "s8"  # s8 (int8) | u8 (uint8); weights are always int8
     onnx_reduce_range: str = "auto"  # auto (from this CPU, see cpu_features.choose_reduce_range) | on | off
-    # edgeport.equalization on the fused graph before export (all int8 targets): DFQ cross-layer equalization,
+    # edgeport.quantization.equalization on the fused graph before export (all int8 targets): DFQ cross-layer equalization,
     # empirical bias correction (needs calibration data)
     cle: bool = False
     bias_correction: bool = False

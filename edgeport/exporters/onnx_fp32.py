@@ -12,9 +12,9 @@ from pathlib import Path
 import onnx
 import torch
 
-from edgeport.atomic_file import write_bytes
 from edgeport.errors import UnsupportedOp
 from edgeport.exporters import FP32, TARGETS, ExportRequest, Target
+from edgeport.util.atomic_file import write_bytes
 
 OPSET = 18
 INPUT_NAME, OUTPUT_NAME = "input", "output"

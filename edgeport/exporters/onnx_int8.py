@@ -6,13 +6,13 @@ Recipe (the issue's "static QDQ via quantize_static, per-channel int8 weights, i
 * spatial ``ReduceMean`` (global average pooling as PyTorch exports ``x.mean((2, 3))``) rewritten to the
   equivalent ``GlobalAveragePool``: ORT does not quantize ReduceMean, so it stayed a float op;
 * calibration with ORT's own calibrators (MinMax, Percentile at ``req.quant.percentile``, Entropy; "mse": ORT's
-  histograms, ranges from :func:`edgeport.calibration_ranges.mse_ranges`) over
+  histograms, ranges from :func:`edgeport.quantization.ranges.mse_ranges`) over
   ``req.calibration``, one batch (1, or the model's fixed batch) per reader call, 8 batches per chunk;
   the ranges are handed to ``quantize_static`` through its calibration cache (see :func:`calibrate`);
 * ``quantize_static``: ``QuantFormat.QDQ``, per-channel symmetric int8 weights (zero point 0), asymmetric
   int8 activations (S8S8, ORT's recommended default), int32 biases;
 * ``reduce_range`` (7-bit weights) only where the CPU's u8*s8 kernels saturate; see
-  :func:`edgeport.cpu_features.choose_reduce_range` for why that still applies to S8S8 QDQ on x86;
+  :func:`edgeport.runtimes.cpu_features.choose_reduce_range` for why that still applies to S8S8 QDQ on x86;
 * nodes named in ``req.quant.float_fallback`` (ONNX node names, or layer names as in the state dict,
   e.g. ``features.0.0``) stay float;
 * checked with onnx.checker (full), written atomically; ORT's intermediate files live in a temporary
@@ -30,7 +30,7 @@ Measured on BN-recalibrated (random-init) MobileNetV2-224, 64 image-like calibra
   39/64). On ARM, int8 QDQ is kept native and all 64 fuse (``ort_coverage(.., qdq_int8_allowed=True)``).
   Single-thread x86 (AVX-512 VNNI) latency, interleaved medians of 100 runs: fp32 7.05 ms, this S8S8
   model 6.27 ms, the same recipe with uint8 activations (``quantize(..., activations="uint8")``, 64/64
-  fused) 3.82 ms. :func:`edgeport.int8_coverage.ort_coverage` shows the runtime view.
+  fused) 3.82 ms. :func:`edgeport.formats.int8_coverage.ort_coverage` shows the runtime view.
 
 Parity thresholds: ``edgeport.exporters.INT8`` (SQNR and top-1 agreement; no elementwise bound).
 """
@@ -50,11 +50,11 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from edgeport import calibration_ranges, cpu_features
-from edgeport.atomic_file import write_bytes
 from edgeport.errors import UserError
-from edgeport.exporters import INT8, TARGETS, ExportRequest, QuantOptions, Target
-from edgeport.exporters import onnx_fp32
+from edgeport.exporters import INT8, TARGETS, ExportRequest, QuantOptions, Target, onnx_fp32
+from edgeport.quantization import ranges as calibration_ranges
+from edgeport.runtimes import cpu_features
+from edgeport.util.atomic_file import write_bytes
 
 METHODS = ("minmax", "percentile", "entropy", "mse")
 FORMATS = ("qdq", "qoperator")
@@ -157,7 +157,7 @@ def quantize(
 
     Format (QDQ / QOperator), activation type and reduce_range come from ``quant`` (onnx_format,
     onnx_activations, onnx_reduce_range); the keyword arguments override them. ``reduce_range=None`` with
-    onnx_reduce_range "auto" picks it from this CPU (:func:`edgeport.cpu_features.choose_reduce_range`).
+    onnx_reduce_range "auto" picks it from this CPU (:func:`edgeport.runtimes.cpu_features.choose_reduce_range`).
     ``activations``: "s8"/"int8" (the default) or "u8"/"uint8" (fully fused by ORT on x86, see above).
     ``ranges_cache``: a dict kept by a caller that quantizes the same model and calibration data many times
     (accuracy control: only the float fallback changes), so the activation ranges are computed once per method.
@@ -243,7 +243,7 @@ def calibrate(model: onnx.ModelProto, reader: "_CalibrationReader", quant: Quant
     give 193 candidates; the search is pure Python, ~0.25 s per tensor (MobileNetV2-224: +16 s).
 
     "mse" collects the same signed-value histograms (ORT's entropy collector, MSE_BINS bins) and hands them to
-    :func:`edgeport.calibration_ranges.mse_ranges`; the result is plain (min, max) ranges, as MinMax gives.
+    :func:`edgeport.quantization.ranges.mse_ranges`; the result is plain (min, max) ranges, as MinMax gives.
     """
     from onnxruntime.quantization import CalibrationMethod
     from onnxruntime.quantization.calibrate import create_calibrator
@@ -315,11 +315,11 @@ def rewrite_spatial_reduce_mean(model: onnx.ModelProto) -> int:
 
 
 def resolve_nodes(model: onnx.ModelProto, names: tuple[str, ...] | list[str]) -> list[str]:
-    """ONNX node names for ``names``: node names as they are, or layer names as :mod:`edgeport.layer_names` gives
+    """ONNX node names for ``names``: node names as they are, or layer names as :mod:`edgeport.formats.layer_names` gives
     them (``features.0.0``, ``features.3`` for a whole block, ``Add after features.3.conv.2``)."""
     if not names:
         return []
-    from edgeport.layer_names import onnx_names, resolve
+    from edgeport.formats.layer_names import onnx_names, resolve
 
     return resolve({k: v for k, v in onnx_names(model).items() if k}, names)
 

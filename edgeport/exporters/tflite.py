@@ -20,13 +20,14 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeport import native_logs
-from edgeport.atomic_file import write_bytes
 from edgeport.errors import RuntimeMissing, UnsupportedOp, UserError
 from edgeport.exporters import FP16, FP32, INT8, TARGETS, ExportRequest, Target
 from edgeport.exporters.onnx_fp32 import to_onnx
-from edgeport.graph_rewrites import for_xnnpack_int8
 from edgeport.exporters.tflite_compact import share_quantization_vectors
+from edgeport.graph.rewrites import for_xnnpack_int8
+from edgeport.util import native_logs
+from edgeport.util.atomic_file import write_bytes
+
 
 def _import_tf():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -135,8 +136,8 @@ def calibrated_model(req: ExportRequest) -> bytes:
 
 def method_ranges(req: ExportRequest) -> dict[str, tuple[float, float]] | None:
     """Activation ranges of ``req.quant.method`` for the calibrated model's tensors (None for minmax: TFLite's own
-    calibration), from :func:`edgeport.calibration_ranges.tflite_ranges`; made once per run and method."""
-    from edgeport import calibration_ranges
+    calibration), from :func:`edgeport.quantization.ranges.tflite_ranges`; made once per run and method."""
+    from edgeport.quantization import ranges as calibration_ranges
 
     calibration_ranges.check_method(req.quant.method, req.quant.percentile)
     if req.quant.method == "minmax":
@@ -192,10 +193,10 @@ def export_int8(req: ExportRequest, denylisted_nodes: tuple[str, ...] = (),
 def float_fallback_nodes(req: ExportRequest) -> tuple[str, ...]:
     """The op-output tensors ``denylisted_nodes`` takes for the layers the user keeps float
     (``req.quant.float_fallback``: module paths such as ``features.0.0``, or TFLite tensor names), read from a
-    default int8 build named by :func:`edgeport.layer_names.tflite_names`; made once per run. Empty when that
+    default int8 build named by :func:`edgeport.formats.layer_names.tflite_names`; made once per run. Empty when that
     build fails (a model with ops TFLite cannot quantize): the converter then runs with float kernels allowed."""
     from edgeport.exporters import tflite_ptq
-    from edgeport.layer_names import onnx_weight_norms, resolve, tflite_names
+    from edgeport.formats.layer_names import onnx_weight_norms, resolve, tflite_names
 
     key = "tflite-float-fallback:" + "|".join(req.quant.float_fallback)
     if key not in req.cache:

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeport import native_logs
 from edgeport.errors import UnsupportedOp
+from edgeport.util import native_logs
 
 
 def converter(saved_model: Path, calibration_nhwc: np.ndarray, batch: int, allow_float: bool = False):
@@ -92,8 +92,9 @@ def with_ranges(calibrated: bytes, ranges: Mapping[str, tuple[float, float]]) ->
 def quantize(calibrated: bytes, io_dtype: str = "int8", denylisted_nodes: Iterable[str] = ()) -> bytes:
     """Full-integer quantization of a calibrated model; ``denylisted_nodes`` (tensor names of op outputs, as the
     per-layer diagnosis reports them) stay float, with QUANTIZE/DEQUANTIZE around them."""
-    from edgeport.exporters.tflite import _import_tf
     from tensorflow.lite.python import convert as tf_convert
+
+    from edgeport.exporters.tflite import _import_tf
 
     tf = _import_tf()
     io = {"int8": tf.int8, "uint8": tf.uint8, "float32": tf.float32}[io_dtype]

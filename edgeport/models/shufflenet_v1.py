@@ -22,7 +22,7 @@ with ``s`` in {1, 0.5, 0.25} no rounding happens: 24/240/480/960, 12/120/240/480
 bottlenecks 60/120/240, 30/60/120 and 15/30/60 (0.5x is also what the official Megvii code uses). At 1x no
 rounding happens for any ``g``.
 
-The paper's "FLOPs" are multiply-adds; compare them with :func:`edgeport.complexity.measure`'s ``macs``.
+The paper's "FLOPs" are multiply-adds; compare them with :func:`edgeport.models.complexity.measure`'s ``macs``.
 Measured at 224x224 the 1x models are within 1.1 % of Table 1 and 0.5x g=3 within 1.1 % of Table 2 (38M);
 0.25x g=3 has 11.0M MACs where Table 2 prints 13M, so it is registered without that figure (see below).
 """

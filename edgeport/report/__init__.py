@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from edgeport.atomic_file import write_text
+from edgeport.util.atomic_file import write_text
 
 FILES = ("manifest.json", "report.md", "report.html", "junit.xml")
 

@@ -5,8 +5,16 @@ from __future__ import annotations
 from html import escape
 
 from edgeport.report import plots
-from edgeport.report.tables import (ARTIFACT_COLUMNS, CONTROL_COLUMNS, PER_LAYER_COLUMNS, artifact_rows, cell, control_rows,
-                                   per_layer_rows, stage_rows)
+from edgeport.report.tables import (
+    ARTIFACT_COLUMNS,
+    CONTROL_COLUMNS,
+    PER_LAYER_COLUMNS,
+    artifact_rows,
+    cell,
+    control_rows,
+    per_layer_rows,
+    stage_rows,
+)
 
 CSS = """
 body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1100px}

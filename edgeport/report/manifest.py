@@ -8,22 +8,22 @@ import sys
 import time
 
 from edgeport import __version__
-from edgeport.model_source import ZOO_SEED
+from edgeport.models.source import ZOO_SEED
 
 SCHEMA = "edgeport.manifest/1"
 
 
 def environment() -> dict:
-    from edgeport.artifact import tool_versions
-    from edgeport.cpu_features import describe_host
-    from edgeport.pipeline import ALL_TOOLS
+    from edgeport.pipeline.artifact import tool_versions
+    from edgeport.pipeline.recipe_run import ALL_TOOLS
+    from edgeport.runtimes.cpu_features import describe_host
 
     return {"host": describe_host(), "platform": platform.platform(), "python": sys.version.split()[0],
             "tools": tool_versions(ALL_TOOLS)}
 
 
 def recipe_entry(r) -> dict:
-    """One RecipeResult (edgeport.pipeline) as plain data."""
+    """One RecipeResult (edgeport.pipeline.recipe_run) as plain data."""
     rec = r.recipe
     return {
         "name": rec.name,
@@ -43,7 +43,7 @@ def recipe_entry(r) -> dict:
         "validation": r.validation,
         "accuracy": r.accuracy,
         "latency": r.timings,
-        "recommendation": getattr(r, "recommendation", []),  # per device (edgeport.bench.recommend), several devices only
+        "recommendation": getattr(r, "recommendation", []),  # per device (edgeport.benchmark.recommend), several devices only
         "per_layer_int8": r.per_layer,  # None until a per-layer diagnosis fills it; the HTML plots it when present
         "accuracy_control": getattr(r, "accuracy_control", None),  # [quantize] max_accuracy_drop: per int8 target
         "durations_s": r.durations,

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
-from edgeport.report.tables import (ARTIFACT_COLUMNS, CONTROL_COLUMNS, PER_LAYER_COLUMNS, artifact_rows, cell, control_rows,
-                                   per_layer_rows, stage_rows)
+from edgeport.report.tables import (
+    ARTIFACT_COLUMNS,
+    CONTROL_COLUMNS,
+    PER_LAYER_COLUMNS,
+    artifact_rows,
+    cell,
+    control_rows,
+    per_layer_rows,
+    stage_rows,
+)
 
 
 def build(m: dict) -> str:
@@ -27,7 +35,7 @@ def build(m: dict) -> str:
             if any(x.get("cached") for x in r["latency"]):
                 lines += ["\\* latency measured by an earlier run on this host (bench stage reused from the cache)", ""]
         worst = per_layer_rows(r)
-        if worst:  # edgeport.layer_diagnosis: where int8 error enters, worst first per target
+        if worst:  # edgeport.diagnose.per_layer: where int8 error enters, worst first per target
             lines += ["Per-layer int8 error, worst first (err/scale: the layer's own error in quantization steps, "
                       "~0.29 is rounding; SQNR end to end vs the float model):", ""]
             lines.append("| " + " | ".join(h for _, h in PER_LAYER_COLUMNS) + " |")
@@ -35,14 +43,14 @@ def build(m: dict) -> str:
             lines += ["| " + " | ".join(str(w[k]) for k, _ in PER_LAYER_COLUMNS) + " |" for w in worst]
             lines.append("")
         control = control_rows(r)
-        if control:  # edgeport.accuracy_control: the fewest layers kept float to stay within the budget
+        if control:  # edgeport.quantization.accuracy_control: the fewest layers kept float to stay within the budget
             lines += [f"Accuracy control ({control[0]['metric']} on {control[0]['data']}; drop in points):", ""]
             lines.append("| " + " | ".join(h for _, h in CONTROL_COLUMNS) + " |")
             lines.append("|" + "|".join("---" if k in ("target", "kept") else "---:" for k, _ in CONTROL_COLUMNS) + "|")
             lines += ["| " + " | ".join(str(c[k]) if k != "drop" or c["ok"] else f"**{c[k]}** ❌" for k, _ in CONTROL_COLUMNS)
                       + " |" for c in control]
             lines.append("")
-        if r.get("recommendation"):  # several bench devices: which file to ship on each (edgeport.bench.recommend)
+        if r.get("recommendation"):  # several bench devices: which file to ship on each (edgeport.benchmark.recommend)
             lines += ["| device | ship | why |", "|---|---|---|"]
             lines += [f"| {x['device']} | {(x['artifact'] or '—').rsplit('/', 1)[-1]} | {x['reason']} |" for x in r["recommendation"]]
             lines.append("")

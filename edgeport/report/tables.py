@@ -49,7 +49,7 @@ PER_LAYER_COLUMNS = (("target", "target"), ("layer", "layer"), ("op", "op"), ("s
 
 
 def per_layer_rows(r: dict, shown: int = PER_LAYER_SHOWN) -> list[dict]:
-    """The ``shown`` worst layers of each int8 target (manifest ``per_layer_int8``, edgeport.layer_diagnosis), in its
+    """The ``shown`` worst layers of each int8 target (manifest ``per_layer_int8``, edgeport.diagnose.per_layer), in its
     worst_first order: largest layer-local error in quantization steps, then lowest end-to-end SQNR."""
     def key(p: dict):
         e2s, sqnr = p.get("error_to_scale"), p.get("sqnr_db")
@@ -70,7 +70,7 @@ CONTROL_COLUMNS = (("target", "target"), ("float", "float"), ("int8", "int8"), (
 
 def control_rows(r: dict) -> list[dict]:
     """One row per int8 target of ``[quantize] max_accuracy_drop`` (manifest ``accuracy_control``): scores in the
-    control metric, the drop in points and the layers edgeport.accuracy_control kept float."""
+    control metric, the drop in points and the layers edgeport.quantization.accuracy_control kept float."""
     rows = []
     for c in r.get("accuracy_control") or []:
         rows.append({"target": c["target"], "float": f"{c['float_score']:.2f}", "int8": f"{c['int8_score']:.2f}",

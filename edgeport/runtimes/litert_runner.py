@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeport import native_logs
 from edgeport.errors import REEXPORT_HINT, RuntimeMissing, UserError
+from edgeport.util import native_logs
 
 
 class LiteRtRunner:
@@ -21,8 +21,8 @@ class LiteRtRunner:
 
     def __init__(self, path: Path, threads: int = 1):
         try:
-            from ai_edge_litert.interpreter import Interpreter
             import ai_edge_litert
+            from ai_edge_litert.interpreter import Interpreter
         except ImportError:
             raise RuntimeMissing("ai-edge-litert is not installed", "pip install 'ai-edge-litert==2.3.*'") from None
         try:

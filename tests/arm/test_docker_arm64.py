@@ -8,12 +8,11 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from edgeport.bench import docker_device
-from edgeport.bench.device_bench import bench_on
-from edgeport.bench.devices import parse_device
+from edgeport.benchmark import docker_device
+from edgeport.benchmark.device_bench import bench_on
+from edgeport.benchmark.devices import parse_device
 from edgeport.errors import RuntimeMissing
 
 pytestmark = pytest.mark.arm
@@ -31,10 +30,11 @@ def device():
 
 @pytest.fixture(scope="module")
 def int8_tflite(tmp_path_factory):
-    from edgeport import model_source, sample_inputs
+    from edgeport.data import sample_inputs
     from edgeport.data.calibration import DataSplit, Samples
-    from edgeport.export_flow import run_export
     from edgeport.exporters import parse_targets
+    from edgeport.models import source as model_source
+    from edgeport.pipeline.export_flow import run_export
 
     byo = Path(__file__).parent.parent / "fixtures" / "byo_model.py"
     out = tmp_path_factory.mktemp("docker_arm64")

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeport.bench import arm_rootfs, qemu
-from edgeport.bench.device_bench import bench_on, nchw_inputs
+from edgeport.benchmark import arm_rootfs, qemu
+from edgeport.benchmark.device_bench import bench_on, nchw_inputs
 from edgeport.runtimes import open_runtime
 
 pytestmark = pytest.mark.arm
@@ -32,10 +32,11 @@ def arm64():
 
 @pytest.fixture(scope="module")
 def small(tmp_path_factory):
-    from edgeport import model_source, sample_inputs
+    from edgeport.data import sample_inputs
     from edgeport.data.calibration import DataSplit, Samples
-    from edgeport.export_flow import run_export
     from edgeport.exporters import parse_targets
+    from edgeport.models import source as model_source
+    from edgeport.pipeline.export_flow import run_export
 
     byo = Path(__file__).parent.parent / "fixtures" / "byo_model.py"
     out = tmp_path_factory.mktemp("arm")

@@ -10,18 +10,19 @@ from pathlib import Path
 
 import pytest
 
-from edgeport.bench.recommend import INT8_MARGIN
+from edgeport.benchmark.recommend import INT8_MARGIN
 
 pytestmark = pytest.mark.arm
 
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-    from edgeport import model_source, sample_inputs
-    from edgeport.bench import arm_rootfs, qemu
+    from edgeport.benchmark import arm_rootfs, qemu
+    from edgeport.data import sample_inputs
     from edgeport.data.calibration import DataSplit, Samples
-    from edgeport.export_flow import run_export
     from edgeport.exporters import parse_targets
+    from edgeport.models import source as model_source
+    from edgeport.pipeline.export_flow import run_export
 
     arm_rootfs.ensure()
     qemu.ensure_plugin()

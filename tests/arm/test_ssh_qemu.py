@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from edgeport.bench import arm_rootfs, qemu
+from edgeport.benchmark import arm_rootfs, qemu
 from tests.cli import local_sshd
 
 pytestmark = pytest.mark.arm
@@ -43,10 +43,11 @@ def sshd(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def int8_tflite(tmp_path_factory):
-    from edgeport import model_source, sample_inputs
+    from edgeport.data import sample_inputs
     from edgeport.data.calibration import DataSplit, Samples
-    from edgeport.export_flow import run_export
     from edgeport.exporters import parse_targets
+    from edgeport.models import source as model_source
+    from edgeport.pipeline.export_flow import run_export
 
     byo = Path(__file__).parent.parent / "fixtures" / "byo_model.py"
     out = tmp_path_factory.mktemp("ssh_qemu")

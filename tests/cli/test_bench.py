@@ -4,18 +4,18 @@ import json
 
 import pytest
 
-from edgeport.bench.local import median_ci, target_of_name, vnni_explanation
+from edgeport.benchmark.local import median_ci, target_of_name, vnni_explanation
 
 
 @pytest.fixture(scope="module")
 def artifacts(tmp_path_factory):
     from pathlib import Path
 
-    from edgeport import model_source
+    from edgeport.data import sample_inputs
     from edgeport.data.calibration import DataSplit, Samples
-    from edgeport.export_flow import run_export
     from edgeport.exporters import parse_targets
-    from edgeport import sample_inputs
+    from edgeport.models import source as model_source
+    from edgeport.pipeline.export_flow import run_export
 
     byo = Path(__file__).parent.parent / "fixtures" / "byo_model.py"
     out = tmp_path_factory.mktemp("bench")

@@ -3,7 +3,6 @@
 import json
 import pickle
 
-import pytest
 import torch
 
 from edgeport import __version__

@@ -7,18 +7,19 @@ from pathlib import Path
 
 import pytest
 
-from edgeport.delegation import delegation_of
-from edgeport.graph_summary import tflite_ops
+from edgeport.formats.delegation import delegation_of
+from edgeport.formats.graph_summary import tflite_ops
 
 BYO = Path(__file__).parent.parent / "fixtures" / "byo_model.py"
 
 
 @pytest.fixture(scope="module")
 def artifacts(tmp_path_factory):
-    from edgeport import model_source, sample_inputs
+    from edgeport.data import sample_inputs
     from edgeport.data.calibration import DataSplit, Samples
-    from edgeport.export_flow import run_export
     from edgeport.exporters import parse_targets
+    from edgeport.models import source as model_source
+    from edgeport.pipeline.export_flow import run_export
 
     out = tmp_path_factory.mktemp("delegation")
     loaded = model_source.load(f"{BYO}:build", input_shape=(1, 3, 32, 32))
@@ -56,7 +57,7 @@ def test_tflite_fp32_takes_hard_swish(artifacts):
 
 
 def test_onnx_int8_kernels_from_ort_optimized_graph(artifacts):
-    from edgeport.int8_coverage import ort_coverage
+    from edgeport.formats.int8_coverage import ort_coverage
 
     d = delegation_of(artifacts["onnx-int8"])
     assert d.quantized and d.fast["QLinearConv"] >= 1 and d.qdq_nodes > 0

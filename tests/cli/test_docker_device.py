@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeport.bench import docker_device
-from edgeport.bench.devices import parse_device
+from edgeport.benchmark import docker_device
+from edgeport.benchmark.devices import parse_device
 from edgeport.errors import EXIT_RUNTIME, RuntimeMissing
 
 FAKE = r'''#!PYTHON
@@ -94,8 +94,14 @@ def test_no_docker_at_all(monkeypatch, tmp_path):
     assert "not installed" in exc.value.message
 
 
-def test_image_built_once_from_the_rootfs_then_runs(fake_docker, tmp_path):
+def test_image_built_once_from_the_rootfs_then_runs(fake_docker, monkeypatch, tmp_path):
     rootfs, calls = fake_docker
+    if not docker_device.BINFMT_AARCH64.exists() and not Path(docker_device.QEMU_STATIC).is_file():
+        # the fake engine never executes it: a host without binfmt_misc or qemu-user-static (CI containers)
+        # still checks that the static qemu is what the container is told to run
+        fake_qemu = tmp_path / "qemu-aarch64-static"
+        fake_qemu.write_bytes(b"")
+        monkeypatch.setattr(docker_device, "QEMU_STATIC", str(fake_qemu))
     artifact = tmp_path / "m.int8.tflite"
     artifact.write_bytes(b"tflite bytes")
     device = _device(rootfs)

@@ -23,9 +23,9 @@ DEFAULT_PRE = Preprocess(size=SIZE, resize=round(SIZE / 0.875), channels=3)
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    from edgeport import model_source
-    from edgeport.export_flow import run_export
     from edgeport.exporters import parse_targets
+    from edgeport.models import source as model_source
+    from edgeport.pipeline.export_flow import run_export
 
     out = tmp_path_factory.mktemp("eval")
     loaded = model_source.load(f"{BYO}:build", input_shape=(1, 3, SIZE, SIZE))
@@ -36,7 +36,7 @@ def exported(tmp_path_factory):
 @pytest.fixture(scope="module")
 def labelled_npz(tmp_path_factory):
     """48 uint8 images (different sizes than the model's) whose labels make torch's top-1 exactly 0.5."""
-    from edgeport import model_source
+    from edgeport.models import source as model_source
 
     rng = np.random.default_rng(3)
     images = rng.integers(0, 256, size=(48, 40, 44, 3), dtype=np.uint8)
@@ -166,7 +166,7 @@ def test_fashion_mnist_and_digits_sources():
 
 def test_preprocessing_from_parity_json(tmp_path):
     from edgeport.data.preprocess import FASHION_MNIST
-    from edgeport.evaluation import preprocess_from_parity
+    from edgeport.validation.evaluation import preprocess_from_parity
 
     art = tmp_path / "m.int8.onnx"
     art.write_bytes(b"")
@@ -178,7 +178,7 @@ def test_preprocessing_from_parity_json(tmp_path):
 
 
 def test_nchw_of_reads_tflite_nhwc():
-    from edgeport.evaluation import nchw_of
+    from edgeport.validation.evaluation import nchw_of
 
     assert nchw_of([1, 64, 64, 3], "tflite") == (1, 3, 64, 64)
     assert nchw_of(["batch", 3, 64, 64], "onnx") == (1, 3, 64, 64)
@@ -200,7 +200,7 @@ def test_eval_max_drop_needs_the_float_model(cli, exported, labelled_npz):
 
 def test_max_drop_is_measured_against_the_float_result():
     from edgeport.cli.eval_cmd import threshold_failures
-    from edgeport.evaluation import EvalResult
+    from edgeport.validation.evaluation import EvalResult
 
     def result(name, fmt, top1):
         return EvalResult(name, fmt, "rt", "src", 100, top1, None, [], 0.0, {}, "x")

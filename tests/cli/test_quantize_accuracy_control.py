@@ -39,7 +39,7 @@ def test_accuracy_control_on_trained_v3_small(cli, tmp_path):
     assert res.code == (0 if r["within_budget"] else 3), res.err
     if r["int8_score"] < 100.0 and r["within_budget"]:
         assert r["kept_float"], "a non-zero int8 drop met a zero budget only by keeping layers float"
-    from edgeport.int8_coverage import coverage_of
+    from edgeport.formats.int8_coverage import coverage_of
 
     floats = set(coverage_of(tmp_path / "fmnist_mobilenet_v3_small.int8.tflite").float_op_names)
     assert {c["fallback"] for c in r["kept_float"]} <= floats
@@ -58,7 +58,7 @@ def test_accuracy_control_on_trained_v3_small(cli, tmp_path):
         # by layer name: onnx2tf's tensor names carry per-process counters (model_57/... vs model_115/...)
         import onnx
 
-        from edgeport.layer_names import artifact_names
+        from edgeport.formats.layer_names import artifact_names
 
         fp32 = onnx.load(str(tmp_path / "again" / "fmnist_mobilenet_v3_small.fp32.onnx"))
         named = []

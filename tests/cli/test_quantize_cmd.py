@@ -30,7 +30,7 @@ def test_float_target_and_method_with_compare_are_usage_errors(cli, tmp_path):
 def test_compare_methods_on_a_trained_model(cli, tmp_path, monkeypatch):
     import onnx2tf
 
-    from edgeport import export_flow
+    from edgeport.pipeline import export_flow
 
     calls = {"prepare": 0, "onnx2tf": 0}
     prepare, convert = export_flow.prepare, onnx2tf.convert

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeport.bench.devices import parse_device
-from edgeport.bench.ssh_device import make_device
+from edgeport.benchmark.devices import parse_device
+from edgeport.benchmark.ssh_device import make_device
 from edgeport.errors import RuntimeMissing, UserError
 from tests.cli import local_sshd
 
@@ -63,10 +63,11 @@ def test_unknown_key_is_refused(sshd, tmp_path):
 
 @pytest.fixture(scope="module")
 def tflite_int8(tmp_path_factory):
-    from edgeport import model_source, sample_inputs
+    from edgeport.data import sample_inputs
     from edgeport.data.calibration import DataSplit, Samples
-    from edgeport.export_flow import run_export
     from edgeport.exporters import parse_targets
+    from edgeport.models import source as model_source
+    from edgeport.pipeline.export_flow import run_export
 
     byo = Path(__file__).parent.parent / "fixtures" / "byo_model.py"
     out = tmp_path_factory.mktemp("ssh_artifacts")

@@ -19,10 +19,10 @@ MODEL = "fmnist_mobilenet_v2_x0_5"
 def setup():
     from rich.console import Console
 
-    from edgeport.accuracy_backends import control_set
     from edgeport.cli import model_options as opt
     from edgeport.data import labelled
-    from edgeport.export_flow import prepare
+    from edgeport.pipeline.export_flow import prepare
+    from edgeport.quantization.accuracy_backends import control_set
 
     loaded = opt.load_model(MODEL, None, None, None, None)
     data = opt.load_data(loaded, "fashion-mnist", 64, 100, 0, None, None, False, False, Console())
@@ -38,10 +38,10 @@ def _req(prep, data, out: Path):
 
 
 def test_damaged_tflite_range_is_repaired_by_few_float_layers(setup, tmp_path):
-    from edgeport.accuracy_backends import TfliteBackend
-    from edgeport.accuracy_control import control
     from edgeport.exporters import tflite, tflite_ptq
-    from edgeport.int8_coverage import coverage_of
+    from edgeport.formats.int8_coverage import coverage_of
+    from edgeport.quantization.accuracy_backends import TfliteBackend
+    from edgeport.quantization.accuracy_control import control
 
     prep, data, cset = setup
     req = _req(prep, data, tmp_path)
@@ -68,9 +68,9 @@ def test_damaged_tflite_range_is_repaired_by_few_float_layers(setup, tmp_path):
 
 def test_onnx_budget_zero_keeps_something_float_or_matches(setup, tmp_path):
     """A zero budget on the agreement metric forces the search to work; whatever it keeps float is in the graph."""
-    from edgeport.accuracy_backends import OnnxBackend
-    from edgeport.accuracy_control import ControlSet, control
-    from edgeport.int8_coverage import coverage_of
+    from edgeport.formats.int8_coverage import coverage_of
+    from edgeport.quantization.accuracy_backends import OnnxBackend
+    from edgeport.quantization.accuracy_control import ControlSet, control
 
     prep, data, cset = setup
     small = ControlSet(cset.inputs[:200], None, cset.float_logits[:200], "agreement")

@@ -1,6 +1,6 @@
 """--allow-float / [quantize] allow_float with PyTorch layer names, on the trained MobileNetV2-0.5: both int8
 targets keep exactly the named layers float, the int8 check accepts them, and a misspelt layer is a user error
-that suggests the right name. (Before edgeport.layer_names, tflite-int8 ignored module names and the int8 check
+that suggests the right name. (Before edgeport.formats.layer_names, tflite-int8 ignored module names and the int8 check
 refused the float conv that onnx-int8 had correctly kept.)"""
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ MODEL = "fmnist_mobilenet_v2_x0_5"
 
 @pytest.fixture(scope="module")
 def prepared():
-    from edgeport import model_source
     from edgeport.data import calibration
-    from edgeport.export_flow import prepare
+    from edgeport.models import source as model_source
+    from edgeport.pipeline.export_flow import prepare
 
     loaded = model_source.load(MODEL)
     data = calibration.load("fashion-mnist", loaded.data_preprocess(), loaded.input_shape, 64, 16, 0)
@@ -27,8 +27,8 @@ def prepared():
 
 
 def _export(prepared, out, allow, targets="onnx-int8,tflite-int8"):
-    from edgeport.export_flow import run_export
     from edgeport.exporters import QuantOptions, parse_targets
+    from edgeport.pipeline.export_flow import run_export
 
     loaded, prep, data = prepared
     return run_export(loaded, parse_targets(targets), out, data=data, validate=False,
@@ -37,8 +37,8 @@ def _export(prepared, out, allow, targets="onnx-int8,tflite-int8"):
 
 def test_named_layers_stay_float_in_both_targets_and_pass_the_int8_check(prepared, tmp_path):
     from edgeport.exporters.onnx_fp32 import to_onnx
-    from edgeport.int8_coverage import coverage_of
-    from edgeport.layer_names import artifact_names
+    from edgeport.formats.int8_coverage import coverage_of
+    from edgeport.formats.layer_names import artifact_names
 
     run = _export(prepared, tmp_path, ("features.0.0", "features.3.conv.1"))
     assert run.int8_problems == []

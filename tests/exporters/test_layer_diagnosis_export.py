@@ -1,4 +1,4 @@
-"""Per-layer diagnosis (edgeport.layer_diagnosis) on the trained MobileNetV2-0.5 Fashion-MNIST int8 artifacts:
+"""Per-layer diagnosis (edgeport.diagnose.per_layer) on the trained MobileNetV2-0.5 Fashion-MNIST int8 artifacts:
 every quantized conv has a row, the numbers agree with validation, a damaged layer comes out on top, and the
 ``fallback`` names are accepted by each backend's float fallback."""
 
@@ -9,11 +9,10 @@ import math
 import numpy as np
 import onnx
 import pytest
-
-from tests.datasets import needs_fashion_mnist
 from onnx import numpy_helper
 
-from edgeport.layer_diagnosis import worst_first
+from edgeport.diagnose.per_layer import worst_first
+from tests.datasets import needs_fashion_mnist
 
 MODEL = "fmnist_mobilenet_v2_x0_5"
 
@@ -23,11 +22,11 @@ pytestmark = [pytest.mark.slow, needs_fashion_mnist]
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    from edgeport import model_source
     from edgeport.data import calibration
-    from edgeport.export_flow import run_export
+    from edgeport.diagnose.per_layer import diagnose_run
     from edgeport.exporters import parse_targets
-    from edgeport.layer_diagnosis import diagnose_run
+    from edgeport.models import source as model_source
+    from edgeport.pipeline.export_flow import run_export
 
     loaded = model_source.load(MODEL)
     data = calibration.load("fashion-mnist", loaded.data_preprocess(), loaded.input_shape, 200, 300, 0)
@@ -67,7 +66,7 @@ def test_onnx_every_quantized_conv_has_a_finite_row_and_the_output_matches_valid
 
 
 def test_tflite_every_quantized_conv_has_a_finite_row_and_the_output_matches_validation(exported):
-    from edgeport.int8_coverage import coverage_of
+    from edgeport.formats.int8_coverage import coverage_of
 
     run, _, diag = exported
     rows = diag.per_target["tflite-int8"]
@@ -88,8 +87,8 @@ def test_tflite_every_quantized_conv_has_a_finite_row_and_the_output_matches_val
 
 
 def test_onnx_damaged_conv_weights_come_out_worst_first(exported):
+    from edgeport.diagnose.onnx_layers import diagnose_onnx
     from edgeport.exporters import onnx_fp32
-    from edgeport.layer_diagnosis_onnx import diagnose_onnx
 
     run, data, diag = exported
     model = onnx.load(str(next(a.path for a in run.artifacts if a.target == "onnx-int8")))
@@ -104,8 +103,8 @@ def test_onnx_damaged_conv_weights_come_out_worst_first(exported):
 
 
 def test_tflite_range_shrunk_20x_comes_out_worst_first(exported):
+    from edgeport.diagnose.tflite_layers import diagnose_tflite
     from edgeport.exporters import tflite, tflite_ptq
-    from edgeport.layer_diagnosis_tflite import diagnose_tflite
 
     run, data, diag = exported
     calibrated = tflite.calibrated_model(run.request)
@@ -119,7 +118,7 @@ def test_tflite_range_shrunk_20x_comes_out_worst_first(exported):
 
 def test_fallback_names_are_accepted_by_each_backend(exported, tmp_path):
     from edgeport.exporters import QuantOptions, onnx_fp32, onnx_int8, tflite, tflite_ptq
-    from edgeport.int8_coverage import coverage_of, onnx_coverage
+    from edgeport.formats.int8_coverage import coverage_of, onnx_coverage
 
     run, data, diag = exported
     onnx_row = worst_first([r for r in diag.per_target["onnx-int8"] if r.op == "Conv"])[0]
@@ -136,7 +135,7 @@ def test_fallback_names_are_accepted_by_each_backend(exported, tmp_path):
 def test_diagnosis_file_is_worst_first_json(exported, tmp_path):
     import json
 
-    from edgeport.layer_diagnosis import write
+    from edgeport.diagnose.per_layer import write
 
     _, _, diag = exported
     doc = json.loads(write(tmp_path, diag).read_text())

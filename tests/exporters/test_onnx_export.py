@@ -3,12 +3,13 @@ import onnx
 import pytest
 import torch
 
-from edgeport import model_source, sample_inputs
-from edgeport.atomic_file import atomic_path, write_bytes
-from edgeport.export_flow import run_export
+from edgeport.data import sample_inputs
 from edgeport.exporters import parse_targets
 from edgeport.models import MODELS
+from edgeport.models import source as model_source
+from edgeport.pipeline.export_flow import run_export
 from edgeport.runtimes.onnxruntime_runner import OrtRunner
+from edgeport.util.atomic_file import atomic_path, write_bytes
 
 
 def test_dynamic_batch_export_runs_any_batch(tmp_path, byo_file):

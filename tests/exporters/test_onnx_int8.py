@@ -14,13 +14,15 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from edgeport import cpu_features, model_source, sample_inputs
-from edgeport.cpu_features import CpuFeatures, choose_reduce_range, parse_cpuinfo
+from edgeport.data import sample_inputs
 from edgeport.errors import UserError
-from edgeport.export_flow import prepare
 from edgeport.exporters import TARGETS, ExportRequest, QuantOptions, onnx_fp32, onnx_int8
-from edgeport.int8_coverage import CRITICAL_ONNX_OPS, Coverage, coverage_of, onnx_coverage, ort_coverage
-from edgeport.parity import compare
+from edgeport.formats.int8_coverage import CRITICAL_ONNX_OPS, Coverage, coverage_of, onnx_coverage, ort_coverage
+from edgeport.models import source as model_source
+from edgeport.pipeline.export_flow import prepare
+from edgeport.runtimes import cpu_features
+from edgeport.runtimes.cpu_features import CpuFeatures, choose_reduce_range, parse_cpuinfo
+from edgeport.validation.parity import compare
 
 SHAPE = (1, 3, 32, 32)
 

@@ -13,11 +13,12 @@ import onnx
 import pytest
 from onnx import TensorProto
 
-from edgeport import model_source, sample_inputs
+from edgeport.data import sample_inputs
 from edgeport.errors import UserError
-from edgeport.export_flow import prepare
 from edgeport.exporters import INT8, ExportRequest, QuantOptions, onnx_fp32, onnx_int8
-from edgeport.parity import compare
+from edgeport.models import source as model_source
+from edgeport.pipeline.export_flow import prepare
+from edgeport.validation.parity import compare
 
 SHAPE = (1, 3, 32, 32)
 
@@ -105,7 +106,7 @@ def test_explicit_settings_win_over_deploy():
 
 
 def test_recipe_keys(tmp_path):
-    from edgeport import recipe
+    from edgeport.pipeline import recipe
 
     text = '[model]\nname = "mobilenet_v2"\n[data]\ncalib = "synthetic"\n[quantize]\ndeploy = "arm64"\nonnx_activations = "u8"\n' \
            '[export]\ntargets = ["onnx-int8"]\n'

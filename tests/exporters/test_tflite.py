@@ -3,14 +3,15 @@
 import numpy as np
 import pytest
 
-from edgeport import model_source, sample_inputs
+from edgeport.data import sample_inputs
 from edgeport.errors import UserError
-from edgeport.export_flow import prepare
 from edgeport.exporters import ExportRequest, QuantOptions, parse_targets
-from edgeport.graph_summary import summarize
-from edgeport.int8_coverage import coverage_of
-from edgeport.parity import compare
+from edgeport.formats.graph_summary import summarize
+from edgeport.formats.int8_coverage import coverage_of
+from edgeport.models import source as model_source
+from edgeport.pipeline.export_flow import prepare
 from edgeport.runtimes import open_runtime
+from edgeport.validation.parity import compare
 
 SHAPE = (1, 3, 32, 32)
 
@@ -57,7 +58,7 @@ def test_int8_is_fully_integer_and_close(exported):
     assert s.inputs[0].dtype == "int8" and s.outputs[0].dtype == "int8" and s.inputs[0].scale > 0
     cov = coverage_of(paths["tflite-int8"])
     assert cov.float_total == 0 and not cov.critical_float(), cov.line()
-    # h-swish is computed with ReLU6 for XNNPACK (edgeport.graph_rewrites.for_xnnpack_int8): no HARD_SWISH
+    # h-swish is computed with ReLU6 for XNNPACK (edgeport.graph.rewrites.for_xnnpack_int8): no HARD_SWISH
     assert cov.int8_ops["CONV_2D"] == 4 and cov.int8_ops.get("HARD_SWISH", 0) == 0 and cov.int8_ops["MUL"] >= 2
     p = compare(ref, open_runtime(paths["tflite-int8"]).run(x))
     assert p.sqnr_db >= 25 and p.top1_agreement >= 0.9, p

@@ -8,7 +8,6 @@ import pytest
 
 from tests.datasets import needs_fashion_mnist
 
-
 WEIGHTS = Path(__file__).resolve().parents[2] / "edgeport" / "weights"
 TARGETS = "onnx-fp32,onnx-int8,tflite-fp32,tflite-fp16,tflite-int8"
 

@@ -27,8 +27,8 @@ import pytest
 import torch
 from torch import nn
 
-from edgeport.complexity import Complexity, measure
 from edgeport.models import mobilenet_v1, mobilenet_v2, mobilenet_v3  # noqa: F401  (registers the variants)
+from edgeport.models.complexity import Complexity, measure
 from edgeport.models.layers import ConvBNAct, SqueezeExcitation, make_divisible
 from edgeport.registry import MODELS, ModelSpec
 

@@ -48,8 +48,8 @@ from torch import nn
 
 import edgeport.models.shufflenet_v1 as v1
 import edgeport.models.shufflenet_v2 as v2
-from edgeport.complexity import count_params, measure
 from edgeport.models.channel_shuffle import ChannelShuffle, channel_shuffle
+from edgeport.models.complexity import count_params, measure
 from edgeport.registry import MODELS
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -61,7 +61,7 @@ V2_BUILDERS = {
     "x2_0": v2.shufflenet_v2_x2_0,
 }
 
-# What we build, measured once with edgeport.complexity.measure at 1x3x224x224 (params, MACs). Pinned so that
+# What we build, measured once with edgeport.models.complexity.measure at 1x3x224x224 (params, MACs). Pinned so that
 # a change to the architecture shows up here even when it stays inside the paper's rounding.
 MEASURED = {
     "shufflenet_v1_g1": (1_531_936, 143_078_976),

@@ -3,7 +3,6 @@ every output file, a second run that reuses the cache, and report.html rendered 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest

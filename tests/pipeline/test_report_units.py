@@ -6,7 +6,11 @@ import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from edgeport import pipeline, report, stage_cache
+import pytest
+
+from edgeport import report
+from edgeport.pipeline import recipe_run as pipeline
+from edgeport.pipeline import stage_cache
 from tests.pipeline.helpers import png_is_nontrivial, screenshot
 
 
@@ -90,7 +94,7 @@ def test_stage_cache_store_load_force_and_damage(tmp_path):
 
 
 def test_export_key_follows_recipe_weights_and_model_code(tmp_path):
-    from edgeport import recipe
+    from edgeport.pipeline import recipe
 
     base = '[model]\nname = "mobilenet_v2_x0_35"\n[export]\ntargets = ["onnx-fp32"]\n'
     p = tmp_path / "r.toml"
@@ -127,7 +131,7 @@ def test_code_hash_ignores_bytecode(tmp_path):
 
 
 def test_reports_show_accuracy_control_and_a_missed_budget_fails_the_recipe(tmp_path):
-    from edgeport.recipe import AccuracySection, BenchSection, DataSection, ModelSection, QuantSection, Recipe
+    from edgeport.pipeline.recipe import AccuracySection, BenchSection, DataSection, ModelSection, QuantSection, Recipe
 
     control = [{"target": "tflite-int8", "metric": "top-1 accuracy %", "control_data": "fashion-mnist:train, 2000 samples",
                 "float_score": 92.7, "int8_score": 91.9, "final_score": 92.5, "drop": 0.2, "budget": 0.5,
@@ -150,3 +154,36 @@ def test_reports_show_accuracy_control_and_a_missed_budget_fails_the_recipe(tmp_
     assert not result.passed
     assert result.failures == ["onnx-int8: accuracy control: drop 1.20 points exceeds the budget 0.50 "
                                "(with all 60 candidate layers float the drop is still 1.20)"]
+
+
+def test_cache_key_covers_every_producer_module(tmp_path):
+    """The stage key hashes edgeport's own code from the tree: editing, adding or renaming any module that can
+    change an artifact changes it; editing a presentation-only module (cli, report) does not."""
+    import shutil
+
+    pkg = tmp_path / "edgeport"
+    shutil.copytree(stage_cache.EDGEPORT_DIR, pkg, ignore=shutil.ignore_patterns("__pycache__", "*.pt"))
+    base = stage_cache.producer_sources(pkg)
+    assert "runtimes/cpu_features.py" in base and "exporters/onnx_int8.py" in base and "graph/fuse.py" in base
+    assert not any(k.startswith(("cli/", "report/")) for k in base)
+    for rel in sorted(base):
+        if not rel.endswith(".py"):
+            continue
+        f = pkg / rel
+        text = f.read_text()
+        f.write_text(text + "\n# edited\n")
+        assert stage_cache.producer_sources(pkg) != base, rel
+        f.write_text(text)
+    assert stage_cache.producer_sources(pkg) == base
+    (pkg / "runtimes" / "cpu_features.py").rename(pkg / "runtimes" / "cpu_caps.py")
+    assert stage_cache.producer_sources(pkg) != base
+    (pkg / "runtimes" / "cpu_caps.py").rename(pkg / "runtimes" / "cpu_features.py")
+    (pkg / "cli" / "app.py").write_text("# edited\n")
+    assert stage_cache.producer_sources(pkg) == base
+
+
+def test_hash_files_refuses_a_missing_path(tmp_path):
+    from edgeport.errors import UserError
+
+    with pytest.raises(UserError, match="does not exist"):
+        stage_cache.hash_files([tmp_path / "gone.npz"])

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import pytest
 
 from tests.pipeline.helpers import check_outputs, edgeport_run, png_is_nontrivial, screenshot
-
 
 TARGETS = {"onnx-fp32", "onnx-int8"}
 SMALL = """\
@@ -110,7 +108,7 @@ def test_threshold_failure_reports_every_recipe_then_exits_3(work, tmp_path, run
 
 
 def test_a_second_run_into_the_same_out_is_refused_while_the_first_holds_it(work, tmp_path, run):
-    from edgeport.out_lock import locked
+    from edgeport.pipeline.out_lock import locked
 
     root, _ = work
     with locked(tmp_path / "out"):
@@ -152,7 +150,7 @@ def test_wait_queues_behind_the_lock_holder(work, tmp_path, run):
     import threading
     import time
 
-    from edgeport.out_lock import locked
+    from edgeport.pipeline.out_lock import locked
 
     root, _ = work
     release = threading.Event()

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from edgeport import recipe
 from edgeport.errors import UserError
+from edgeport.pipeline import recipe
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = sorted((ROOT / "recipes").glob("*.toml"))

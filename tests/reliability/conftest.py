@@ -36,10 +36,11 @@ def assert_clean_failure(result, code: int, *patterns: str, out: Path | None = N
 @pytest.fixture(scope="session")
 def byo_onnx(tmp_path_factory) -> Path:
     """A good onnx-fp32 + tflite-int8 export of the BYO model to damage."""
-    from edgeport import model_source, sample_inputs
-    from edgeport.export_flow import run_export
+    from edgeport.data import sample_inputs
     from edgeport.data.calibration import DataSplit, Samples
     from edgeport.exporters import parse_targets
+    from edgeport.models import source as model_source
+    from edgeport.pipeline.export_flow import run_export
 
     out = tmp_path_factory.mktemp("good")
     loaded = model_source.load(f"{BYO}:build", input_shape=(1, 3, 32, 32))

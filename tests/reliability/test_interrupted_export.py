@@ -36,7 +36,7 @@ def other_weights(tmp_path_factory) -> Path:
     """Different weights for the same network, so a finished second export would change the file."""
     import torch
 
-    from edgeport.model_source import load
+    from edgeport.models.source import load
 
     model = load("mobilenet_v2", input_shape=(1, 3, 64, 64)).module
     with torch.no_grad():
@@ -74,7 +74,7 @@ def test_interrupted_export_leaves_previous_artifact_intact(tmp_path, other_weig
     assert set(after) == set(before)
     for name, digest in after.items():
         if digest != before[name]:  # the new file completed just before the signal: it must be whole
-            from edgeport.graph_summary import summarize
+            from edgeport.formats.graph_summary import summarize
 
             summarize(out / name)
     leftovers = [p.name for p in out.iterdir() if p.name.startswith(".")]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pickle
 
-import pytest
 import torch
 
 from tests.reliability.conftest import BYO, SHAPE, assert_clean_failure

@@ -10,8 +10,8 @@ from hypothesis.extra import numpy as hnp
 
 from edgeport.data.preprocess import Preprocess, apply
 from edgeport.errors import UsageError, UserError
-from edgeport.model_source import parse_shape
-from edgeport.parity import compare
+from edgeport.models.source import parse_shape
+from edgeport.validation.parity import compare
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

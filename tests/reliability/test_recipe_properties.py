@@ -10,8 +10,8 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edgeport import recipe
 from edgeport.errors import UserError
+from edgeport.pipeline import recipe
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 KEY = st.from_regex(r"[a-z][a-z_]{2,12}", fullmatch=True)

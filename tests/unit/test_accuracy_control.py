@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeport.accuracy_control import Backend, Candidate, ControlSet, control
+from edgeport.quantization.accuracy_control import Backend, Candidate, ControlSet, control
 
 N, CLASSES = 400, 10
 LABELS = np.arange(N) % CLASSES

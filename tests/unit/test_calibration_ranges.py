@@ -1,12 +1,12 @@
-"""Activation range methods (edgeport.calibration_ranges) on synthetic distributions with known answers."""
+"""Activation range methods (edgeport.quantization.ranges) on synthetic distributions with known answers."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from edgeport import calibration_ranges as cr
 from edgeport.errors import UserError
+from edgeport.quantization import ranges as cr
 
 
 @pytest.fixture(scope="module")
@@ -100,8 +100,8 @@ def test_the_four_methods_give_different_tflite_ranges_on_a_trained_model(tmp_pa
     from rich.console import Console
 
     from edgeport.cli import model_options as opt
-    from edgeport.export_flow import prepare
     from edgeport.exporters import ExportRequest, QuantOptions, tflite, tflite_ptq
+    from edgeport.pipeline.export_flow import prepare
 
     loaded = opt.load_model("fmnist_mobilenet_v2_x0_5", None, None, None, None)
     data = opt.load_data(loaded, "fashion-mnist", 64, 10, 0, None, None, False, False, Console())

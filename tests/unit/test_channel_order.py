@@ -2,9 +2,9 @@ import pytest
 import torch
 from torch import nn
 
-from edgeport.capture import capture
-from edgeport.channel_order import shuffles_into_weights
-from edgeport.fuse import check_equivalence, fuse
+from edgeport.graph.capture import capture
+from edgeport.graph.channel_order import shuffles_into_weights
+from edgeport.graph.fuse import check_equivalence, fuse
 from edgeport.models.channel_shuffle import channel_shuffle
 from edgeport.models.shufflenet_v1 import shufflenet_v1
 from edgeport.models.shufflenet_v2 import shufflenet_v2_x0_5

@@ -2,7 +2,7 @@
 
 from collections import Counter
 
-from edgeport.delegation import Delegation, delegated_nodes
+from edgeport.formats.delegation import Delegation, delegated_nodes
 
 
 def _op(index, name, inputs, outputs):

@@ -12,15 +12,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeport.bench.devices import RUNNER_SCRIPT, DeviceRun
+from edgeport.benchmark.devices import RUNNER_SCRIPT, DeviceRun
 
 
 @pytest.fixture(scope="module")
 def artifacts(tmp_path_factory):
-    from edgeport import model_source, sample_inputs
+    from edgeport.data import sample_inputs
     from edgeport.data.calibration import DataSplit, Samples
-    from edgeport.export_flow import run_export
     from edgeport.exporters import parse_targets
+    from edgeport.models import source as model_source
+    from edgeport.pipeline.export_flow import run_export
 
     byo = Path(__file__).parent.parent / "fixtures" / "byo_model.py"
     out = tmp_path_factory.mktemp("runner")

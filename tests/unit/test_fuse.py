@@ -3,9 +3,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgeport import sample_inputs
-from edgeport.capture import capture
-from edgeport.fuse import check_equivalence, fuse
+from edgeport.data import sample_inputs
+from edgeport.graph.capture import capture
+from edgeport.graph.fuse import check_equivalence, fuse
 from tests.fixtures.byo_model import build as build_byo
 
 
@@ -131,7 +131,7 @@ def test_calibrated_fusion_is_as_exact_as_the_original(name):
 
 
 def test_failed_equivalence_description_keeps_the_float64_numbers():
-    from edgeport.fuse import Equivalence
+    from edgeport.graph.fuse import Equivalence
 
     bad = Equivalence(3e-3, 1e-2, ("x",), fused_vs_exact=3e-3, original_vs_exact=1e-6)
     assert not bad.ok() and "fused 3.0e-03, original 1.0e-06" in bad.describe()

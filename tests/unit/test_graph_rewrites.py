@@ -1,9 +1,9 @@
 import torch
 from torch import nn
 
-from edgeport.capture import capture
-from edgeport.fuse import check_equivalence
-from edgeport.graph_rewrites import zero_pad_maxpool
+from edgeport.graph.capture import capture
+from edgeport.graph.fuse import check_equivalence
+from edgeport.graph.rewrites import zero_pad_maxpool
 
 aten = torch.ops.aten
 
@@ -36,7 +36,7 @@ def test_maxpool_of_possibly_negative_input_is_left_alone():
 
 # --- h-swish / hard-sigmoid with ReLU6 ---------------------------------------------------------------------
 
-from edgeport.graph_rewrites import relu6_hard_activations  # noqa: E402
+from edgeport.graph.rewrites import relu6_hard_activations  # noqa: E402
 
 
 class SEBlock(nn.Module):
@@ -123,7 +123,7 @@ def test_weights_shared_by_two_layers_are_not_scaled():
 
 # --- ShuffleNetV1 shortcut: ReLU before the concatenation, average pool as depthwise conv ------------------
 
-from edgeport.graph_rewrites import avgpool_as_depthwise, relu_before_cat  # noqa: E402
+from edgeport.graph.rewrites import avgpool_as_depthwise, relu_before_cat  # noqa: E402
 
 
 class PoolShortcut(nn.Module):
@@ -151,7 +151,7 @@ def test_relu_moves_before_cat_and_average_pool_becomes_depthwise_conv():
     cat = next(n for n in gm.graph.nodes if n.target == aten.cat.default)
     pooled, branch = cat.args[0]
     assert pooled.target == aten.conv2d.default and pooled.args[-1] == 6  # depthwise, no ReLU: input >= 0
-    assert pooled.args[1].target == "pool.weight"  # reported under the pool's own name (edgeport.layer_names)
+    assert pooled.args[1].target == "pool.weight"  # reported under the pool's own name (edgeport.formats.layer_names)
     assert branch.target == aten.relu.default  # fuses into the branch conv
     assert not any(u.target in RELU_TARGETS for u in cat.users)
     x = torch.randn(4, 3, 16, 16) * 3
@@ -189,7 +189,7 @@ def test_residual_add_of_an_h_swish_scales_the_other_branch_conv_instead_of_mult
 
 
 def test_xnnpack_program_rewrites_hard_activations_and_leaves_plain_programs_alone():
-    from edgeport.graph_rewrites import for_xnnpack_int8
+    from edgeport.graph.rewrites import for_xnnpack_int8
 
     torch.manual_seed(0)
     model, example = SEBlock().eval(), torch.zeros(1, 3, 16, 16)

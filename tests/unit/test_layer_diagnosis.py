@@ -1,4 +1,4 @@
-"""edgeport.layer_diagnosis on hand-made data (fast): the error sums, worst-first order, JSON, the rich table, the
+"""edgeport.diagnose.per_layer on hand-made data (fast): the error sums, worst-first order, JSON, the rich table, the
 QOperator refusal, the [quantize] per_layer recipe key and the report table."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
+from edgeport.diagnose.per_layer import Diagnosis, ErrorSums, LayerError, worst_first, write
 from edgeport.errors import UserError
-from edgeport.layer_diagnosis import Diagnosis, ErrorSums, LayerError, worst_first, write
 
 
 def _row(pos, sqnr, e2s, name=None) -> LayerError:
@@ -68,7 +68,7 @@ def test_rich_table_shows_the_ten_worst_with_the_flag():
 
 
 def test_qoperator_model_is_refused_with_a_hint():
-    from edgeport.layer_diagnosis_onnx import diagnose_onnx
+    from edgeport.diagnose.onnx_layers import diagnose_onnx
 
     x = helper.make_tensor_value_info("input", TensorProto.UINT8, [1, 1, 2, 2])
     y = helper.make_tensor_value_info("output", TensorProto.UINT8, [1, 1, 2, 2])
@@ -81,7 +81,7 @@ def test_qoperator_model_is_refused_with_a_hint():
 
 
 def test_recipe_per_layer_key_parses_and_rejects_a_non_boolean(tmp_path):
-    from edgeport import recipe
+    from edgeport.pipeline import recipe
 
     path = tmp_path / "m.toml"
     path.write_text('name = "m"\n[model]\nname = "mobilenet_v2"\n[quantize]\nper_layer = true\n')

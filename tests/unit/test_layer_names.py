@@ -1,4 +1,4 @@
-"""edgeport.layer_names (fast): module paths for weighted ops, the neighbour rule for the others, Q/DQ looked
+"""edgeport.formats.layer_names (fast): module paths for weighted ops, the neighbour rule for the others, Q/DQ looked
 through, and TFLite filters matched to ONNX weights by their per-output-channel norms in any layout."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from onnx import TensorProto, helper, numpy_helper
 
-from edgeport.layer_names import OpNode, _match, name_ops, onnx_names, onnx_weight_norms
+from edgeport.formats.layer_names import OpNode, _match, name_ops, onnx_names, onnx_weight_norms
 
 
 def _op(key, op, inputs, module=None):
@@ -123,7 +123,7 @@ def test_repeated_neighbour_names_are_ranked_so_each_names_one_op():
 
 def test_requests_select_by_key_name_case_insensitive_name_or_module_prefix():
     from edgeport.errors import UserError
-    from edgeport.layer_names import resolve
+    from edgeport.formats.layer_names import resolve
 
     names = {"n0": "features.3.conv.0.0", "n1": "features.3.conv.1.0", "n2": "Add after features.3.conv.1.0",
              "n3": "features.30.conv.0.0"}

@@ -1,6 +1,6 @@
 import torch
 
-from edgeport import model_source
+from edgeport.models import source as model_source
 
 
 def test_zoo_model_without_weights_is_the_same_network_in_every_command():

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from edgeport.bench import qemu
-from edgeport.bench.devices import parse_device
+from edgeport.benchmark import qemu
+from edgeport.benchmark.devices import parse_device
 from edgeport.errors import UsageError, UserError
 
 
@@ -51,7 +51,7 @@ def test_parse_counts_pairs_marks():
 
 
 def test_missing_host_tools_name_the_apt_packages(monkeypatch):
-    from edgeport.bench import arm_rootfs
+    from edgeport.benchmark import arm_rootfs
     from edgeport.errors import EXIT_RUNTIME, RuntimeMissing
 
     monkeypatch.setattr(arm_rootfs.shutil, "which", lambda exe: None if exe in ("debootstrap", "qemu-aarch64") else "/bin/x")
@@ -64,7 +64,7 @@ def test_missing_host_tools_name_the_apt_packages(monkeypatch):
 def test_stamp_decides_whether_the_cache_is_current(tmp_path, monkeypatch):
     import json
 
-    from edgeport.bench import arm_rootfs
+    from edgeport.benchmark import arm_rootfs
 
     monkeypatch.setenv("EDGEPORT_CACHE", str(tmp_path))
     base = arm_rootfs.cache_dir()
@@ -84,7 +84,7 @@ def test_stamp_decides_whether_the_cache_is_current(tmp_path, monkeypatch):
 def test_second_builder_waits_for_the_lock(tmp_path, monkeypatch):
     import threading
 
-    from edgeport.bench import arm_rootfs
+    from edgeport.benchmark import arm_rootfs
 
     monkeypatch.setenv("EDGEPORT_CACHE", str(tmp_path))
     held, release = threading.Event(), threading.Event()

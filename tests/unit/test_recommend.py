@@ -1,4 +1,4 @@
-"""The per-device recommendation rule (edgeport.bench.recommend) on synthetic measurements."""
+"""The per-device recommendation rule (edgeport.benchmark.recommend) on synthetic measurements."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from edgeport.bench.recommend import INT8_MARGIN, Measured, from_device, recommend
-from edgeport.parity import Parity
+from edgeport.benchmark.recommend import INT8_MARGIN, Measured, from_device, recommend
+from edgeport.validation.parity import Parity
 
 
 def _m(device, name, cost, core=None, **kw):
@@ -83,7 +83,7 @@ def test_from_device_judges_device_vs_host_with_the_target_thresholds():
 
 
 def test_from_timings_of_edgeport_run_and_the_markdown_report():
-    from edgeport.bench.recommend import from_timings
+    from edgeport.benchmark.recommend import from_timings
     from edgeport.report import markdown
 
     exact = {"max_abs": 0.0, "mean_abs": 0.0, "max_rel": 0.0, "cosine": 1.0, "sqnr_db": float("inf"), "top1_agreement": 1.0,

@@ -1,4 +1,4 @@
-"""edgeport.training: a tiny run end to end, and the committed Fashion-MNIST checkpoints (when present)."""
+"""edgeport.models.training: a tiny run end to end, and the committed Fashion-MNIST checkpoints (when present)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import torch
 
 from edgeport.data import fashion_mnist
 from edgeport.data.preprocess import FASHION_MNIST
-from edgeport import training
-from edgeport.training import INPUT_SHAPE, _lr_at, evaluate, load_checkpoint, preprocess_train, train
+from edgeport.models import training
+from edgeport.models.training import INPUT_SHAPE, _lr_at, evaluate, load_checkpoint, preprocess_train, train
 
 pytestmark = pytest.mark.skipif(
     not (fashion_mnist.DEFAULT_DIR / "t10k-images-idx3-ubyte.gz").is_file(),

@@ -1,7 +1,7 @@
 import numpy as np
 
-from edgeport.parity import compare
-from edgeport.validate import Thresholds, parent_stage, top1_accuracy
+from edgeport.validation.checks import Thresholds, parent_stage, top1_accuracy
+from edgeport.validation.parity import compare
 
 
 def test_parity_metrics_on_known_values():

@@ -1,0 +1,1 @@
+"""Per-layer int8 diagnosis: metrics shared, one module per file format."""

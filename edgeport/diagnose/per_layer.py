@@ -1,0 +1,170 @@
+"""Per-layer diagnosis of int8 artifacts: for every quantized activation tensor, how far its dequantized int8
+value is from the float model's value of the same tensor, on held-out inputs (issue 6).
+
+Columns (one :class:`LayerError` per quantized tensor):
+
+* ``sqnr_db`` / ``rel_rmse``: end to end, the int8 model vs the float model up to this tensor (errors of all
+  earlier layers included): ``rel_rmse = rmse / rms(float) = 10 ** (-sqnr_db / 20)``;
+* ``error_to_scale``: the *layer-local* error (this op's float result on the int8 model's own inputs vs its
+  quantized output) in units of the tensor's quantization step. Pure rounding gives 1/sqrt(12) ~ 0.29;
+  TensorFlow's QuantizationDebugger flags layers above :data:`FLAG_ERROR_TO_SCALE` (0.7), where clipping by a too
+  narrow range or a poor weight quantization adds to rounding.
+* ``fallback``: the name the backend's float fallback takes to keep that op float: an ONNX node name
+  (``QuantOptions.float_fallback`` / quantize_static's ``nodes_to_exclude``) or a TFLite op-output tensor name
+  (``tflite_ptq.quantize(denylisted_nodes=...)``). Accuracy control ranks layers by this diagnosis.
+
+The backends live in :mod:`edgeport.diagnose.onnx_layers` and :mod:`edgeport.diagnose.tflite_layers`;
+:func:`diagnose_run` diagnoses every int8 artifact of an export run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+FLAG_ERROR_TO_SCALE = 0.7  # tensorflow/lite/tools/optimize/debugging: QuantizationDebugger docs' layer filter
+PER_LAYER_FILE = "per_layer.json"
+
+
+@dataclass(frozen=True)
+class LayerError:
+    tensor: str  # the quantized tensor's name in the artifact
+    layer: str  # short readable name (module path like features.3.conv.1 when derivable, else the tensor/node)
+    op: str  # op that produces it (Conv, DEPTHWISE_CONV_2D, ADD, ...)
+    fallback: str  # what this backend's float fallback takes to keep that op float (see module doc)
+    scale: float
+    zero_point: int
+    sqnr_db: float  # int8 (dequantized) vs float model, end to end to this tensor
+    rel_rmse: float  # rmse / rms(float)
+    error_to_scale: float  # layer-local rmse / scale; ~0.29 = pure rounding; > 0.7 flagged
+    position: int  # topological index among the diagnosed tensors
+
+    @property
+    def flagged(self) -> bool:
+        return self.error_to_scale > FLAG_ERROR_TO_SCALE
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        for k in ("sqnr_db", "rel_rmse", "error_to_scale"):  # JSON has no inf/nan: an exact match is null
+            if not math.isfinite(d[k]):
+                d[k] = None
+        d["flagged"] = self.flagged
+        return d
+
+
+def worst_first(rows: list[LayerError]) -> list[LayerError]:
+    """Where error *enters* first: the largest layer-local error in quantization steps (``error_to_scale``, the
+    QuantizationDebugger's flag), then the lowest end-to-end SQNR, then graph order; unknown local errors last.
+
+    Not by end-to-end SQNR alone: that only falls along the network (every later tensor inherits an early
+    layer's error), so it points at the last layers, not at the one to keep float."""
+    return sorted(rows, key=lambda r: (math.isnan(r.error_to_scale), -r.error_to_scale if not math.isnan(r.error_to_scale) else 0.0,
+                                       r.sqnr_db, r.position))
+
+
+class ErrorSums:
+    """Streaming sums for one tensor: sum f^2, sum (q - f)^2, sum (local error)^2 and the element count, so
+    batches can be diagnosed one chunk at a time (all activations of 500 samples do not fit in memory)."""
+
+    __slots__ = ("signal", "error", "local", "count")
+
+    def __init__(self):
+        self.signal = self.error = self.local = 0.0
+        self.count = 0
+
+    def add(self, reference: np.ndarray, quantized: np.ndarray, local: np.ndarray | None = None) -> None:
+        f = np.asarray(reference, dtype=np.float64).ravel()
+        e = np.asarray(quantized, dtype=np.float64).ravel() - f
+        self.signal += float(f @ f)
+        self.error += float(e @ e)
+        if local is not None:
+            loc = np.asarray(local, dtype=np.float64).ravel()
+            self.local += float(loc @ loc)
+        self.count += f.size
+
+    def sqnr_db(self) -> float:
+        if self.error == 0.0:
+            return math.inf
+        if self.signal == 0.0:
+            return -math.inf
+        return 10.0 * math.log10(self.signal / self.error)
+
+    def rel_rmse(self) -> float:
+        return math.sqrt(self.error / self.signal) if self.signal else (0.0 if self.error == 0.0 else math.inf)
+
+    def error_to_scale(self, scale: float) -> float:
+        return math.sqrt(self.local / max(self.count, 1)) / scale if scale > 0 else math.inf
+
+
+def short_name(name: str, limit: int = 48) -> str:
+    """A tensor name short enough for a table cell (TFLite names carry the whole op path)."""
+    return name if len(name) <= limit else "…" + name[-(limit - 1):]
+
+
+@dataclass
+class Diagnosis:
+    """Rows per int8 target of one run, the inputs they were measured on and the time it took."""
+
+    per_target: dict[str, list[LayerError]]
+    samples: int
+    source: str
+    seconds: dict[str, float]
+
+    def to_dict(self) -> dict:
+        return {
+            "flag_error_to_scale": FLAG_ERROR_TO_SCALE,
+            "samples": self.samples,
+            "source": self.source,
+            "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
+            "targets": {t: [r.to_dict() for r in worst_first(rows)] for t, rows in self.per_target.items()},
+        }
+
+    def series(self) -> dict[str, list[dict]]:
+        """target -> rows in graph order as plain dicts (RecipeResult.per_layer / manifest ``per_layer_int8``)."""
+        return {t: [r.to_dict() for r in sorted(rows, key=lambda r: r.position)] for t, rows in self.per_target.items()}
+
+
+def diagnose_run(run, inputs_nchw: np.ndarray, source: str = "") -> Diagnosis:
+    """Diagnose every int8 artifact of an export run (:class:`edgeport.pipeline.export_flow.ExportRun`) on ``inputs_nchw``.
+
+    Reads the run's request (``run.request``): pass ``run_export`` a ``cache`` dict of your own so the request's fp32
+    ONNX model and onnx2tf output outlive the export (else they are made again), and clear it afterwards."""
+    import onnx
+
+    from edgeport.exporters import onnx_fp32
+    from edgeport.exporters import tflite as tflite_exporter
+
+    req = run.request
+    inputs = np.ascontiguousarray(inputs_nchw, dtype=np.float32)
+    out: dict[str, list[LayerError]] = {}
+    seconds: dict[str, float] = {}
+    for art in run.artifacts:
+        if not art.target.endswith("-int8"):
+            continue
+        start = time.perf_counter()
+        if art.format == "onnx":
+            from edgeport.diagnose.onnx_layers import diagnose_onnx
+
+            out[art.target] = diagnose_onnx(onnx_fp32.to_onnx(req), onnx.load(str(art.path)), inputs)
+        else:
+            from edgeport.diagnose.tflite_layers import diagnose_tflite
+            from edgeport.formats.layer_names import onnx_weight_norms
+
+            out[art.target] = diagnose_tflite(Path(art.path).read_bytes(), tflite_exporter.calibrated_model(req), inputs,
+                                              onnx_weight_norms(onnx_fp32.to_onnx(req)))
+        seconds[art.target] = time.perf_counter() - start
+    return Diagnosis(out, len(inputs), source, seconds)
+
+
+def write(folder: Path, diagnosis: Diagnosis) -> Path:
+    """``per_layer.json`` (worst first per target) beside the artifacts, written atomically."""
+    from edgeport.util.atomic_file import write_text
+
+    path = Path(folder) / PER_LAYER_FILE
+    write_text(path, json.dumps(diagnosis.to_dict(), indent=2) + "\n")
+    return path

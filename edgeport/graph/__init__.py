@@ -1,0 +1,1 @@
+"""Graph stage: capture with torch.export, fold BatchNorm, exact runtime-friendly rewrites, channel order."""

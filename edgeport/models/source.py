@@ -1,0 +1,203 @@
+"""Where a model comes from: a zoo name or ``module:factory`` / ``file.py:factory``, plus optional weights.
+
+Checkpoints are loaded with ``torch.load(weights_only=True)``: a checkpoint can never run code.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import pickle
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from edgeport.data.preprocess import Preprocess
+from edgeport.errors import UsageError, UserError
+from edgeport.models import MODELS
+from edgeport.registry import ModelSpec
+
+CHECKPOINT_KEYS = ("state_dict", "model", "model_state_dict", "ema")
+ZOO_SEED = 0
+
+
+@dataclass
+class LoadedModel:
+    name: str
+    module: torch.nn.Module
+    input_shape: tuple[int, ...]
+    spec: ModelSpec | None = None
+    weights: Path | None = None
+    preprocess: Preprocess | None = None
+    build_kwargs: dict = field(default_factory=dict)
+
+    @property
+    def random_weights(self) -> bool:
+        """A zoo model built without a checkpoint: its outputs barely depend on the input."""
+        return self.spec is not None and self.weights is None
+
+    def data_preprocess(self) -> Preprocess:
+        """The model's preprocessing, sized to its input (ImageNet mean/std, resize 1/0.875, centre crop by default)."""
+        if self.preprocess is not None:
+            return self.preprocess
+        c, h = self.input_shape[1], self.input_shape[-1]
+        return Preprocess(size=h, resize=round(h / 0.875), channels=c)
+
+
+def parse_shape(text: str) -> tuple[int, ...]:
+    """``"1,3,224,224"`` -> ``(1, 3, 224, 224)``; rejects anything that is not positive integers."""
+    try:
+        shape = tuple(int(p) for p in re.split(r"[,x]", text.strip()))
+    except ValueError:
+        raise UsageError(f"input shape {text!r} is not a list of integers", "write it like 1,3,224,224") from None
+    if len(shape) < 2 or any(d <= 0 for d in shape):
+        raise UsageError(f"input shape {text!r} must have at least 2 positive dimensions", "e.g. 1,3,224,224")
+    return shape
+
+
+def _import_factory(ref: str):
+    target, _, attr = ref.rpartition(":")
+    if not target or not attr:
+        raise UserError(f"{ref!r} is neither a zoo model nor module:factory", "run `edgeport models` to list the zoo")
+    if target.endswith(".py") or "/" in target or "\\" in target:
+        path = Path(target)
+        if not path.is_file():
+            raise UserError(f"model file {path} does not exist", f"tried to load {attr!r} from it")
+        mod_name = f"edgeport_user_{abs(hash(path.resolve()))}"
+        spec = importlib.util.spec_from_file_location(mod_name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[mod_name] = module
+        try:
+            spec.loader.exec_module(module)
+        except Exception as exc:
+            raise UserError(f"importing {path} failed: {type(exc).__name__}: {exc}") from None
+    else:
+        try:
+            module = importlib.import_module(target)
+        except ImportError as exc:
+            raise UserError(
+                f"cannot import module {target!r} ({exc})",
+                "check the module is on PYTHONPATH, or pass a file path: path/to/file.py:factory",
+            ) from None
+    factory = getattr(module, attr, None)
+    if factory is None:
+        public = [n for n in dir(module) if not n.startswith("_") and callable(getattr(module, n))]
+        raise UserError(f"{target} has no attribute {attr!r}", f"callables there: {', '.join(public[:10]) or 'none'}")
+    if not callable(factory):
+        raise UserError(f"{target}:{attr} is not callable", "point at a function or class that returns an nn.Module")
+    return factory
+
+
+def build(ref: str, **kwargs) -> tuple[torch.nn.Module, ModelSpec | None]:
+    """Build a zoo model by name, or call a user factory given as ``module:factory``/``file.py:factory``."""
+    if ":" not in ref:
+        spec = MODELS.get(ref)
+        # Seeded, so a zoo model without a checkpoint has the same random weights in every command:
+        # `validate` then compares an artifact with the very network that `export` exported.
+        with torch.random.fork_rng():
+            torch.manual_seed(ZOO_SEED)
+            return spec.build(**kwargs), spec
+    factory = _import_factory(ref)
+    try:
+        model = factory(**kwargs)
+    except Exception as exc:
+        raise UserError(f"calling {ref}() failed: {type(exc).__name__}: {exc}") from None
+    if not isinstance(model, torch.nn.Module):
+        raise UserError(f"{ref}() returned {type(model).__name__}, not a torch.nn.Module")
+    return model, None
+
+
+def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """Read a checkpoint safely: (state dict, edgeport metadata or {}).
+
+    A checkpoint is a state dict, or a dict holding one under a usual key; edgeport's own checkpoints also
+    carry ``"edgeport": {"model", "kwargs", "input_shape", "preprocess"}`` (plain data, no code).
+    """
+    if not path.is_file():
+        raise UserError(f"weights file {path} does not exist")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise UserError(
+            f"{path} holds Python objects that weights_only loading refuses ({str(exc).splitlines()[0][:120]})",
+            "if you trust it, re-save only the tensors: torch.save(torch.load(p, weights_only=False).state_dict(), 'clean.pt')",
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - on arbitrary bytes the unpickler fails in unbounded ways
+        # (KeyError, IndexError, struct.error, UnicodeDecodeError, ... measured with text and truncated files)
+        detail = (str(exc).splitlines() or [""])[0][:160] or type(exc).__name__
+        raise UserError(
+            f"{path} is not a readable torch checkpoint ({detail})",
+            "pass a file written by torch.save (a state dict); it may be truncated or another format",
+        ) from None
+    meta = obj.get("edgeport") if isinstance(obj, dict) and isinstance(obj.get("edgeport"), dict) else {}
+    if isinstance(obj, dict):
+        for key in CHECKPOINT_KEYS:
+            if isinstance(obj.get(key), dict):
+                obj = obj[key]
+                break
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise UserError(f"{path} does not hold a state dict", f"expected tensors by name, or one under {CHECKPOINT_KEYS}")
+    prefix = "module."  # saved from DataParallel/DistributedDataParallel
+    if obj and all(k.startswith(prefix) for k in obj):
+        obj = {k[len(prefix):]: v for k, v in obj.items()}
+    return obj, meta
+
+
+def apply_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], source: Path) -> None:
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    mismatched = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own if k in state and state[k].shape != own[k].shape]
+    problems = []
+    for label, items in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", mismatched)):
+        if items:
+            more = f" (+{len(items) - 3} more)" if len(items) > 3 else ""
+            problems.append(f"{label}: {', '.join(items[:3])}{more}")
+    if problems:
+        raise UserError(
+            f"{source} does not fit the model: {'; '.join(problems)}",
+            "check the model name/width/num_classes match the checkpoint",
+        )
+    model.load_state_dict(state, strict=True)
+
+
+def check_runs(model: torch.nn.Module, example: torch.Tensor) -> None:
+    """Run one eager forward pass; an exception here means the input shape does not suit the model."""
+    try:
+        with torch.no_grad():
+            model(example)
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise UserError(
+            f"the model fails on an input of shape {tuple(example.shape)}: {first[:200]}",
+            "pass the shape it expects with --input-shape N,C,H,W",
+        ) from None
+
+
+def load(ref: str, weights: Path | None = None, input_shape: tuple[int, ...] | None = None, **kwargs) -> LoadedModel:
+    """Build ``ref``, load ``weights`` (or the zoo entry's shipped checkpoint), check it runs on the input shape.
+
+    Builder kwargs, input shape and preprocessing come from the user first, then from the checkpoint's
+    edgeport metadata, then from the zoo entry.
+    """
+    spec = MODELS.get(ref) if ":" not in ref else None
+    if weights is None and spec is not None and spec.weights:
+        weights = Path(__file__).resolve().parents[1] / spec.weights
+    state, meta = load_checkpoint(Path(weights)) if weights is not None else (None, {})
+    build_kwargs = {**(meta.get("kwargs") or {}), **kwargs}
+    model, spec = build(ref, **build_kwargs)
+    if state is not None:
+        apply_weights(model, state, Path(weights))
+    model = model.float().eval()
+    shape = input_shape or (tuple(meta["input_shape"]) if meta.get("input_shape") else None) or (spec.input_shape if spec else None)
+    if shape is None:
+        raise UsageError(f"{ref} is not a zoo model, so edgeport needs its input shape", "add --input-shape 1,3,224,224")
+    check_runs(model, torch.zeros(shape))
+    pre = Preprocess.from_dict(meta["preprocess"]) if meta.get("preprocess") else (spec.preprocess if spec else None)
+    if pre is not None and (pre.size != shape[-1] or pre.channels != shape[1]):
+        pre = None  # the user changed the input shape: fall back to the default recipe at the new size
+    name = spec.name if spec else ref.rpartition(":")[2]
+    return LoadedModel(name, model, shape, spec, weights, pre, build_kwargs)

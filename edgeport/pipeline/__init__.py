@@ -1,0 +1,1 @@
+"""Pipelines: the export flow, recipes, the stage cache and `edgeport run`."""

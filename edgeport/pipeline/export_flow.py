@@ -1,0 +1,181 @@
+"""The export flow: capture -> fuse (equivalence-checked) -> export each target -> verify int8 graphs ->
+parity of every artifact in its own runtime against the PyTorch model, on held-out data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import fx
+
+from edgeport.data import sample_inputs
+from edgeport.data.calibration import DataSplit, Samples
+from edgeport.errors import UserError
+from edgeport.exporters import ExportRequest, QuantOptions, Target
+from edgeport.graph.capture import capture
+from edgeport.graph.fuse import Equivalence, FusionReport, check_equivalence, fuse
+from edgeport.graph.rewrites import rewrite_for_edge
+from edgeport.models.source import LoadedModel
+from edgeport.pipeline.artifact import Artifact, tool_versions
+from edgeport.runtimes.torch_runner import run_module
+from edgeport.validation.checks import PARENTS, Thresholds, ValidationReport, validate_artifacts
+
+FUSION_TOLERANCE = 1e-5  # relative to the largest output magnitude, eval mode
+
+
+@dataclass
+class Prepared:
+    loaded: LoadedModel
+    fused: fx.GraphModule
+    report: FusionReport
+    equivalence: Equivalence
+    program: torch.export.ExportedProgram  # fused graph, ready for the exporters
+    example: torch.Tensor
+    dynamic_batch: bool = False
+
+    def outputs(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(original model, fused graph) outputs on float NCHW ``inputs``."""
+        x = torch.from_numpy(np.ascontiguousarray(inputs, dtype=np.float32))
+        batch = None if self.dynamic_batch else self.example.shape[0]
+        with torch.no_grad():
+            reference = run_module(self.loaded.module, x, 256).numpy()
+            fused = run_module(self.fused, x, batch).numpy()
+        return reference, fused
+
+
+@dataclass
+class ExportRun:
+    prep: Prepared
+    artifacts: list[Artifact] = field(default_factory=list)
+    targets: list[Target] = field(default_factory=list)
+    validation: ValidationReport | None = None
+    validation_data: Samples | None = None
+    int8_problems: list[str] = field(default_factory=list)  # compute ops left float in an int8 artifact
+    warnings: list[str] = field(default_factory=list)
+    equalization: dict | None = None  # EqualizationReport.to_dict() when --cle/--bias-correction ran
+    request: ExportRequest | None = None  # what the targets were made from (the per-layer diagnosis reads its models)
+
+    @property
+    def passed(self) -> bool:
+        return not self.int8_problems and (self.validation is None or not self.validation.failed)
+
+
+def prepare(loaded: LoadedModel, dynamic_batch: bool = False) -> Prepared:
+    """Capture and fuse the model, and prove the fused graph computes what the model computes."""
+    example = torch.zeros(loaded.input_shape)
+    program = capture(loaded.module, example, dynamic_batch=dynamic_batch)
+    fused, report = fuse(program.module())
+    report.rewrites = rewrite_for_edge(fused)
+    batch = None if dynamic_batch else loaded.input_shape[0]
+    equivalence = check_equivalence(loaded.module, fused, sample_inputs.check_set(loaded.input_shape), batch)
+    if not equivalence.ok(FUSION_TOLERANCE):
+        raise AssertionError(  # a bug in edgeport, not a user mistake: let it surface with a trace
+            f"fusion changed the outputs of {loaded.name}: {equivalence.describe(FUSION_TOLERANCE)}"
+        )
+    fused_program = capture(fused, example, dynamic_batch=dynamic_batch)
+    return Prepared(loaded, fused, report, equivalence, fused_program, example, dynamic_batch)
+
+
+def equalize_prepared(prep: Prepared, calibration: np.ndarray | None, quant: QuantOptions) -> dict:
+    """CLE / bias correction (edgeport.quantization.equalization) on the fused graph, then re-capture it so every target
+    exports the transformed graph. prepare() has already proved fusion against the untransformed graph; what
+    the transform changes in float is measured in its report and shows in validation (artifacts vs torch)."""
+    from edgeport.quantization.equalization import equalize
+
+    report = equalize(prep.fused, calibration, cle=quant.cle, bias_correction=quant.bias_correction)
+    prep.report.rewrites.append(report.summary())
+    prep.program = capture(prep.fused, prep.example, dynamic_batch=prep.dynamic_batch)
+    return report.to_dict()
+
+
+def _thresholds(target: Target, overrides: dict[str, Thresholds], random_weights: bool) -> Thresholds | None:
+    """The thresholds an artifact is judged by; None (reported, not judged) for int8 of a random-weight
+    zoo model unless the user set int8 thresholds: such a net amplifies any rounding layer by layer, so
+    its int8 SQNR/top-1 say nothing about the quantizer (measured: random MobileNetV2 int8 ~11 dB)."""
+    chosen = overrides.get(target.name) or overrides.get(target.precision)
+    if chosen is None and random_weights and target.precision == "int8":
+        return None
+    return chosen or target.thresholds
+
+
+def run_export(
+    loaded: LoadedModel,
+    targets: list[Target],
+    out_dir: Path,
+    data: DataSplit | None = None,
+    quant: QuantOptions = QuantOptions(),
+    dynamic_batch: bool = False,
+    validate: bool = True,
+    thresholds: dict[str, Thresholds] | None = None,
+    on_stage: Callable[[str], None] = lambda s: None,
+    prepared: Prepared | None = None,
+    cache: dict | None = None,
+) -> ExportRun:
+    """Export ``targets`` in chain order (parents first) and validate them on held-out data.
+
+    Several runs over one model (edgeport.quantization.method_comparison) pass ``prepared``, the model already captured, fused
+    and equalized as ``quant`` asks (prepare(), equalize_prepared()), and ``cache``, the ExportRequest cache they
+    share (the fp32 ONNX model, onnx2tf output, TFLite calibration); the caller then clears that cache."""
+    from edgeport.formats.int8_coverage import coverage_of
+
+    calibration = data.calibration.inputs if data is not None else None
+    if quant.bias_correction and calibration is None:
+        raise UserError("bias correction needs calibration data", "pass --calib (an image folder, fashion-mnist, ...)")
+    if prepared is not None:
+        run = ExportRun(prepared)
+    else:
+        on_stage("capture + fuse")
+        run = ExportRun(prepare(loaded, dynamic_batch))
+    if prepared is None and (quant.cle or quant.bias_correction):
+        on_stage("equalize")
+        run.equalization = equalize_prepared(run.prep, calibration, quant)
+    req = ExportRequest(loaded.name, run.prep.program, run.prep.example, Path(out_dir), dynamic_batch, calibration, quant,
+                        cache if cache is not None else {})
+    order = list(PARENTS)
+    for target in sorted(targets, key=lambda t: order.index(t.name) if t.name in order else len(order)):
+        on_stage(f"export {target.name}")
+        path = target.export(req)
+        dtypes: dict[str, int] = {}
+        if target.precision == "int8":
+            cov = coverage_of(path)
+            dtypes = {"int8": cov.int8_total, "float": cov.float_total}
+            stuck = cov.critical_float()
+            if stuck:  # named as the PyTorch model names them, which is what --allow-float takes
+                from edgeport.exporters.onnx_fp32 import to_onnx
+                from edgeport.formats.layer_names import artifact_names, requested
+
+                names = artifact_names(path, to_onnx(req))
+                stuck = [names.get(n, n) for n in stuck if not requested(n, names.get(n, n), quant.float_fallback)]
+            if stuck:
+                run.int8_problems.append(f"{target.name}: {len(stuck)} compute ops left float: {', '.join(stuck[:5])}")
+        parent = PARENTS.get(target.name, "torch-fused")
+        run.artifacts.append(Artifact.from_file(path, target.name, target.format, dtypes=dtypes, parent=parent, tools=tool_versions()))
+        run.targets.append(target)
+    run.request = req  # with a caller's ``cache``, its fp32 ONNX / onnx2tf / calibrated models stay usable
+    if cache is None:
+        req.cache.clear()  # drop onnx2tf's temporary SavedModel now
+    if validate:
+        on_stage("validate")
+        validate_run(run, data, thresholds)
+    return run
+
+
+def validate_run(run: ExportRun, data: DataSplit | None = None, thresholds: dict[str, Thresholds] | None = None) -> None:
+    """Run each artifact of ``run`` in its runtime on held-out data (synthetic without ``data``) and judge it;
+    fills run.validation, run.validation_data and run.warnings. Also used on artifacts restored from a cache."""
+    loaded = run.prep.loaded
+    val = data.validation if data is not None else Samples(
+        torch.cat(list(sample_inputs.check_set(loaded.input_shape).values())).numpy(), None, "synthetic", True
+    )
+    reference, fused = run.prep.outputs(val.inputs)
+    pairs = [(a, _thresholds(t, thresholds or {}, loaded.random_weights)) for a, t in zip(run.artifacts, run.targets)]
+    if loaded.random_weights and any(t is None for _, t in pairs):
+        run.warnings.append(
+            f"{loaded.name} has random weights: int8 parity is reported but not judged "
+            "(pass --weights, or set --min-sqnr/--min-top1 to judge it anyway)"
+        )
+    run.validation = validate_artifacts(reference, fused, val.inputs, pairs, val.labels, val.source)
+    run.validation_data = val

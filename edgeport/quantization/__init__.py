@@ -1,0 +1,1 @@
+"""Quantization stage: activation ranges, equalization and bias correction, accuracy control, method comparison."""

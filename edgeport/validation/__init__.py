@@ -1,0 +1,1 @@
+"""Validation stage: thresholds, parity against PyTorch, parity records, accuracy evaluation."""

@@ -1,0 +1,162 @@
+"""Parity validation: run every artifact in its own runtime on held-out inputs, compare with the PyTorch
+reference and with the stage it was made from, so a user sees where error enters.
+
+Stages form a chain: torch -> torch-fused -> onnx-fp32 -> {onnx-int8, tflite-fp32 -> {tflite-fp16, tflite-int8}}.
+Each artifact is judged against the torch reference with its target's thresholds; the comparison with its
+parent stage is shown beside it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edgeport.pipeline.artifact import Artifact
+from edgeport.runtimes import open_runtime
+from edgeport.validation.parity import Parity, compare
+
+# Where each target's file is made from; a missing parent falls back to its own parent.
+PARENTS = {
+    "torch-fused": "torch",
+    "onnx-fp32": "torch-fused",
+    "onnx-int8": "onnx-fp32",
+    "tflite-fp32": "onnx-fp32",
+    "tflite-fp16": "tflite-fp32",
+    "tflite-int8": "tflite-fp32",
+}
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """A check passes when (max_abs OK or max_rel OK) and SQNR and top-1 agreement are high enough.
+
+    Any bound left as None is not checked.
+    """
+
+    max_abs: float | None = None
+    max_rel: float | None = None
+    min_sqnr_db: float | None = None
+    min_top1: float | None = None
+
+    def failures(self, p: Parity) -> list[str]:
+        out = []
+        if self.max_abs is not None or self.max_rel is not None:
+            abs_ok = self.max_abs is not None and p.max_abs <= self.max_abs
+            rel_ok = self.max_rel is not None and p.max_rel <= self.max_rel
+            if not (abs_ok or rel_ok):
+                out.append(f"max abs error {p.max_abs:.2e} > {self.max_abs:.0e} (relative {p.max_rel:.2e} > {self.max_rel:.0e})")
+        if self.min_sqnr_db is not None and not p.sqnr_db >= self.min_sqnr_db:
+            out.append(f"SQNR {p.sqnr_db:.1f} dB < {self.min_sqnr_db:g} dB")
+        if self.min_top1 is not None and not p.top1_agreement >= self.min_top1:
+            out.append(f"top-1 agreement {p.top1_agreement:.3f} < {self.min_top1:g}")
+        return out
+
+    def describe(self) -> str:
+        parts = []
+        if self.max_abs is not None:
+            parts.append(f"max|Δ| ≤ {self.max_abs:.0e} or rel ≤ {self.max_rel:.0e}")
+        if self.min_sqnr_db is not None:
+            parts.append(f"SQNR ≥ {self.min_sqnr_db:g} dB")
+        if self.min_top1 is not None:
+            parts.append(f"top-1 ≥ {self.min_top1:g}")
+        return ", ".join(parts)
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+@dataclass
+class StageCheck:
+    stage: str  # the artifact's stage name (its target)
+    against: str  # "torch" (judged) or the parent stage (informational)
+    parity: Parity
+    thresholds: Thresholds | None = None  # None: informational
+    accuracy: float | None = None  # top-1 on labelled held-out data, of this stage
+
+    @property
+    def judged(self) -> bool:
+        return self.thresholds is not None
+
+    @property
+    def failures(self) -> list[str]:
+        return self.thresholds.failures(self.parity) if self.thresholds else []
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def to_dict(self) -> dict:
+        d = {"stage": self.stage, "against": self.against, "judged": self.judged, "passed": self.passed,
+             "failures": self.failures, "accuracy": self.accuracy, **_finite(self.parity.to_dict())}
+        if self.thresholds:
+            d["thresholds"] = self.thresholds.to_dict()
+        return d
+
+
+@dataclass
+class ValidationReport:
+    samples: int
+    source: str
+    reference_accuracy: float | None
+    fused_accuracy: float | None
+    checks: list[StageCheck] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[StageCheck]:
+        return [c for c in self.checks if c.judged and not c.passed]
+
+    def for_stage(self, stage: str) -> list[StageCheck]:
+        return [c for c in self.checks if c.stage == stage]
+
+    def to_dict(self) -> dict:
+        return {
+            "samples": self.samples,
+            "source": self.source,
+            "accuracy": {"torch": self.reference_accuracy, "torch-fused": self.fused_accuracy},
+            "checks": [c.to_dict() for c in self.checks],
+            "passed": not self.failed,
+        }
+
+
+def _finite(d: dict) -> dict:
+    """JSON has no inf: an exact match's SQNR is written as null."""
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
+
+
+def top1_accuracy(outputs: np.ndarray, labels: np.ndarray | None) -> float | None:
+    if labels is None:
+        return None
+    return float(np.mean(np.argmax(outputs.reshape(len(outputs), -1), axis=1) == labels))
+
+
+def parent_stage(stage: str, available: set[str]) -> str:
+    parent = PARENTS.get(stage, "torch-fused")
+    while parent not in available and parent != "torch":
+        parent = PARENTS.get(parent, "torch")
+    return parent
+
+
+def validate_artifacts(
+    reference: np.ndarray,
+    fused: np.ndarray,
+    inputs: np.ndarray,
+    artifacts: list[tuple[Artifact, Thresholds]],
+    labels: np.ndarray | None = None,
+    source: str = "",
+    threads: int = 1,
+) -> ValidationReport:
+    """``reference``/``fused``: torch outputs on ``inputs``; each artifact is run on the same inputs."""
+    outputs = {"torch": reference, "torch-fused": fused}
+    report = ValidationReport(len(inputs), source, top1_accuracy(reference, labels), top1_accuracy(fused, labels))
+    for artifact, _ in artifacts:
+        outputs[artifact.target] = open_runtime(artifact.path, threads=threads).run(inputs)
+    for artifact, thresholds in artifacts:
+        out = outputs[artifact.target]
+        acc = top1_accuracy(out, labels)
+        report.checks.append(StageCheck(artifact.target, "torch", compare(reference, out), thresholds, acc))
+        parent = parent_stage(artifact.target, set(outputs))
+        if parent != "torch":
+            report.checks.append(StageCheck(artifact.target, parent, compare(outputs[parent], out), None, acc))
+    return report

@@ -1,0 +1,214 @@
+"""Top-1/top-5 accuracy of artifacts (in their own runtime) and PyTorch models on a labelled dataset.
+
+Each thing evaluated is a :class:`Subject`: a name, the runtime that runs it, its NCHW input shape, the
+preprocessing its inputs need and a ``run(batch) -> logits`` function. Artifacts run through
+:func:`edgeport.runtimes.open_runtime` exactly as validate and bench run them (a fixed-batch file is fed one
+batch at a time by its runner); PyTorch models run eagerly in float32.
+
+Preprocessing, first match wins: the ``--model`` given on the command line (its checkpoint's edgeport
+metadata or zoo recipe, as export uses it), the ``parity.json`` export wrote beside the artifact (its
+model/weights), else ImageNet's default at the artifact's input size -- said out loud, since it is a guess.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgeport.data.labelled import LabelledData
+from edgeport.data.preprocess import Preprocess
+from edgeport.errors import UsageError, UserError
+
+TOP_K = 5
+TORCH_SUFFIXES = (".pt", ".pth")
+
+
+@dataclass(frozen=True)
+class Subject:
+    name: str
+    format: str  # "onnx", "tflite" or "torch"
+    runtime: str  # e.g. "onnxruntime 1.32.0"
+    input_shape: tuple[int, ...]  # NCHW as the file declares it (batch may be 1)
+    preprocess: Preprocess
+    preprocess_from: str  # where the preprocessing came from, printed with the result
+    run: Callable[[np.ndarray], np.ndarray] = field(repr=False)
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    name: str
+    format: str
+    runtime: str
+    source: str
+    samples: int
+    top1: float
+    top5: float | None  # None when the model has at most TOP_K outputs (top-5 would be trivially 1)
+    per_class_top1: list[float | None]  # per label, None for a class with no samples
+    seconds: float  # wall time of the evaluation loop, preprocessing included
+    preprocess: dict
+    preprocess_from: str
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+# --- where the inputs' shape and preprocessing come from ---------------------------------------------------
+
+
+def nchw_of(shape, fmt: str) -> tuple[int, ...]:
+    """The NCHW input shape of an artifact from its declared input shape (TFLite files from onnx2tf are NHWC)."""
+    dims = [d if isinstance(d, int) and d > 0 else 1 for d in shape]  # symbolic batch -> 1
+    if len(dims) != 4:
+        raise UserError(f"the artifact's input has shape {list(shape)}; edgeport eval handles image models (N, C, H, W)")
+    if fmt == "tflite" and dims[3] in (1, 3) and dims[1] not in (1, 3):
+        return (dims[0], dims[3], dims[1], dims[2])
+    return tuple(dims)
+
+
+def preprocess_from_parity(artifact: Path) -> tuple[Preprocess, str] | None:
+    """The preprocessing of the model that ``parity.json`` beside ``artifact`` says it was exported from."""
+    from edgeport.models import MODELS
+    from edgeport.models import source as model_source
+
+    record_path = artifact.parent / "parity.json"
+    try:
+        record = json.loads(record_path.read_text())
+    except (OSError, ValueError):
+        return None
+    listed = {Path(a.get("path", "")).name for a in record.get("artifacts") or [] if isinstance(a, dict)}
+    if artifact.name not in listed:
+        return None
+    weights, model = record.get("weights"), record.get("model")
+    if weights and Path(weights).is_file():
+        _, meta = model_source.load_checkpoint(Path(weights))
+        if meta.get("preprocess"):
+            return Preprocess.from_dict(meta["preprocess"]), f"{record_path} (checkpoint {Path(weights).name})"
+    if isinstance(model, str) and model in MODELS and MODELS.get(model).preprocess is not None:
+        return MODELS.get(model).preprocess, f"{record_path} (model {model})"
+    return None
+
+
+def default_preprocess(input_shape: tuple[int, ...]) -> Preprocess:
+    """ImageNet mean/std, resize to 1/0.875 of the input then centre crop (LoadedModel's default)."""
+    c, h = input_shape[1], input_shape[-1]
+    return Preprocess(size=h, resize=round(h / 0.875), channels=c)
+
+
+def check_preprocess_fits(pre: Preprocess, input_shape: tuple[int, ...], name: str) -> None:
+    if (pre.channels, pre.size, pre.size) != tuple(input_shape[1:]):
+        raise UserError(
+            f"{name} takes inputs of {tuple(input_shape[1:])} but the preprocessing gives "
+            f"({pre.channels}, {pre.size}, {pre.size})",
+            "pass the --model the artifact was exported from",
+        )
+
+
+# --- subjects ---------------------------------------------------------------------------------------------
+
+
+def open_artifact(path: Path, threads: int, base: tuple[Preprocess, str] | None,
+                  overrides: Callable[[Preprocess], Preprocess]) -> Subject:
+    """An .onnx/.tflite file in its runtime; ``base`` is the --model's preprocessing (or None)."""
+    from edgeport.runtimes import open_runtime
+
+    if not path.is_file():
+        raise UserError(f"{path} does not exist")
+    runner = open_runtime(path, threads=threads)
+    fmt = path.suffix.lower().lstrip(".")
+    declared = runner.input_shape if fmt == "onnx" else [int(d) for d in runner.input["shape"]]
+    shape = nchw_of(declared, fmt)
+    found = base or preprocess_from_parity(path)
+    if found is None:
+        found = (default_preprocess(shape), "ImageNet default at the artifact's input size (no --model, no parity.json)")
+    pre = overrides(found[0])
+    check_preprocess_fits(pre, shape, path.name)
+    return Subject(str(path), fmt, f"{runner.name} {runner.version}", shape, pre, found[1], runner.run)
+
+
+def open_torch(loaded, threads: int, label: str, overrides: Callable[[Preprocess], Preprocess]) -> Subject:
+    """A LoadedModel (edgeport.models.source) run eagerly in float32."""
+    import torch
+
+    from edgeport.runtimes.torch_runner import run_module
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        prev = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            return run_module(loaded.module, torch.from_numpy(np.ascontiguousarray(batch))).numpy()
+        finally:
+            torch.set_num_threads(prev)
+
+    pre = overrides(loaded.data_preprocess())
+    check_preprocess_fits(pre, loaded.input_shape, label)
+    source = f"checkpoint {loaded.weights.name}" if loaded.weights else f"model {loaded.name}"
+    return Subject(label, "torch", f"torch {torch.__version__}", tuple(loaded.input_shape), pre, source, run)
+
+
+def torch_artifact(path: Path, model: str | None):
+    """A .pt/.pth checkpoint as a LoadedModel: the zoo model named in its edgeport metadata, else ``model``."""
+    from edgeport.models import source as model_source
+
+    _, meta = model_source.load_checkpoint(path)
+    ref = meta.get("model") or model
+    if not ref:
+        raise UsageError(f"{path} does not say which model it belongs to", "add --model NAME (zoo name or module:factory)")
+    return model_source.load(ref, weights=path)
+
+
+# --- the evaluation loop ----------------------------------------------------------------------------------
+
+
+def check_outputs(logits: np.ndarray, data: LabelledData, name: str) -> None:
+    """A class count that does not match the model's outputs is a user error, not a low accuracy."""
+    if logits.ndim != 2:
+        raise UserError(f"{name} outputs shape {logits.shape[1:]} per sample; eval needs one score per class")
+    k = logits.shape[1]
+    if data.classes is not None and len(data.classes) != k:
+        raise UserError(
+            f"{data.source} has {len(data.classes)} classes but {Path(name).name} outputs {k} scores",
+            "evaluate on data labelled with the model's own classes",
+        )
+    top = int(data.labels.max(initial=0))
+    if top >= k:
+        raise UserError(f"{data.source} has label {top} but {Path(name).name} outputs only {k} scores",
+                        "labels must be class indices 0..outputs-1")
+
+
+def evaluate(subject: Subject, data: LabelledData, batch: int = 256,
+             advance: Callable[[int], None] = lambda n: None) -> EvalResult:
+    """Run ``subject`` over every sample of ``data``; ``advance(n)`` after each batch (progress bars)."""
+    if batch < 1:
+        raise UsageError(f"batch size {batch} must be at least 1")
+    t0 = time.perf_counter()
+    hit1 = np.zeros(len(data), bool)
+    hit5 = np.zeros(len(data), bool)
+    k = None
+    done = 0
+    for x, y in data.batches(subject.preprocess, subject.input_shape, batch):
+        logits = np.asarray(subject.run(x), dtype=np.float32)
+        if k is None:
+            check_outputs(logits, data, subject.name)
+            k = logits.shape[1]
+        if len(logits) != len(y):
+            raise UserError(f"{subject.name} returned {len(logits)} results for {len(y)} inputs")
+        # argsort, not argpartition: ties resolve like argmax (lowest index first), so top-1 == argmax
+        order = np.argsort(-logits, axis=1, kind="stable")[:, :TOP_K]
+        hit1[done : done + len(y)] = order[:, 0] == y
+        hit5[done : done + len(y)] = (order == y[:, None]).any(axis=1)
+        done += len(y)
+        advance(len(y))
+    seconds = time.perf_counter() - t0
+    n_classes = max(k or 0, int(data.labels.max(initial=0)) + 1)
+    per_class = [float(hit1[data.labels == c].mean()) if (data.labels == c).any() else None for c in range(n_classes)]
+    return EvalResult(
+        name=subject.name, format=subject.format, runtime=subject.runtime, source=data.source, samples=len(data),
+        top1=float(hit1.mean()), top5=float(hit5.mean()) if k is not None and k > TOP_K else None,
+        per_class_top1=per_class, seconds=seconds, preprocess=subject.preprocess.to_dict(),
+        preprocess_from=subject.preprocess_from,
+    )
