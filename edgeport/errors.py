@@ -41,6 +41,11 @@ class UsageError(EdgeportError):
     exit_code = EXIT_USAGE
 
 
+class BadOption(UsageError, UserError):
+    """An option (CLI flag, recipe key or API argument) outside its closed set of values: a usage error
+    (exit 2) that ``except UserError`` also catches, since the value came from the user."""
+
+
 class UnsupportedOp(EdgeportError):
     """The model uses an op that a target cannot express."""
 

@@ -35,6 +35,10 @@ class Registry(Generic[T]):
             hint = f"did you mean: {', '.join(close)}?" if close else f"known: {', '.join(self._entries)}"
             raise UserError(f"unknown {self.kind} {name!r}", hint) from None
 
+    def remove(self, name: str) -> T:
+        """Take an entry out again (a plug-in unloaded, a test's temporary registration)."""
+        return self._entries.pop(name)
+
     def names(self) -> list[str]:
         return list(self._entries)
 

@@ -33,13 +33,10 @@ class DeviceResult:
 def nchw_inputs(artifact: Path, n: int = PARITY_SAMPLES) -> np.ndarray:
     """A seeded image-like NCHW batch shaped for ``artifact`` (from its input, NHWC .tflite read as NCHW)."""
     from edgeport.data import sample_inputs
+    from edgeport.formats import format_of
 
-    runner = open_runtime(artifact)
-    if hasattr(runner, "input_shape"):  # onnx: NCHW, symbolic dims as 1
-        shape = tuple(d if isinstance(d, int) else 1 for d in runner.input_shape)
-    else:
-        nhwc = tuple(int(d) for d in runner.input["shape"])
-        shape = (nhwc[0], nhwc[3], nhwc[1], nhwc[2]) if len(nhwc) == 4 else nhwc
+    fmt = format_of(artifact)
+    shape = fmt.input_nchw(fmt.open_runner(artifact).input_shape)
     return sample_inputs.image_like(shape, n).numpy().astype(np.float32)
 
 

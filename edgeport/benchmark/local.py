@@ -65,11 +65,16 @@ def median_ci(samples: list[float], z: float = 1.96) -> tuple[float, float]:
 
 
 def target_of_name(path: Path) -> str:
-    """``model.int8.tflite`` -> ``tflite-int8`` (edgeport's naming); otherwise the format."""
+    """``model.int8.tflite`` -> ``tflite-int8`` (edgeport's naming: a registered target); otherwise the format."""
+    from edgeport.exporters import TARGETS, load_all
+    from edgeport.formats import format_of
+
+    load_all()
+    fmt = format_of(path).name
     parts = path.name.split(".")
-    if len(parts) >= 3 and parts[-2] in ("fp32", "fp16", "int8"):
-        return f"{parts[-1]}-{parts[-2]}"
-    return path.suffix.lstrip(".")
+    if len(parts) >= 3 and f"{fmt}-{parts[-2]}" in TARGETS:
+        return f"{fmt}-{parts[-2]}"
+    return fmt
 
 
 def time_calls(invoke, warmup: int = 5, min_runs: int = 30, budget_s: float = 5.0,

@@ -22,9 +22,9 @@ import numpy as np
 
 from edgeport.benchmark.devices import RUNNER_SCRIPT, DeviceRun, DeviceSpec
 from edgeport.errors import RuntimeMissing, UserError
+from edgeport.formats import format_of
 
 # The device side needs numpy and the artifact's runtime; pip names and the import names.
-_RUNTIMES = {".tflite": ("ai_edge_litert", "ai-edge-litert"), ".onnx": ("onnxruntime", "onnxruntime")}
 
 # Run on the device with its own python (stdin): what is installed, and a scratch directory when it can run.
 _PROBE = r"""
@@ -113,9 +113,10 @@ class SshDevice:
         """Fail fast (typed error) when the host cannot be reached or refuses the key."""
         self._ssh("true")
 
-    def probe(self, suffix: str) -> dict:
-        """The device's python version, machine, missing modules, and a scratch directory when nothing is missing."""
-        module, package = _RUNTIMES[suffix]
+    def probe(self, fmt) -> dict:
+        """The device's python version, machine, missing modules (numpy and ``fmt``'s runtime, a FileFormat), and
+        a scratch directory when nothing is missing."""
+        module, package = fmt.runtime_module, fmt.runtime_package
         res = self._ssh(self.remote_python + " -", stdin=_PROBE % (["numpy", module],), timeout=self.connect_timeout + 30)
         line = next((l for l in res.stdout.splitlines() if l.startswith("EDGEPORT-PROBE ")), None)
         if line is None:
@@ -135,9 +136,10 @@ class SshDevice:
 
     def run(self, artifact: Path, inputs: np.ndarray, threads: int) -> DeviceRun:
         artifact = Path(artifact)
-        if artifact.suffix.lower() not in _RUNTIMES:
-            raise UserError(f"cannot run {artifact.name} on a device", "edgeport runs .onnx and .tflite files")
-        info = self.probe(artifact.suffix.lower())
+        fmt = format_of(artifact)
+        if not fmt.runtime_module:
+            raise UserError(f"cannot run {artifact.name} on a device", f"{fmt.name} files have no device runtime")
+        info = self.probe(fmt)
         remote = info["tmp"]
         q = shlex.quote
         try:

@@ -38,9 +38,6 @@ def eval_(
     max_drop: float = typer.Option(None, "--max-drop", help="Exit 3 if any artifact's top-1 is more than this many points below the --model (float) result."),
 ) -> None:
     """Top-1/top-5 accuracy of each artifact, in its own runtime, with the model's preprocessing."""
-    from dataclasses import replace
-
-    from edgeport.data import labelled
     from edgeport.validation import evaluation
 
     artifacts = list(artifacts or [])
@@ -54,25 +51,11 @@ def eval_(
         raise UsageError("--min-top1 is a percentage (0-100) and --max-drop a number of points >= 0")
     overrides = lambda pre: opt.preprocess_overrides(pre, mean, std, scale_127, bgr)  # noqa: E731
 
-    dataset = labelled.load(data)
-    if limit is not None:
-        dataset = replace(dataset, labels=dataset.labels[:limit],
-                          images=None if dataset.images is None else dataset.images[:limit],
-                          files=None if dataset.files is None else dataset.files[:limit])
+    dataset = evaluation.labelled_data(data, limit)
     console.print(f"data: {dataset.source}, {len(dataset)} labelled samples"
                   + (f", {len(dataset.classes)} classes" if dataset.classes else ""))
-
-    subjects = []
-    base = None
-    if model is not None:
-        loaded = opt.load_model(model, weights, input_shape, num_classes, width)
-        subjects.append(evaluation.open_torch(loaded, threads, f"{loaded.name} (torch)", overrides))
-        base = (loaded.data_preprocess(), f"--model {loaded.name}")
-    for path in artifacts:
-        if path.suffix.lower() in evaluation.TORCH_SUFFIXES:
-            subjects.append(evaluation.open_torch(evaluation.torch_artifact(path, model), threads, str(path), overrides))
-        else:
-            subjects.append(evaluation.open_artifact(path, threads, base, overrides))
+    loaded = opt.load_model(model, weights, input_shape, num_classes, width) if model is not None else None
+    subjects = evaluation.open_subjects(artifacts, loaded, threads, overrides, model_ref=model)
 
     results = []
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

@@ -10,14 +10,15 @@ from edgeport.cli import model_options as opt
 from edgeport.cli import render
 from edgeport.cli.console import StageReporter
 from edgeport.cli.console import make as make_console
-from edgeport.errors import ParityFailed
+from edgeport.errors import ParityFailed, UsageError, UserError
+from edgeport.quantization.options import CALIBRATION_METHODS, help_list
 
 console = make_console()
 
 
 def export(
     model: str = opt.MODEL,
-    target: str = typer.Option("onnx-fp32", "--target", "-t", help="Comma-separated: onnx-fp32, onnx-int8, tflite-fp32, tflite-fp16, tflite-int8."),
+    target: str = opt.TARGET,
     out: Path = typer.Option(Path("artifacts"), "--out", "-o", help="Folder for the artifacts and parity.json."),
     weights: Path = opt.WEIGHTS,
     input_shape: str = opt.INPUT_SHAPE,
@@ -27,13 +28,13 @@ def export(
     calib_samples: int = opt.CALIB_SAMPLES,
     val_samples: int = opt.VAL_SAMPLES,
     seed: int = opt.SEED,
-    calib_method: str = typer.Option("minmax", "--calib-method", help="int8 activation ranges (onnx-int8 and tflite-int8): minmax, percentile (99.99), entropy (KL) or mse; compare them with `edgeport quantize --compare-methods`."),
+    calib_method: str = typer.Option("minmax", "--calib-method", help=f"int8 activation ranges (onnx-int8 and tflite-int8): {help_list(CALIBRATION_METHODS)}; compare them with `edgeport quantize --compare-methods`.", rich_help_panel=opt.QUANT_PANEL),
     io_dtype: str = opt.IO_DTYPE,
-    allow_float: list[str] = typer.Option([], "--allow-float", help="Layer allowed to stay float in int8 targets (repeatable)."),
-    deploy: str = typer.Option(None, "--deploy", help="onnx-int8 settings measured best on that architecture: x86 (default behaviour), arm64 (dot-product cores: Pi 5) or arm64-nodot (Pi 4); README: ONNX int8 on arm64."),
-    onnx_format: str = typer.Option(None, "--onnx-format", help="onnx-int8 format: qdq (default) or qoperator (QLinearConv...); overrides --deploy."),
-    onnx_activations: str = typer.Option(None, "--onnx-activations", help="onnx-int8 activations: s8 (default) or u8; weights stay int8; overrides --deploy."),
-    onnx_reduce_range: str = typer.Option(None, "--onnx-reduce-range", help="onnx-int8 7-bit weights: auto (from this CPU, default), on or off; overrides --deploy."),
+    allow_float: list[str] = opt.ALLOW_FLOAT,
+    deploy: str = opt.DEPLOY,
+    onnx_format: str = opt.ONNX_FORMAT,
+    onnx_activations: str = opt.ONNX_ACTIVATIONS,
+    onnx_reduce_range: str = opt.ONNX_REDUCE_RANGE,
     cle: bool = opt.CLE,
     bias_correction: bool = opt.BIAS_CORRECTION,
     mean: str = opt.MEAN,
@@ -48,60 +49,51 @@ def export(
     per_layer: bool = typer.Option(False, "--per-layer", help="Diagnose int8 targets layer by layer on the validation data: print the 10 worst layers, write per_layer.json."),
 ) -> None:
     """Export a model to edge formats; exit 3 if an artifact does not match PyTorch or an int8 graph is not int8."""
-    from edgeport.errors import UsageError, UserError
-    from edgeport.exporters import QuantOptions, parse_targets
-    from edgeport.pipeline.export_flow import run_export
-    from edgeport.validation import parity_file
+    from edgeport import api
+    from edgeport.exporters import parse_targets
+    from edgeport.quantization.options import QuantOptions, check_choice, deploy_options
 
     targets = parse_targets(target)
-    from edgeport.quantization.ranges import METHODS
-
-    if calib_method not in METHODS:
-        raise UsageError(f"unknown --calib-method {calib_method!r}", f"choose {', '.join(METHODS)}")
-    from edgeport.exporters.onnx_int8 import deploy_options
-
+    check_choice(calib_method, CALIBRATION_METHODS, "--calib-method", "calibration method")
     if bias_correction and not calib:
         raise UserError("--bias-correction needs calibration data", "add --calib (an image folder, fashion-mnist, ...)")
     quant = QuantOptions(method=calib_method, io_dtype=io_dtype, float_fallback=tuple(allow_float), cle=cle,
                          bias_correction=bias_correction)
     quant = deploy_options(quant, deploy, onnx_format=onnx_format, onnx_activations=onnx_activations,
                            onnx_reduce_range=onnx_reduce_range)
-    for flag, value, allowed in (("--onnx-format", quant.onnx_format, ("qdq", "qoperator")), ("--onnx-activations", quant.onnx_activations, ("s8", "u8")),
-                                 ("--onnx-reduce-range", quant.onnx_reduce_range, ("auto", "on", "off"))):
-        if value not in allowed:
-            raise UsageError(f"unknown {flag} {value!r}", f"choose {', '.join(allowed)}")
     if per_layer:
         _check_per_layer(targets, quant, calib)
     diag_cache: dict | None = {} if per_layer else None  # keeps the fp32 ONNX / onnx2tf models for the diagnosis
+    if calib == "synthetic":
+        opt.warn_synthetic(console)
     with StageReporter(console, f"loading {model}") as status:
-        loaded = opt.load_model(model, weights, input_shape, num_classes, width)
-        if calib:
-            status.update(f"{loaded.name}: reading calibration data ({calib})")
-        data = opt.load_data(loaded, calib, calib_samples, val_samples, seed, mean, std, scale_127, bgr, console)
-        run = run_export(
-            loaded, targets, out, data=data, quant=quant, dynamic_batch=dynamic_batch, validate=validate,
-            thresholds=opt.threshold_overrides(min_sqnr, min_top1, max_abs),
-            on_stage=lambda s: status.update(f"{loaded.name}: {s}"), cache=diag_cache,
-        )
-        diagnosis = None
-        if per_layer:
-            from edgeport.diagnose.per_layer import diagnose_run
+        try:
+            result = api.export(
+                model, [t.name for t in targets], out=out, weights=weights, input_shape=opt.shape(input_shape),
+                num_classes=num_classes, width=width, calib=calib, calib_samples=calib_samples, val_samples=val_samples,
+                seed=seed, preprocess=opt.preprocess_changes(mean, std, scale_127, bgr), quant=quant,
+                dynamic_batch=dynamic_batch, validate=validate, thresholds=opt.threshold_overrides(min_sqnr, min_top1, max_abs),
+                strict=False, delegation=False, on_stage=status.update, cache=diag_cache,
+            )
+            run = result.run
+            diagnosis = None
+            if per_layer:
+                from edgeport.diagnose.per_layer import diagnose_run
 
-            status.update(f"{loaded.name}: per-layer diagnosis")
-            val = run.validation_data or data.validation
-            try:
+                status.update(f"{result.model}: per-layer diagnosis")
+                val = run.validation_data
                 diagnosis = diagnose_run(run, val.inputs, val.source)
-            finally:
+        finally:
+            if diag_cache is not None:
                 diag_cache.clear()
     render.fusion(console, run.prep)
     render.artifacts(console, run.artifacts, run.int8_problems)
     render.validation(console, run.validation)
     for w in run.warnings:
         console.print(f"[bold yellow]WARNING:[/] {w}")
-    if data is None and validate:
+    if calib is None and validate:
         console.print("[yellow]no --calib: validated on synthetic inputs only[/]")
-    path = parity_file.write(out, parity_file.build(run, data, quant))
-    console.print(f"wrote {path}")
+    console.print(f"wrote {result.parity_file}")
     if diagnosis is not None:
         from edgeport.cli import per_layer_view
         from edgeport.diagnose import per_layer as layer_diagnosis
@@ -112,12 +104,10 @@ def export(
         raise ParityFailed(run.int8_problems[0], "allow named layers with --allow-float, or see `edgeport inspect`")
     if run.validation is not None and run.validation.failed:
         c = run.validation.failed[0]
-        raise ParityFailed(f"{c.stage} vs {c.against}: {'; '.join(c.failures)}", f"see {path}")
+        raise ParityFailed(f"{c.stage} vs {c.against}: {'; '.join(c.failures)}", f"see {result.parity_file}")
 
 
 def _check_per_layer(targets, quant, calib) -> None:
-    from edgeport.errors import UsageError, UserError
-
     if not any(t.precision == "int8" for t in targets):
         raise UsageError("--per-layer diagnoses int8 targets, and none is asked for", "add onnx-int8 or tflite-int8 to --target")
     if not calib:

@@ -1,4 +1,6 @@
-"""Options shared by commands that take a model and data: how they turn into a LoadedModel and a DataSplit."""
+"""Options shared by the commands that take a model, data, quantization settings and thresholds: each is
+defined once here (help grouped in panels so ``--help`` reads at 80 columns) and turned into the keyword
+arguments of the edgeport API (edgeport.api)."""
 
 from __future__ import annotations
 
@@ -8,26 +10,56 @@ import typer
 from rich.console import Console
 
 from edgeport.errors import UsageError
+from edgeport.quantization.options import DEPLOY_PRESETS, IO_DTYPES, ONNX_ACTIVATIONS, ONNX_FORMATS, REDUCE_RANGE, help_list
 
-MODEL = typer.Option(..., "--model", "-m", help="Zoo name (see `edgeport models`), pkg.module:factory or path/file.py:factory.")
-WEIGHTS = typer.Option(None, "--weights", "-w", help="Checkpoint (state dict, or dict with state_dict/model), loaded with weights_only=True.")
-INPUT_SHAPE = typer.Option(None, "--input-shape", help="N,C,H,W (default: the zoo model's or checkpoint's own).")
-NUM_CLASSES = typer.Option(None, "--num-classes", help="Build a zoo model with this many classes.")
-WIDTH = typer.Option(None, "--width", help="Width multiplier for a zoo model (its builder's width_mult).")
-CALIB = typer.Option(None, "--calib", help="Calibration/validation data: image folder, .npy/.npz, fashion-mnist, or synthetic.")
-CALIB_SAMPLES = typer.Option(200, "--calib-samples", help="Calibration samples (seeded, deterministic).")
-VAL_SAMPLES = typer.Option(500, "--val-samples", help="Held-out validation samples, disjoint from calibration.")
-SEED = typer.Option(0, "--seed", help="Seed for choosing samples.")
-CLE = typer.Option(False, "--cle/--no-cle", help="Cross-layer equalization (DFQ) of the fused graph before export; ReLU6 in equalized pairs becomes ReLU.")
-BIAS_CORRECTION = typer.Option(False, "--bias-correction/--no-bias-correction", help="Correct each layer's bias for the mean error of its int8 weights, measured on --calib data.")
-MEAN = typer.Option(None, "--mean", help="Preprocessing mean per channel on [0,1], e.g. 0.485,0.456,0.406.")
-STD = typer.Option(None, "--std", help="Preprocessing std per channel, e.g. 0.229,0.224,0.225.")
-SCALE_127 = typer.Option(False, "--scale-127", help="Preprocess as (x - 127) / 128 instead of mean/std.")
-BGR = typer.Option(False, "--bgr", help="Feed channels in BGR order.")
-IO_DTYPE = typer.Option("int8", "--io-dtype", help="tflite-int8 input/output: int8, uint8 or float32 (int8 inside).")
-MIN_SQNR = typer.Option(None, "--min-sqnr", help="int8 threshold: minimum SQNR in dB vs PyTorch (default 15).")
-MIN_TOP1 = typer.Option(None, "--min-top1", help="int8 threshold: minimum top-1 agreement with PyTorch (default 0.9).")
-MAX_ABS = typer.Option(None, "--max-abs", help="fp32 threshold: maximum abs error vs PyTorch (default 1e-4).")
+MODEL_PANEL = "Model"
+DATA_PANEL = "Data and preprocessing"
+QUANT_PANEL = "Quantization (int8 targets)"
+CHECK_PANEL = "Thresholds"
+
+
+def _target_help() -> str:
+    from edgeport.exporters import target_names
+
+    return f"Comma-separated targets: {', '.join(target_names())}."
+
+
+MODEL = typer.Option(..., "--model", "-m", help="Zoo name (see `edgeport models`), pkg.module:factory, path/file.py:factory or a torch.export .pt2.",
+                     rich_help_panel=MODEL_PANEL)
+WEIGHTS = typer.Option(None, "--weights", "-w", help="Checkpoint (state dict, or dict with state_dict/model), loaded with weights_only=True.",
+                       rich_help_panel=MODEL_PANEL)
+INPUT_SHAPE = typer.Option(None, "--input-shape", help="N,C,H,W (default: the zoo model's or checkpoint's own).", rich_help_panel=MODEL_PANEL)
+NUM_CLASSES = typer.Option(None, "--num-classes", help="Build a zoo model with this many classes.", rich_help_panel=MODEL_PANEL)
+WIDTH = typer.Option(None, "--width", help="Width multiplier for a zoo model (its builder's width_mult).", rich_help_panel=MODEL_PANEL)
+TARGET = typer.Option("onnx-fp32", "--target", "-t", help=_target_help())
+CALIB = typer.Option(None, "--calib", help="Calibration/validation data: image folder, .npy/.npz, fashion-mnist, or synthetic.",
+                     rich_help_panel=DATA_PANEL)
+CALIB_SAMPLES = typer.Option(200, "--calib-samples", help="Calibration samples (seeded, deterministic).", rich_help_panel=DATA_PANEL)
+VAL_SAMPLES = typer.Option(500, "--val-samples", help="Held-out validation samples, disjoint from calibration.", rich_help_panel=DATA_PANEL)
+SEED = typer.Option(0, "--seed", help="Seed for choosing samples.", rich_help_panel=DATA_PANEL)
+MEAN = typer.Option(None, "--mean", help="Preprocessing mean per channel on [0,1], e.g. 0.485,0.456,0.406.", rich_help_panel=DATA_PANEL)
+STD = typer.Option(None, "--std", help="Preprocessing std per channel, e.g. 0.229,0.224,0.225.", rich_help_panel=DATA_PANEL)
+SCALE_127 = typer.Option(False, "--scale-127", help="Preprocess as (x - 127) / 128 instead of mean/std.", rich_help_panel=DATA_PANEL)
+BGR = typer.Option(False, "--bgr", help="Feed channels in BGR order.", rich_help_panel=DATA_PANEL)
+CLE = typer.Option(False, "--cle/--no-cle", help="Cross-layer equalization (DFQ) of the fused graph before export; ReLU6 in equalized pairs becomes ReLU.",
+                   rich_help_panel=QUANT_PANEL)
+BIAS_CORRECTION = typer.Option(False, "--bias-correction/--no-bias-correction",
+                               help="Correct each layer's bias for the mean error of its int8 weights, measured on --calib data.",
+                               rich_help_panel=QUANT_PANEL)
+IO_DTYPE = typer.Option("int8", "--io-dtype", help=f"tflite-int8 input/output: {help_list(IO_DTYPES)} (int8 inside).", rich_help_panel=QUANT_PANEL)
+ALLOW_FLOAT = typer.Option([], "--allow-float", help="Layer allowed to stay float in int8 targets (repeatable).", rich_help_panel=QUANT_PANEL)
+DEPLOY = typer.Option(None, "--deploy", help=f"onnx-int8 settings measured best on that architecture: {help_list(DEPLOY_PRESETS)} "
+                      "(x86 is the default behaviour; arm64: dot-product cores, Pi 5; arm64-nodot: Pi 4); docs/arm.md.",
+                      rich_help_panel=QUANT_PANEL)
+ONNX_FORMAT = typer.Option(None, "--onnx-format", help=f"onnx-int8 format: {help_list(ONNX_FORMATS)} (default qdq); overrides --deploy.",
+                           rich_help_panel=QUANT_PANEL)
+ONNX_ACTIVATIONS = typer.Option(None, "--onnx-activations", help=f"onnx-int8 activations: {help_list(ONNX_ACTIVATIONS)} (default s8); "
+                                "weights stay int8; overrides --deploy.", rich_help_panel=QUANT_PANEL)
+ONNX_REDUCE_RANGE = typer.Option(None, "--onnx-reduce-range", help=f"onnx-int8 7-bit weights: {help_list(REDUCE_RANGE)} "
+                                 "(auto: from this CPU, the default); overrides --deploy.", rich_help_panel=QUANT_PANEL)
+MIN_SQNR = typer.Option(None, "--min-sqnr", help="int8 threshold: minimum SQNR in dB vs PyTorch (default 15).", rich_help_panel=CHECK_PANEL)
+MIN_TOP1 = typer.Option(None, "--min-top1", help="int8 threshold: minimum top-1 agreement with PyTorch (default 0.9).", rich_help_panel=CHECK_PANEL)
+MAX_ABS = typer.Option(None, "--max-abs", help="fp32 threshold: maximum abs error vs PyTorch (default 1e-4).", rich_help_panel=CHECK_PANEL)
 
 
 def _floats(text: str | None, flag: str) -> tuple[float, ...] | None:
@@ -39,41 +71,50 @@ def _floats(text: str | None, flag: str) -> tuple[float, ...] | None:
         raise UsageError(f"{flag} {text!r} is not a comma-separated list of numbers") from None
 
 
+def shape(text: str | None) -> tuple[int, ...] | None:
+    """``--input-shape 1,3,224,224`` -> a tuple (None if not given)."""
+    from edgeport.models import source
+
+    return source.parse_shape(text) if text else None
+
+
 def load_model(model: str, weights: Path | None, input_shape: str | None, num_classes: int | None, width: float | None):
-    from edgeport.models import source as model_source
+    from edgeport import api
 
-    shape = model_source.parse_shape(input_shape) if input_shape else None
-    kwargs = {k: v for k, v in {"num_classes": num_classes, "width_mult": width}.items() if v is not None}
-    return model_source.load(model, weights=weights, input_shape=shape, **kwargs)
+    return api.load_model(model, weights=weights, input_shape=shape(input_shape), num_classes=num_classes, width=width)
 
 
-def preprocess_overrides(pre, mean, std, scale_127, bgr):
-    """``pre`` with the --mean/--std/--scale-127/--bgr flags applied (unchanged where a flag is not given)."""
-    from dataclasses import replace
-
+def preprocess_changes(mean, std, scale_127, bgr) -> dict:
+    """The --mean/--std/--scale-127/--bgr flags as Preprocess field changes (only the flags given)."""
     changes = {"mean": _floats(mean, "--mean"), "std": _floats(std, "--std")}
     changes = {k: v for k, v in changes.items() if v is not None}
     if scale_127:
         changes["scale"] = "127"
     if bgr:
         changes["bgr"] = True
-    return replace(pre, **changes)
+    return changes
+
+
+def preprocess_overrides(pre, mean, std, scale_127, bgr):
+    """``pre`` with the --mean/--std/--scale-127/--bgr flags applied (unchanged where a flag is not given)."""
+    from dataclasses import replace
+
+    return replace(pre, **preprocess_changes(mean, std, scale_127, bgr))
+
+
+def warn_synthetic(console: Console) -> None:
+    console.print("[bold yellow]WARNING: --calib synthetic: calibration and validation use generated images; "
+                  "int8 scales and every accuracy number below say nothing about real data.[/]")
 
 
 def load_data(loaded, calib, calib_samples, val_samples, seed, mean, std, scale_127, bgr, console: Console):
     """The calibration/validation split for ``loaded`` (None without --calib), with the model's preprocessing."""
-    from edgeport.data import calibration
+    from edgeport import api
 
-    if calib is None:
-        return None
-    pre = preprocess_overrides(loaded.data_preprocess(), mean, std, scale_127, bgr)
     if calib == "synthetic":
-        console.print("[bold yellow]WARNING: --calib synthetic: calibration and validation use generated images; "
-                      "int8 scales and every accuracy number below say nothing about real data.[/]")
-    split = calibration.load(calib, pre, loaded.input_shape, calib_samples, val_samples, seed)
-    for part in (split.calibration, split.validation):
-        calibration.check_fits(part, loaded.input_shape)
-    return split
+        warn_synthetic(console)
+    return api.load_data(loaded, calib, calib_samples=calib_samples, val_samples=val_samples, seed=seed,
+                         preprocess=preprocess_changes(mean, std, scale_127, bgr))
 
 
 def threshold_overrides(min_sqnr, min_top1, max_abs) -> dict:

@@ -15,20 +15,6 @@ from edgeport.errors import ParityFailed, UserError
 console = make_console()
 
 
-def target_of(path: Path) -> str:
-    """The target a file belongs to, read from its graph: int8 compute ops, fp16 weights, or fp32."""
-    from edgeport.formats.graph_summary import summarize
-    from edgeport.formats.int8_coverage import coverage_of
-
-    summary = summarize(path)
-    fmt = summary.format
-    if coverage_of(path).int8_total > 0:
-        return f"{fmt}-int8"
-    if summary.weight_dtypes.get("float16", 0) > summary.weight_dtypes.get("float32", 0):
-        return f"{fmt}-fp16"
-    return f"{fmt}-fp32"
-
-
 def validate(
     artifacts: list[Path] = typer.Argument(..., help=".onnx/.tflite files exported from --model."),
     model: str = opt.MODEL,
@@ -49,44 +35,29 @@ def validate(
     report: Path = typer.Option(None, "--report", help="Where to write parity.json (default: beside the first artifact)."),
 ) -> None:
     """Run each artifact in its own runtime on held-out data and compare with PyTorch; exit 3 on a failed threshold."""
-    from edgeport.exporters import TARGETS, load_all
-    from edgeport.pipeline.artifact import Artifact
-    from edgeport.pipeline.export_flow import ExportRun, prepare
-    from edgeport.validation import parity_file
-    from edgeport.validation.checks import validate_artifacts
+    from edgeport import api
 
-    load_all()
     for a in artifacts:
         if not a.is_file():
             raise UserError(f"{a} does not exist")
+    if calib in (None, "synthetic"):  # validation then runs on generated images
+        opt.warn_synthetic(console)
     with StageReporter(console, f"loading {model}") as status:
-        loaded = opt.load_model(model, weights, input_shape, num_classes, width)
-        status.update("preparing data")
-        data = opt.load_data(loaded, calib or "synthetic", 1, val_samples, seed, mean, std, scale_127, bgr, console)
-        status.update("capture + fuse")
-        prep = prepare(loaded)
-        overrides = opt.threshold_overrides(min_sqnr, min_top1, max_abs)
-        run = ExportRun(prep)
-        pairs = []
-        for path in artifacts:
-            target = TARGETS.get(target_of(path))
-            art = Artifact.from_file(path, target.name, target.format)
-            run.artifacts.append(art)
-            run.targets.append(target)
-            pairs.append((art, overrides.get(target.precision) or target.thresholds))
-        status.update("running artifacts")
-        val = data.validation
-        reference, fused = prep.outputs(val.inputs)
-        run.validation = validate_artifacts(reference, fused, val.inputs, pairs, val.labels, val.source)
-    render.fusion(console, prep)
+        result = api.validate(
+            artifacts, model, weights=weights, input_shape=opt.shape(input_shape), num_classes=num_classes, width=width,
+            calib=calib, val_samples=val_samples, seed=seed, preprocess=opt.preprocess_changes(mean, std, scale_127, bgr),
+            thresholds=opt.threshold_overrides(min_sqnr, min_top1, max_abs), report=report, strict=False,
+            on_stage=status.update,
+        )
+    run = result.run
+    render.fusion(console, run.prep)
     render.artifacts(console, run.artifacts, [])
     render.validation(console, run.validation)
     _warn_left_out_of_fast_path(artifacts)
-    path = parity_file.write(report or artifacts[0].parent, parity_file.build(run, data))
-    console.print(f"wrote {path}")
+    console.print(f"wrote {result.parity_file}")
     if run.validation.failed:
         c = run.validation.failed[0]
-        raise ParityFailed(f"{c.stage} vs {c.against}: {'; '.join(c.failures)}", f"see {path}")
+        raise ParityFailed(f"{c.stage} vs {c.against}: {'; '.join(c.failures)}", f"see {result.parity_file}")
 
 
 def _warn_left_out_of_fast_path(artifacts: list[Path]) -> None:

@@ -156,3 +156,22 @@ def check_fits(samples: Samples, input_shape: tuple[int, ...]) -> None:
         )
     if not np.all(np.isfinite(samples.inputs)):
         raise UserError(f"{samples.source} contains NaN or infinite values")
+
+
+def for_model(loaded, calib: str, calib_samples: int = DEFAULT_CALIBRATION, val_samples: int = DEFAULT_VALIDATION, seed: int = 0,
+              preprocess: dict | None = None) -> DataSplit:
+    """The calibration/validation split of ``calib`` for a LoadedModel, with the model's own preprocessing
+    (``preprocess`` overrides some of its fields: mean, std, scale, bgr...), checked against its input shape."""
+    from dataclasses import fields, replace
+
+    pre = loaded.data_preprocess()
+    if preprocess:
+        known = {f.name for f in fields(pre)}
+        unknown = sorted(set(preprocess) - known)
+        if unknown:
+            raise UserError(f"unknown preprocessing field {', '.join(unknown)}", f"choose from {', '.join(sorted(known))}")
+        pre = replace(pre, **{k: tuple(v) if isinstance(v, list) else v for k, v in preprocess.items()})
+    split = load(calib, pre, loaded.input_shape, calib_samples, val_samples, seed)
+    for part in (split.calibration, split.validation):
+        check_fits(part, loaded.input_shape)
+    return split

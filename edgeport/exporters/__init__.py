@@ -1,35 +1,25 @@
-"""Exporters: one module per target family; each registers its targets in ``TARGETS``."""
+"""Exporters: one module per target family; each registers its targets in ``TARGETS``.
+
+A target is a ``Target`` record added with ``register_target``: its name, file format (an entry of
+edgeport.formats.FORMATS), precision, the function that writes the file from an ExportRequest, its default
+parity thresholds, the stage it is made from and the tool that writes its bytes. Every list of target names
+(CLI help, recipe checks, validation chain, report) is read from ``TARGETS``.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
-
-import numpy as np
-import torch
+from typing import TYPE_CHECKING, Callable
 
 from edgeport.errors import UsageError
+from edgeport.quantization.options import QuantOptions
 from edgeport.registry import Registry
 from edgeport.validation.checks import Thresholds
 
-
-@dataclass(frozen=True)
-class QuantOptions:
-    """How int8 targets quantize. Weights are always per-channel int8."""
-
-    method: str = "minmax"  # calibration: minmax | percentile | entropy (| mse where the backend has it)
-    percentile: float = 99.99
-    io_dtype: str = "int8"  # tflite-int8 input/output: int8 | uint8 | float32 (int8 inside)
-    float_fallback: tuple[str, ...] = ()  # layer names the user allows to stay float
-    # onnx-int8 only (edgeport.exporters.onnx_int8; ONNX_DEPLOY there names the measured best per architecture)
-    onnx_format: str = "qdq"  # qdq (QuantizeLinear/DequantizeLinear around float ops) | qoperator (QLinearConv...)
-    onnx_activations: str = "s8"  # s8 (int8) | u8 (uint8); weights are always int8
-    onnx_reduce_range: str = "auto"  # auto (from this CPU, see cpu_features.choose_reduce_range) | on | off
-    # edgeport.quantization.equalization on the fused graph before export (all int8 targets): DFQ cross-layer equalization,
-    # empirical bias correction (needs calibration data)
-    cle: bool = False
-    bias_correction: bool = False
+if TYPE_CHECKING:  # the registry stays importable without torch: `edgeport --help` lists targets fast
+    import numpy as np
+    import torch
 
 
 @dataclass(frozen=True)
@@ -60,22 +50,47 @@ class Target:
     precision: str  # "fp32" | "fp16" | "int8"
     export: Callable[[ExportRequest], Path]
     thresholds: Thresholds  # default parity thresholds against the PyTorch reference
+    parent: str = "torch-fused"  # the stage its file is made from: validation compares it with that stage too
+    writer: str = ""  # the tool that writes its bytes (named in reports when a rebuild differs)
 
     def filename(self, base: str) -> str:
-        return f"{base}.{self.precision}.{self.format}"
+        from edgeport.formats import FORMATS
+
+        return f"{base}.{self.precision}{FORMATS.get(self.format).suffix}"
 
 
 TARGETS: Registry[Target] = Registry("target")
 
 
+def register_target(target: Target) -> Target:
+    """Add ``target`` under its name; its format must be a registered file format (edgeport.formats)."""
+    from edgeport.formats import FORMATS
+
+    FORMATS.get(target.format)  # a typed error naming the known formats
+    TARGETS.add(target.name, target)
+    return target
+
+
 def load_all() -> None:
-    """Import every exporter module so each registers its targets."""
-    from edgeport.exporters import onnx_fp32, tflite  # noqa: F401
+    """Import every exporter module so each registers its targets (in chain order: parents first)."""
+    from edgeport.exporters import onnx_fp32  # noqa: F401
 
     try:
         from edgeport.exporters import onnx_int8  # noqa: F401
     except ImportError:
         pass
+    from edgeport.exporters import tflite  # noqa: F401
+
+
+def target_names() -> list[str]:
+    load_all()
+    return TARGETS.names()
+
+
+def chain() -> dict[str, str]:
+    """stage -> the stage it is made from, for every registered target (torch-fused comes from torch)."""
+    load_all()
+    return {"torch-fused": "torch", **{n: TARGETS.get(n).parent for n in TARGETS.names()}}
 
 
 def parse_targets(text: str) -> list[Target]:

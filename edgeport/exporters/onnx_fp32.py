@@ -8,13 +8,14 @@ import logging
 import re
 import warnings
 from pathlib import Path
-
-import onnx
-import torch
+from typing import TYPE_CHECKING
 
 from edgeport.errors import UnsupportedOp
-from edgeport.exporters import FP32, TARGETS, ExportRequest, Target
+from edgeport.exporters import FP32, TARGETS, ExportRequest, Target, register_target
 from edgeport.util.atomic_file import write_bytes
+
+if TYPE_CHECKING:  # imported when a model is converted: registering the target stays light
+    import onnx
 
 OPSET = 18
 INPUT_NAME, OUTPUT_NAME = "input", "output"
@@ -28,7 +29,9 @@ def to_onnx(req: ExportRequest) -> onnx.ModelProto:
 
 
 def _convert(req: ExportRequest) -> onnx.ModelProto:
+    import onnx
     import onnxsim
+    import torch
 
     # The exporter logs a warning per torchvision op it cannot register when torchvision is absent.
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
@@ -98,4 +101,4 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0][:300]
 
 
-TARGETS.add("onnx-fp32", Target("onnx-fp32", "onnx", "fp32", export, FP32))
+register_target(Target("onnx-fp32", "onnx", "fp32", export, FP32, parent="torch-fused", writer="torch.onnx export (+ onnxsim)"))

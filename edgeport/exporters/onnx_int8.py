@@ -51,41 +51,22 @@ import onnx
 from onnx import helper, numpy_helper
 
 from edgeport.errors import UserError
-from edgeport.exporters import INT8, TARGETS, ExportRequest, QuantOptions, Target, onnx_fp32
+from edgeport.exporters import INT8, TARGETS, ExportRequest, QuantOptions, Target, onnx_fp32, register_target
 from edgeport.quantization import ranges as calibration_ranges
+from edgeport.quantization.options import (
+    CALIBRATION_METHODS,
+    DEPLOY_PRESETS,
+    ONNX_ACTIVATIONS,
+    ONNX_FORMATS,
+    deploy_options,  # noqa: F401  (re-exported: edgeport.exporters.onnx_int8.deploy_options)
+)
+from edgeport.quantization.options import REDUCE_RANGE as REDUCE_RANGE_CHOICES
 from edgeport.runtimes import cpu_features
 from edgeport.util.atomic_file import write_bytes
 
-METHODS = ("minmax", "percentile", "entropy", "mse")
-FORMATS = ("qdq", "qoperator")
-ACTIVATIONS = ("s8", "u8")
-REDUCE_RANGE = ("auto", "on", "off")
-# --deploy ARCH: the onnx-int8 settings measured cheapest-and-correct on that architecture (README, "ONNX int8
-# on arm64"; MobileNetV2 1.0/224 under qemu, M guest instructions per inference). x86 is the behaviour before
-# --deploy existed. Export cannot know the device, so this is the user's documented choice, never guessed.
-# * arm64 (dot-product cores, Pi 5 cortex-a76): s8 activations 58.39 vs u8 62.33; QOperator = QDQ in cost
-#   (58.39), but QOperator s8 is bit-exact arm64 vs x86 (QDQ s8: 7.3e-3 relative, ORT on x86 runs 25 of its
-#   ops in float), so the x86 validation at export is what the device computes. reduce_range changes no
-#   count on arm64 and costs 2 dB SQNR: off.
-# * arm64-nodot (no SDOT, Pi 4 cortex-a72): u8 activations 117.90 vs s8 127.41 (either format).
-ONNX_DEPLOY: dict[str, dict[str, str]] = {
-    "x86": {"onnx_format": "qdq", "onnx_activations": "s8", "onnx_reduce_range": "auto"},
-    "arm64": {"onnx_format": "qoperator", "onnx_activations": "s8", "onnx_reduce_range": "off"},
-    "arm64-nodot": {"onnx_format": "qoperator", "onnx_activations": "u8", "onnx_reduce_range": "off"},
-}
-
-
-def deploy_options(quant: QuantOptions, deploy: str | None, **explicit: str | None) -> QuantOptions:
-    """``quant`` with the onnx-int8 settings of ONNX_DEPLOY[deploy] (None: unchanged), then the ``explicit``
-    ones that are not None (onnx_format=, onnx_activations=, onnx_reduce_range=): what the user names wins."""
-    from dataclasses import replace
-
-    if deploy is not None:
-        if deploy not in ONNX_DEPLOY:
-            raise UserError(f"unknown deploy architecture {deploy!r}", f"choose from {', '.join(ONNX_DEPLOY)}")
-        quant = replace(quant, **ONNX_DEPLOY[deploy])
-    given = {k: v for k, v in explicit.items() if v is not None}
-    return replace(quant, **given) if given else quant
+# the closed sets and --deploy presets live in edgeport.quantization.options (defined once)
+METHODS, FORMATS, ACTIVATIONS, REDUCE_RANGE = CALIBRATION_METHODS, ONNX_FORMATS, ONNX_ACTIVATIONS, REDUCE_RANGE_CHOICES
+ONNX_DEPLOY = DEPLOY_PRESETS
 MAX_CALIBRATION_CHUNK = 8  # batches held in memory at once by ORT's calibrators (ranges/histograms merge across chunks)
 ENTROPY_BINS = 512  # histogram bins for the entropy (KL) calibrator; ORT's default 128 degenerates to MinMax
 ENTROPY_QUANTIZED_BINS = 128  # ORT's default
@@ -396,4 +377,5 @@ def _quiet():
 
 
 # int8 parity is judged by SQNR and top-1 agreement (INT8), never by elementwise bounds.
-TARGETS.add("onnx-int8", Target("onnx-int8", "onnx", "int8", export, INT8))
+register_target(Target("onnx-int8", "onnx", "int8", export, INT8, parent="onnx-fp32",
+                       writer="onnxruntime.quantization.quantize_static"))

@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from edgeport.errors import RuntimeMissing, UnsupportedOp, UserError
-from edgeport.exporters import FP16, FP32, INT8, TARGETS, ExportRequest, Target
+from edgeport.exporters import FP16, FP32, INT8, TARGETS, ExportRequest, Target, register_target
 from edgeport.exporters.onnx_fp32 import to_onnx
 from edgeport.exporters.tflite_compact import share_quantization_vectors
-from edgeport.graph.rewrites import for_xnnpack_int8
+from edgeport.quantization import options
 from edgeport.util import native_logs
 from edgeport.util.atomic_file import write_bytes
 
@@ -60,6 +60,8 @@ def saved_model(req: ExportRequest) -> Path:
         raise UserError("TFLite targets need a fixed batch size", "drop --dynamic-batch for tflite-* targets")
     if "onnx2tf" in req.cache:
         return Path(req.cache["onnx2tf"].name) / "saved_model"
+    from edgeport.graph.rewrites import for_xnnpack_int8
+
     program = for_xnnpack_int8(req.program, req.example)
     model = to_onnx(req if program is req.program else dataclasses.replace(req, program=program, cache={}))
     _import_tf()
@@ -114,7 +116,7 @@ def export_fp16(req: ExportRequest) -> Path:
     return _copy_onnx2tf_file(req, "tflite-fp16", "model_float16.tflite")
 
 
-IO_DTYPES = ("int8", "uint8", "float32")
+IO_DTYPES = options.IO_DTYPES
 
 
 def _check_int8_request(req: ExportRequest) -> None:
@@ -210,6 +212,7 @@ def float_fallback_nodes(req: ExportRequest) -> tuple[str, ...]:
     return req.cache[key]
 
 
-TARGETS.add("tflite-fp32", Target("tflite-fp32", "tflite", "fp32", export_fp32, FP32))
-TARGETS.add("tflite-fp16", Target("tflite-fp16", "tflite", "fp16", export_fp16, FP16))
-TARGETS.add("tflite-int8", Target("tflite-int8", "tflite", "int8", export_int8, INT8))
+register_target(Target("tflite-fp32", "tflite", "fp32", export_fp32, FP32, parent="onnx-fp32", writer="onnx2tf + TFLiteConverter"))
+register_target(Target("tflite-fp16", "tflite", "fp16", export_fp16, FP16, parent="tflite-fp32", writer="TFLiteConverter (fp16)"))
+register_target(Target("tflite-int8", "tflite", "int8", export_int8, INT8, parent="tflite-fp32",
+                       writer="TFLiteConverter (full-integer int8)"))

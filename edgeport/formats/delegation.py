@@ -117,13 +117,9 @@ class Delegation:
 
 def delegation_of(path) -> Delegation:
     """The delegation report of an .onnx or .tflite file, by its format."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix == ".tflite":
-        return tflite_delegation(path)
-    if suffix == ".onnx":
-        return onnx_kernels(path)
-    raise UserError(f"no delegation report for {path.name}", "edgeport reads .onnx and .tflite files")
+    from edgeport.formats import format_of
+
+    return format_of(path).delegation(Path(path))
 
 
 def tflite_delegation(path) -> Delegation:

@@ -58,12 +58,9 @@ def summarize(path: Path) -> GraphSummary:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path} does not exist")
-    suffix = path.suffix.lower()
-    if suffix == ".onnx":
-        return _onnx_summary(path)
-    if suffix == ".tflite":
-        return _tflite_summary(path)
-    raise UserError(f"cannot inspect {path}: unknown format {suffix or '(no extension)'}", "edgeport reads .onnx and .tflite files")
+    from edgeport.formats import format_of
+
+    return format_of(path).summarize(path)
 
 
 # --- ONNX -------------------------------------------------------------------------------------------
@@ -71,7 +68,7 @@ def summarize(path: Path) -> GraphSummary:
 _ONNX_DTYPES = {1: "float32", 2: "uint8", 3: "int8", 5: "int16", 6: "int32", 7: "int64", 9: "bool", 10: "float16", 11: "float64", 12: "uint32", 16: "bfloat16"}
 
 
-def _onnx_summary(path: Path) -> GraphSummary:
+def onnx_summary(path: Path) -> GraphSummary:
     import onnx
     from google.protobuf.message import DecodeError
 
@@ -128,7 +125,7 @@ def _enum_names(enum_cls) -> dict[int, str]:
     return {v: k for k, v in vars(enum_cls).items() if not k.startswith("_") and isinstance(v, int)}
 
 
-def _tflite_summary(path: Path) -> GraphSummary:
+def tflite_summary(path: Path) -> GraphSummary:
     schema = _tflite_schema()
     data = path.read_bytes()
     if len(data) < 8 or data[4:8] != b"TFL3":
@@ -152,7 +149,7 @@ class TfliteOp:
 
 def tflite_ops(path: Path) -> list[TfliteOp]:
     """The operators of a .tflite file's main subgraph, in execution order, with their tensor dtypes."""
-    return _tflite_summary(Path(path)).details["operators"]
+    return tflite_summary(Path(path)).details["operators"]
 
 
 def _read_tflite(path: Path, data: bytes, model, schema) -> GraphSummary:

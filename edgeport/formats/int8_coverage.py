@@ -148,15 +148,9 @@ class Coverage:
 
 def coverage_of(path) -> Coverage:
     """Coverage of an artifact file, by its format."""
-    from edgeport.errors import UserError
+    from edgeport.formats import format_of
 
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix == ".onnx":
-        return onnx_coverage(path)
-    if suffix == ".tflite":
-        return tflite_coverage(path)
-    raise UserError(f"cannot read int8 coverage of {path.name}", "edgeport reads .onnx and .tflite graphs")
+    return format_of(path).coverage(Path(path))
 
 
 def onnx_coverage(model_or_path, qdq_counts_as_int8: bool = True) -> Coverage:

@@ -216,11 +216,6 @@ def resolve(names: dict[str, str], requests: Sequence[str], flag: str = "--allow
 
 def artifact_names(path, fp32_onnx) -> dict[str, str]:
     """key -> display name for an int8 artifact on disk (.onnx node names / .tflite op-output tensor names)."""
-    from pathlib import Path
+    from edgeport.formats import format_of
 
-    path = Path(path)
-    if path.suffix == ".tflite":
-        return tflite_names(path.read_bytes(), onnx_weight_norms(fp32_onnx))
-    import onnx
-
-    return onnx_names(onnx.load(str(path), load_external_data=False))
+    return format_of(path).layer_names(path, fp32_onnx)

@@ -201,3 +201,72 @@ def load(ref: str, weights: Path | None = None, input_shape: tuple[int, ...] | N
         pre = None  # the user changed the input shape: fall back to the default recipe at the new size
     name = spec.name if spec else ref.rpartition(":")[2]
     return LoadedModel(name, model, shape, spec, weights, pre, build_kwargs)
+
+
+def from_module(module, input_shape: tuple[int, ...] | None = None, weights: Path | None = None, name: str | None = None,
+                **kwargs) -> LoadedModel:
+    """A model the caller already holds (an ``nn.Module`` instance), used as it is (eval mode, float32);
+    ``weights`` are loaded into it like a checkpoint given with a zoo name."""
+    if not isinstance(module, torch.nn.Module):
+        raise UserError(
+            f"model is a {type(module).__name__}, not a torch.nn.Module",
+            "pass an nn.Module, a zoo name, 'pkg.module:factory', 'file.py:factory' or a torch.export .pt2 file",
+        )
+    if kwargs:
+        raise UsageError(f"{', '.join(kwargs)} rebuild a zoo model; an nn.Module instance is used as it is")
+    if input_shape is None:
+        raise UsageError("an nn.Module instance needs its input shape", "pass input_shape=(1, 3, 224, 224)")
+    if weights is not None:
+        state, _ = load_checkpoint(Path(weights))
+        apply_weights(module, state, Path(weights))
+    module = module.float().eval()
+    check_runs(module, torch.zeros(input_shape))
+    return LoadedModel(name or _snake(type(module).__name__), module, tuple(input_shape), None, weights, None, {})
+
+
+def load_program(path: Path, input_shape: tuple[int, ...] | None = None) -> LoadedModel:
+    """A program saved with ``torch.export.save`` (.pt2): its module, with the input shape it was exported with.
+
+    Loading a .pt2 deserializes a graph and tensors (no pickled code objects run)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path} does not exist")
+    try:
+        program = torch.export.load(str(path))
+    except Exception as exc:  # noqa: BLE001 - torch.export.load fails in many ways on a foreign or damaged file
+        detail = (str(exc).splitlines() or [""])[0][:160] or type(exc).__name__
+        raise UserError(f"{path} is not a torch.export program ({detail})", "write it with torch.export.save(ep, 'model.pt2')") from None
+    user_inputs = [n for n in program.graph.nodes if n.op == "placeholder" and n.name in program.graph_signature.user_inputs]
+    if len(user_inputs) != 1:
+        raise UserError(f"{path.name} takes {len(user_inputs)} inputs; edgeport exports image models with one input")
+    dims = tuple(user_inputs[0].meta["val"].shape)
+    saved = tuple(d if isinstance(d, int) else 1 for d in dims)
+    shape = tuple(input_shape) if input_shape is not None else saved
+    # a static batch is guarded by the program, so larger batches run in slices of it
+    module = _Program(program.module(), dims[0] if isinstance(dims[0], int) else None)
+    check_runs(module, torch.zeros(shape))
+    return LoadedModel(path.stem, module, shape, None, None, None, {})
+
+
+class _Program(torch.nn.Module):
+    """A loaded torch.export program as a module edgeport can run and capture again: the mode it was exported
+    in is kept (its GraphModule refuses train()/eval()), and a static batch dimension runs larger batches in
+    slices of that size (captured at that batch size, it is the program itself)."""
+
+    def __init__(self, inner: torch.nn.Module, batch: int | None):
+        super().__init__()
+        self.inner, self.batch = inner, batch
+
+    def train(self, mode: bool = True):
+        self.training = mode
+        return self
+
+    def forward(self, x):
+        if self.batch is None or x.shape[0] == self.batch:
+            return self.inner(x)
+        return torch.cat([self.inner(x[i:i + self.batch]) for i in range(0, x.shape[0], self.batch)])
+
+
+def _snake(name: str) -> str:
+    """``TinyNet`` -> ``tiny_net``: an artifact base name for an in-memory module."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower() or "model"

@@ -14,14 +14,14 @@ from torch import fx
 from edgeport.data import sample_inputs
 from edgeport.data.calibration import DataSplit, Samples
 from edgeport.errors import UserError
-from edgeport.exporters import ExportRequest, QuantOptions, Target
+from edgeport.exporters import ExportRequest, QuantOptions, Target, chain
 from edgeport.graph.capture import capture
 from edgeport.graph.fuse import Equivalence, FusionReport, check_equivalence, fuse
 from edgeport.graph.rewrites import rewrite_for_edge
 from edgeport.models.source import LoadedModel
 from edgeport.pipeline.artifact import Artifact, tool_versions
 from edgeport.runtimes.torch_runner import run_module
-from edgeport.validation.checks import PARENTS, Thresholds, ValidationReport, validate_artifacts
+from edgeport.validation.checks import Thresholds, ValidationReport, validate_artifacts
 
 FUSION_TOLERANCE = 1e-5  # relative to the largest output magnitude, eval mode
 
@@ -134,7 +134,7 @@ def run_export(
         run.equalization = equalize_prepared(run.prep, calibration, quant)
     req = ExportRequest(loaded.name, run.prep.program, run.prep.example, Path(out_dir), dynamic_batch, calibration, quant,
                         cache if cache is not None else {})
-    order = list(PARENTS)
+    order = list(chain())  # parents first
     for target in sorted(targets, key=lambda t: order.index(t.name) if t.name in order else len(order)):
         on_stage(f"export {target.name}")
         path = target.export(req)
@@ -151,7 +151,7 @@ def run_export(
                 stuck = [names.get(n, n) for n in stuck if not requested(n, names.get(n, n), quant.float_fallback)]
             if stuck:
                 run.int8_problems.append(f"{target.name}: {len(stuck)} compute ops left float: {', '.join(stuck[:5])}")
-        parent = PARENTS.get(target.name, "torch-fused")
+        parent = target.parent
         run.artifacts.append(Artifact.from_file(path, target.name, target.format, dtypes=dtypes, parent=parent, tools=tool_versions()))
         run.targets.append(target)
     run.request = req  # with a caller's ``cache``, its fp32 ONNX / onnx2tf / calibrated models stay usable

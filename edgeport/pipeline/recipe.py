@@ -21,8 +21,6 @@ from edgeport.validation.checks import Thresholds
 # Float32 rounding alone keeps fp32 artifacts near 110-150 dB SQNR against PyTorch (measured 110-130 dB):
 # a floor above this can never pass and is a typo, not a policy.
 MAX_SQNR_DB = 200.0
-TARGET_NAMES = ("onnx-fp32", "onnx-int8", "tflite-fp32", "tflite-fp16", "tflite-int8")
-PRECISIONS = ("fp32", "fp16", "int8")
 DATA_WORDS = ("synthetic", "fashion-mnist")
 
 # section -> key -> (type name, python types); "list[int]" etc. are checked element by element.
@@ -263,8 +261,22 @@ def _fraction(ctx: _Ctx, sec: tuple[str, ...], t: dict, key: str) -> None:
         raise ctx.fail(sec, key, f"{key} = {t[key]:g} is impossible: it is a fraction between 0 and 1")
 
 
+def _target_names() -> tuple[str, ...]:
+    from edgeport.exporters import target_names
+
+    return tuple(target_names())
+
+
+def _precisions() -> tuple[str, ...]:
+    from edgeport.exporters import TARGETS
+
+    return tuple(dict.fromkeys(TARGETS.get(n).precision for n in _target_names()))
+
+
 def _thresholds(ctx: _Ctx, table) -> dict:
     from edgeport.exporters import FP16, FP32, INT8
+
+    TARGET_NAMES, PRECISIONS = _target_names(), _precisions()
 
     defaults = {"fp32": FP32, "fp16": FP16, "int8": INT8}
     if not isinstance(table, dict):
@@ -327,11 +339,12 @@ def parse(path: Path) -> Recipe:
 def _build(ctx: _Ctx, raw: dict, tables: dict, name: str) -> Recipe:
     pre, quant, export, acc, bench = (tables[s] for s in ("preprocess", "quantize", "export", "accuracy", "bench"))
     _choice(ctx, ("preprocess",), pre, "scale", ("meanstd", "127"))
-    _choice(ctx, ("quantize",), quant, "method", ("minmax", "percentile", "entropy", "mse"))
-    _choice(ctx, ("quantize",), quant, "io_dtype", ("int8", "uint8", "float32"))
-    for key, allowed in (("deploy", ("x86", "arm64", "arm64-nodot")), ("onnx_format", ("qdq", "qoperator")), ("onnx_activations", ("s8", "u8")),
-                         ("onnx_reduce_range", ("auto", "on", "off"))):
+    from edgeport.quantization import options
+
+    for key, (allowed, _flag) in options.CHOICES.items():
         _choice(ctx, ("quantize",), quant, key, allowed)
+    _choice(ctx, ("quantize",), quant, "deploy", tuple(options.DEPLOY_PRESETS))
+    TARGET_NAMES = _target_names()
     targets = tuple(dict.fromkeys(export.get("targets", ["onnx-fp32"])))
     for t in targets:
         if t not in TARGET_NAMES:

@@ -26,14 +26,6 @@ from edgeport.pipeline.stage_cache import StageCache, hash_files, key_of, produc
 from edgeport.util.atomic_file import atomic_path, write_text
 
 ALL_TOOLS = TOOL_PACKAGES + ("tensorflow", "tf_keras", "onnx2tf", "onnx_graphsurgeon", "ai-edge-litert")
-# Which tool writes each target's bytes: named in the report when a rebuild gives different bytes.
-WRITERS = {
-    "onnx-fp32": "torch.onnx export (+ onnxsim)",
-    "onnx-int8": "onnxruntime.quantization.quantize_static",
-    "tflite-fp32": "onnx2tf + TFLiteConverter",
-    "tflite-fp16": "TFLiteConverter (fp16)",
-    "tflite-int8": "TFLiteConverter (full-integer int8)",
-}
 
 
 @dataclass
@@ -340,7 +332,10 @@ def _accuracy_control(recipe: Recipe, run, data, quant, cache: dict, clock: _Clo
 def changed_bytes(before: list[dict], after: list[dict]) -> list[dict]:
     """Targets whose rebuild from the same inputs (same cache key) gave different bytes, with the tool that wrote them."""
     old = {a["target"]: a["sha256"] for a in before}
-    return [{"target": a["target"], "tool": WRITERS.get(a["target"], "?"), "before": old[a["target"]], "after": a["sha256"]}
+    from edgeport.exporters import TARGETS, load_all
+
+    load_all()
+    return [{"target": a["target"], "tool": TARGETS.get(a["target"]).writer if a["target"] in TARGETS else "?", "before": old[a["target"]], "after": a["sha256"]}
             for a in after if a["target"] in old and old[a["target"]] != a["sha256"]]
 
 
@@ -438,3 +433,68 @@ def _json(d: dict) -> str:
     import json
 
     return json.dumps(d, indent=2, sort_keys=True, default=str)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """Every recipe of one ``edgeport run`` and the reports written for them."""
+
+    results: tuple[RecipeResult, ...]
+    manifest: dict
+    written: tuple[Path, ...]  # manifest.json, report.md, report.html, junit.xml
+
+    @property
+    def passed(self) -> bool:
+        return all(r.passed and not r.error for r in self.results)
+
+    def failure(self, out: Path) -> EdgeportError | None:
+        """The typed error a caller raises for this run (the first recipe error, else the failed thresholds)."""
+        from edgeport.errors import ParityFailed
+
+        errors = [r for r in self.results if r.error]
+        if errors:
+            e = EdgeportError(f"{errors[0].recipe.name}: {errors[0].error}", f"see {out / 'report.md'}")
+            e.exit_code = errors[0].error_code or 1
+            return e
+        failed = [r for r in self.results if not r.passed]
+        if failed:
+            return ParityFailed(f"{len(failed)} recipe(s) failed thresholds: "
+                                + "; ".join(f"{r.recipe.name}: {r.failures[0]}" for r in failed), f"see {out / 'report.md'}")
+        return None
+
+
+def parse_recipes(paths: list[Path]) -> list[Recipe]:
+    """Every recipe checked before anything runs; two recipes may not write the same artifacts."""
+    from edgeport.errors import UserError
+    from edgeport.pipeline import recipe as recipe_mod
+
+    parsed = [recipe_mod.parse(p) for p in paths]
+    names = [r.name for r in parsed]
+    if len(set(names)) != len(names):
+        dup = next(n for n in names if names.count(n) > 1)
+        raise UserError(f"two recipes are both named {dup!r}: their artifacts would overwrite each other",
+                        "give one of them a different file name or a top-level name = \"...\"")
+    return parsed
+
+
+def run_recipes(recipes: list[Recipe], out: Path, cache_dir: Path | None = None, force: bool = False, wait: bool = False,
+                start: Callable[[Recipe], Callable[[str], None]] = lambda r: (lambda s: None),
+                done: Callable[[RecipeResult], None] = lambda res: None) -> RunResult:
+    """Run parsed recipes one after another into ``out`` (locked against a concurrent run), then write
+    manifest.json, report.md, report.html and junit.xml. ``start(recipe)`` returns the stage callback of that
+    recipe; ``done(result)`` is called after each."""
+    from edgeport import report
+    from edgeport.pipeline.out_lock import locked
+    from edgeport.report import manifest
+
+    cache = StageCache(cache_dir, force=force)
+    started, t0 = time.time(), time.perf_counter()
+    results = []
+    with locked(out, wait=wait):
+        for r in recipes:
+            res = run_recipe(r, out, cache, start(r))
+            results.append(res)
+            done(res)
+        m = manifest.build(results, started, time.perf_counter() - t0, force, cache.root)
+        written = tuple(report.write_all(out, m))
+    return RunResult(tuple(results), m, written)

@@ -76,8 +76,15 @@ class OnnxBackend(Backend):
                 for node in self.fp32.graph.node if node.op_type in ONNX_CANDIDATE_OPS and node.name]
 
 
+BACKENDS: dict[str, type[Backend]] = {b.target: b for b in (TfliteBackend, OnnxBackend)}
+
+
 def backend_for(target: str, req: ExportRequest) -> Backend:
-    return {"tflite-int8": TfliteBackend, "onnx-int8": OnnxBackend}[target](req)
+    from edgeport.errors import UsageError
+
+    if target not in BACKENDS:
+        raise UsageError(f"accuracy control has no backend for {target}", f"it controls {', '.join(BACKENDS)}")
+    return BACKENDS[target](req)
 
 
 def _tempdir():

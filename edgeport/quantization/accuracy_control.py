@@ -250,5 +250,10 @@ def _search(ranked: list[Candidate], score: Callable[[list[Candidate]], float], 
 
 
 def _suffix(target: str) -> str:
-    return ".onnx" if target.startswith("onnx") else ".tflite"
+    """The file suffix of ``target``'s format (edgeport.formats)."""
+    from edgeport.exporters import TARGETS, load_all
+    from edgeport.formats import FORMATS
+
+    load_all()
+    return FORMATS.get(TARGETS.get(target).format).suffix
 

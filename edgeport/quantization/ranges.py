@@ -28,8 +28,9 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 
 from edgeport.errors import UserError
+from edgeport.quantization.options import CALIBRATION_METHODS
 
-METHODS = ("minmax", "percentile", "entropy", "mse")
+METHODS = CALIBRATION_METHODS  # defined once, in edgeport.quantization.options
 PERCENTILE_BINS = 2048  # ORT's default for its Percentile calibrator
 ENTROPY_BINS = 512  # ORT's default 128 degenerates to MinMax (one KL candidate)
 ENTROPY_QUANTIZED_BINS = 128  # ORT's default

@@ -36,6 +36,11 @@ class LiteRtRunner:
         self.version = getattr(ai_edge_litert, "__version__", "?")
 
     @property
+    def input_shape(self) -> list[int]:
+        """The file's declared input shape (NHWC for image models from onnx2tf)."""
+        return [int(d) for d in self.input["shape"]]
+
+    @property
     def batch(self) -> int:
         return int(self.input["shape"][0])
 

@@ -17,16 +17,6 @@ from edgeport.pipeline.artifact import Artifact
 from edgeport.runtimes import open_runtime
 from edgeport.validation.parity import Parity, compare
 
-# Where each target's file is made from; a missing parent falls back to its own parent.
-PARENTS = {
-    "torch-fused": "torch",
-    "onnx-fp32": "torch-fused",
-    "onnx-int8": "onnx-fp32",
-    "tflite-fp32": "onnx-fp32",
-    "tflite-fp16": "tflite-fp32",
-    "tflite-int8": "tflite-fp32",
-}
-
 
 @dataclass(frozen=True)
 class Thresholds:
@@ -132,10 +122,31 @@ def top1_accuracy(outputs: np.ndarray, labels: np.ndarray | None) -> float | Non
 
 
 def parent_stage(stage: str, available: set[str]) -> str:
-    parent = PARENTS.get(stage, "torch-fused")
+    """The stage ``stage`` is made from (each Target's ``parent``); a missing parent falls back to its own parent."""
+    from edgeport.exporters import chain
+
+    parents = chain()
+    parent = parents.get(stage, "torch-fused")
     while parent not in available and parent != "torch":
-        parent = PARENTS.get(parent, "torch")
+        parent = parents.get(parent, "torch")
     return parent
+
+
+def target_of_file(path):
+    """The registered target a file belongs to, read from its graph: int8 compute ops, fp16 weights, or fp32."""
+    from edgeport.exporters import TARGETS, load_all
+    from edgeport.formats import format_of
+
+    load_all()
+    fmt = format_of(path)
+    summary = fmt.summarize(path)
+    if fmt.coverage(path).int8_total > 0:
+        precision = "int8"
+    elif summary.weight_dtypes.get("float16", 0) > summary.weight_dtypes.get("float32", 0):
+        precision = "fp16"
+    else:
+        precision = "fp32"
+    return TARGETS.get(f"{fmt.name}-{precision}")
 
 
 def validate_artifacts(

@@ -62,12 +62,9 @@ class EvalResult:
 
 def nchw_of(shape, fmt: str) -> tuple[int, ...]:
     """The NCHW input shape of an artifact from its declared input shape (TFLite files from onnx2tf are NHWC)."""
-    dims = [d if isinstance(d, int) and d > 0 else 1 for d in shape]  # symbolic batch -> 1
-    if len(dims) != 4:
-        raise UserError(f"the artifact's input has shape {list(shape)}; edgeport eval handles image models (N, C, H, W)")
-    if fmt == "tflite" and dims[3] in (1, 3) and dims[1] not in (1, 3):
-        return (dims[0], dims[3], dims[1], dims[2])
-    return tuple(dims)
+    from edgeport.formats import FORMATS
+
+    return FORMATS.get(fmt).input_nchw(shape)
 
 
 def preprocess_from_parity(artifact: Path) -> tuple[Preprocess, str] | None:
@@ -114,20 +111,19 @@ def check_preprocess_fits(pre: Preprocess, input_shape: tuple[int, ...], name: s
 def open_artifact(path: Path, threads: int, base: tuple[Preprocess, str] | None,
                   overrides: Callable[[Preprocess], Preprocess]) -> Subject:
     """An .onnx/.tflite file in its runtime; ``base`` is the --model's preprocessing (or None)."""
-    from edgeport.runtimes import open_runtime
+    from edgeport.formats import format_of
 
     if not path.is_file():
         raise UserError(f"{path} does not exist")
-    runner = open_runtime(path, threads=threads)
-    fmt = path.suffix.lower().lstrip(".")
-    declared = runner.input_shape if fmt == "onnx" else [int(d) for d in runner.input["shape"]]
-    shape = nchw_of(declared, fmt)
+    fmt = format_of(path)
+    runner = fmt.open_runner(path, threads=threads)
+    shape = fmt.input_nchw(runner.input_shape)
     found = base or preprocess_from_parity(path)
     if found is None:
         found = (default_preprocess(shape), "ImageNet default at the artifact's input size (no --model, no parity.json)")
     pre = overrides(found[0])
     check_preprocess_fits(pre, shape, path.name)
-    return Subject(str(path), fmt, f"{runner.name} {runner.version}", shape, pre, found[1], runner.run)
+    return Subject(str(path), fmt.name, f"{runner.name} {runner.version}", shape, pre, found[1], runner.run)
 
 
 def open_torch(loaded, threads: int, label: str, overrides: Callable[[Preprocess], Preprocess]) -> Subject:
@@ -159,6 +155,39 @@ def torch_artifact(path: Path, model: str | None):
     if not ref:
         raise UsageError(f"{path} does not say which model it belongs to", "add --model NAME (zoo name or module:factory)")
     return model_source.load(ref, weights=path)
+
+
+def labelled_data(source: str, limit: int | None = None) -> LabelledData:
+    """The labelled set ``source`` names (edgeport.data.labelled), cut to its first ``limit`` samples."""
+    from dataclasses import replace
+
+    from edgeport.data import labelled
+
+    if limit is not None and limit < 1:
+        raise UsageError("the sample limit must be positive")
+    dataset = labelled.load(source)
+    if limit is not None:
+        dataset = replace(dataset, labels=dataset.labels[:limit],
+                          images=None if dataset.images is None else dataset.images[:limit],
+                          files=None if dataset.files is None else dataset.files[:limit])
+    return dataset
+
+
+def open_subjects(paths: list[Path], loaded, threads: int, overrides: Callable[[Preprocess], Preprocess],
+                  model_ref: str | None = None) -> list[Subject]:
+    """What to evaluate: the float model ``loaded`` (a LoadedModel, or None) first, then each path: a .pt
+    checkpoint in PyTorch, an artifact in its runtime with ``loaded``'s preprocessing (or its parity.json's)."""
+    subjects, base = [], None
+    if loaded is not None:
+        subjects.append(open_torch(loaded, threads, f"{loaded.name} (torch)", overrides))
+        base = (loaded.data_preprocess(), f"--model {loaded.name}")
+    for path in paths:
+        path = Path(path)
+        if path.suffix.lower() in TORCH_SUFFIXES:  # checkpoints, not artifacts: run in PyTorch
+            subjects.append(open_torch(torch_artifact(path, model_ref), threads, str(path), overrides))
+        else:
+            subjects.append(open_artifact(path, threads, base, overrides))
+    return subjects
 
 
 # --- the evaluation loop ----------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import pytest
 from edgeport.benchmark.devices import parse_device
 from edgeport.benchmark.ssh_device import make_device
 from edgeport.errors import RuntimeMissing, UserError
+from edgeport.formats import FORMATS
 from tests.cli import local_sshd
 
 
@@ -57,7 +58,7 @@ def test_unknown_key_is_refused(sshd, tmp_path):
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
     device = make_device(parse_device(sshd.url), identity=other, ssh_config=sshd.ssh_config, connect_timeout=5)
     with pytest.raises(UserError) as exc:
-        device.probe(".onnx")
+        device.probe(FORMATS.get("onnx"))
     assert "Permission denied" in exc.value.message and "--ssh-key" in exc.value.hint
 
 

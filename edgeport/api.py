@@ -1,0 +1,404 @@
+"""edgeport's public Python API: ``export``, ``quantize``, ``validate``, ``evaluate``, ``bench``, ``run`` and
+``inspect``, re-exported from ``edgeport``. The CLI parses options, calls these and prints their results.
+
+``model`` is an ``nn.Module`` instance, a zoo name (``edgeport models --names``), ``"pkg.module:factory"`` /
+``"path/file.py:factory"``, or a saved ``torch.export`` program (``.pt2``). Results are frozen dataclasses;
+failures raise typed ``EdgeportError`` subclasses (``.exit_code``, ``.hint``), never ``SystemExit``.
+
+    import edgeport
+    r = edgeport.export("mobilenet_v2", ["onnx-fp32", "tflite-int8"], calib="photos/", out="artifacts")
+    print(r.artifacts[0].path, r.artifacts[0].parity)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
+
+from edgeport.errors import ParityFailed, UsageError, UserError
+from edgeport.quantization.options import QuantOptions
+
+if TYPE_CHECKING:  # pragma: no cover
+
+    from edgeport.validation.checks import Thresholds
+
+DEFAULT_CALIBRATION = 200
+DEFAULT_VALIDATION = 500
+
+
+# --- results ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ParityResult:
+    """One artifact compared with the PyTorch model in the artifact's own runtime."""
+
+    against: str  # "torch" (judged) or the stage it was made from (reported only)
+    judged: bool  # False: reported, not judged (e.g. int8 of random weights): never a pass
+    passed: bool  # only meaningful when judged
+    failures: tuple[str, ...]
+    metrics: dict  # max_abs, max_rel, cosine, sqnr_db, top1_agreement, top5_overlap, samples
+    accuracy: float | None = None  # top-1 on labelled validation data, when there are labels
+
+    @property
+    def sqnr_db(self) -> float:
+        return self.metrics["sqnr_db"]
+
+
+@dataclass(frozen=True)
+class ArtifactResult:
+    """One file edgeport made or checked."""
+
+    target: str  # "tflite-int8"
+    path: Path
+    sha256: str
+    size: int
+    format: str  # "tflite"
+    int8_coverage: dict | None = None  # compute ops {"int8": n, "float": m}, read from the graph (int8 targets)
+    delegation: dict | None = None  # what the runtime's fast path runs (XNNPACK / ORT integer kernels)
+    parity: ParityResult | None = None  # None: not validated
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    model: str
+    input_shape: tuple[int, ...]
+    artifacts: tuple[ArtifactResult, ...]
+    parity_file: Path | None  # parity.json beside the artifacts
+    passed: bool  # every judged check passed and every int8 graph is int8
+    problems: tuple[str, ...] = ()  # int8 graphs with compute ops left float, failed thresholds
+    warnings: tuple[str, ...] = ()
+    data: dict | None = None  # calibration/validation sources and sample counts
+    fusion: dict = field(default_factory=dict)
+    run: Any = field(default=None, repr=False, compare=False)  # the internal ExportRun (the CLI renders it)
+    split: Any = field(default=None, repr=False, compare=False)  # the DataSplit used (None without calib)
+
+    def artifact(self, target: str) -> ArtifactResult:
+        for a in self.artifacts:
+            if a.target == target:
+                return a
+        raise UserError(f"no {target} artifact in this result", f"it has {', '.join(a.target for a in self.artifacts)}")
+
+
+@dataclass(frozen=True)
+class ValidateResult:
+    model: str
+    artifacts: tuple[ArtifactResult, ...]
+    parity_file: Path | None
+    passed: bool
+    run: Any = field(default=None, repr=False, compare=False)
+
+
+# --- model and data ---------------------------------------------------------------------------------------
+
+
+def load_model(model, *, weights=None, input_shape: Sequence[int] | None = None, num_classes: int | None = None,
+               width: float | None = None, name: str | None = None):
+    """A LoadedModel (edgeport.models.source) from any of the model kinds the API accepts."""
+    from edgeport.models import source
+
+    shape = tuple(int(d) for d in input_shape) if input_shape is not None else None
+    kwargs = {k: v for k, v in {"num_classes": num_classes, "width_mult": width}.items() if v is not None}
+    if isinstance(model, (str, Path)) and str(model).endswith(".pt2"):
+        return source.load_program(Path(model), input_shape=shape)
+    if isinstance(model, (str, Path)):
+        return source.load(str(model), weights=Path(weights) if weights is not None else None, input_shape=shape, **kwargs)
+    return source.from_module(model, input_shape=shape, weights=Path(weights) if weights is not None else None, name=name,
+                              **kwargs)
+
+
+def load_data(loaded, calib, *, calib_samples: int = DEFAULT_CALIBRATION, val_samples: int = DEFAULT_VALIDATION,
+              seed: int = 0, preprocess: dict | None = None):
+    """The calibration/validation DataSplit for ``loaded`` (None without ``calib``)."""
+    from edgeport.data import calibration
+
+    if calib is None:
+        return None
+    return calibration.for_model(loaded, str(calib), calib_samples, val_samples, seed, preprocess or {})
+
+
+def _targets(targets) -> list:
+    from edgeport.exporters import parse_targets
+
+    if isinstance(targets, str):
+        return parse_targets(targets)
+    names = [getattr(t, "name", t) for t in targets]
+    if not all(isinstance(n, str) for n in names):
+        raise UsageError(f"targets must be names like 'onnx-fp32': got {targets!r}")
+    return parse_targets(",".join(names))
+
+
+def _parity(check) -> ParityResult:
+    return ParityResult(check.against, check.judged, check.judged and check.passed, tuple(check.failures),
+                        check.parity.to_dict(), check.accuracy)
+
+
+def _artifact_results(run, with_delegation: bool) -> tuple[ArtifactResult, ...]:
+    from edgeport.formats import format_of
+
+    out = []
+    for art in run.artifacts:
+        checks = run.validation.for_stage(art.target) if run.validation else []
+        judged = [c for c in checks if c.against == "torch"] or checks
+        deleg = None
+        if with_delegation:
+            d = format_of(art.path).delegation(art.path)
+            deleg = d.to_dict() if d is not None else None
+        out.append(ArtifactResult(art.target, Path(art.path), art.sha256, art.size, art.format,
+                                  dict(art.dtypes) or None, deleg, _parity(judged[0]) if judged else None))
+    return tuple(out)
+
+
+# --- the API ------------------------------------------------------------------------------------------------
+
+
+def export(
+    model,
+    targets: str | Iterable[str] = ("onnx-fp32",),
+    *,
+    input_shape: Sequence[int] | None = None,
+    weights: str | Path | None = None,
+    calib: str | Path | None = None,
+    calib_samples: int = DEFAULT_CALIBRATION,
+    val_samples: int = DEFAULT_VALIDATION,
+    seed: int = 0,
+    preprocess: dict | None = None,
+    quant: QuantOptions = QuantOptions(),
+    out: str | Path = "artifacts",
+    validate: bool = True,
+    thresholds: dict[str, Thresholds] | None = None,
+    dynamic_batch: bool = False,
+    num_classes: int | None = None,
+    width: float | None = None,
+    strict: bool = True,
+    delegation: bool = True,
+    on_stage: Callable[[str], None] = lambda s: None,
+    cache: dict | None = None,
+) -> ExportResult:
+    """Capture -> fuse (equivalence-checked) -> export each target -> verify int8 graphs -> validate every
+    artifact in its own runtime against PyTorch; writes the artifacts and ``parity.json`` into ``out``.
+
+    ``calib`` is an image folder, an .npy/.npz, ``"fashion-mnist"`` or ``"synthetic"``; int8 targets need it.
+    ``preprocess`` overrides the model's preprocessing (``mean``, ``std``, ``scale``, ``bgr``, ...).
+    ``thresholds`` maps a target or precision ("int8") to edgeport.validation.checks.Thresholds.
+    With ``strict`` (the default) a failed threshold or an int8 graph left float raises ParityFailed after
+    parity.json is written; the result is on the exception as ``.result``."""
+    from edgeport.pipeline.export_flow import run_export
+    from edgeport.validation import parity_file
+
+    chosen = _targets(targets)
+    if not isinstance(quant, QuantOptions):
+        raise UsageError(f"quant must be edgeport.QuantOptions, not {type(quant).__name__}")
+    needs_calib = [t.name for t in chosen if t.precision == "int8"]
+    if (needs_calib or quant.bias_correction) and calib is None:
+        raise UserError(f"{', '.join(needs_calib) or 'bias correction'} needs calibration data",
+                        "pass calib= (an image folder, an .npz, fashion-mnist, ...); calib='synthetic' only to try the flow")
+    on_stage("loading model")
+    loaded = load_model(model, weights=weights, input_shape=input_shape, num_classes=num_classes, width=width)
+    if calib is not None:
+        on_stage(f"{loaded.name}: reading calibration data ({calib})")
+    data = load_data(loaded, calib, calib_samples=calib_samples, val_samples=val_samples, seed=seed, preprocess=preprocess)
+    out = Path(out)
+    run = run_export(loaded, chosen, out, data=data, quant=quant, dynamic_batch=dynamic_batch, validate=validate,
+                     thresholds=thresholds or {}, on_stage=lambda s: on_stage(f"{loaded.name}: {s}"), cache=cache)
+    record = parity_file.build(run, data, quant)
+    path = parity_file.write(out, record)
+    problems = list(run.int8_problems)
+    if run.validation is not None:
+        problems += [f"{c.stage} vs {c.against}: {'; '.join(c.failures)}" for c in run.validation.failed]
+    result = ExportResult(
+        loaded.name, tuple(loaded.input_shape), _artifact_results(run, delegation), path, run.passed, tuple(problems),
+        tuple(run.warnings), record.get("data"), record["fusion"], run, data,
+    )
+    if strict and not run.passed:
+        hint = "allow named layers with --allow-float, or see `edgeport inspect`" if run.int8_problems else f"see {path}"
+        exc = ParityFailed(problems[0], hint)
+        exc.result = result
+        raise exc
+    return result
+
+
+def validate(
+    artifacts: Path | str | Iterable[Path | str],
+    model,
+    *,
+    weights: str | Path | None = None,
+    input_shape: Sequence[int] | None = None,
+    calib: str | Path | None = None,
+    val_samples: int = DEFAULT_VALIDATION,
+    seed: int = 0,
+    preprocess: dict | None = None,
+    thresholds: dict[str, Thresholds] | None = None,
+    report: str | Path | None = None,
+    num_classes: int | None = None,
+    width: float | None = None,
+    strict: bool = True,
+    on_stage: Callable[[str], None] = lambda s: None,
+) -> ValidateResult:
+    """Run existing artifacts in their own runtimes on held-out data (``calib``; synthetic without it) and
+    compare with ``model``; writes parity.json to ``report`` (default: beside the first artifact)."""
+    from edgeport.pipeline.artifact import Artifact
+    from edgeport.pipeline.export_flow import ExportRun, prepare
+    from edgeport.validation import parity_file
+    from edgeport.validation.checks import target_of_file, validate_artifacts
+
+    paths = [Path(artifacts)] if isinstance(artifacts, (str, Path)) else [Path(a) for a in artifacts]
+    if not paths:
+        raise UsageError("no artifact to validate")
+    for p in paths:
+        if not p.is_file():
+            raise UserError(f"{p} does not exist")
+    on_stage("loading model")
+    loaded = load_model(model, weights=weights, input_shape=input_shape, num_classes=num_classes, width=width)
+    on_stage("preparing data")
+    data = load_data(loaded, calib or "synthetic", calib_samples=1, val_samples=val_samples, seed=seed, preprocess=preprocess)
+    on_stage("capture + fuse")
+    prep = prepare(loaded)
+    run = ExportRun(prep)
+    pairs = []
+    overrides = thresholds or {}
+    for p in paths:
+        target = target_of_file(p)
+        art = Artifact.from_file(p, target.name, target.format)
+        run.artifacts.append(art)
+        run.targets.append(target)
+        pairs.append((art, overrides.get(target.name) or overrides.get(target.precision) or target.thresholds))
+    on_stage("running artifacts")
+    val = data.validation
+    reference, fused = prep.outputs(val.inputs)
+    run.validation = validate_artifacts(reference, fused, val.inputs, pairs, val.labels, val.source)
+    path = parity_file.write(Path(report) if report else paths[0].parent, parity_file.build(run, data))
+    result = ValidateResult(loaded.name, _artifact_results(run, False), path, not run.validation.failed, run)
+    if strict and run.validation.failed:
+        c = run.validation.failed[0]
+        exc = ParityFailed(f"{c.stage} vs {c.against}: {'; '.join(c.failures)}", f"see {path}")
+        exc.result = result
+        raise exc
+    return result
+
+
+def inspect(path: str | Path):
+    """The graph of an artifact: ops and the dtype each computes in, weight dtypes, inputs/outputs
+    (edgeport.formats.graph_summary.GraphSummary; ``.to_dict()`` for JSON)."""
+    from edgeport.formats.graph_summary import summarize
+
+    return summarize(Path(path))
+
+
+def bench(
+    artifacts: Path | str | Iterable[Path | str],
+    *,
+    threads: Sequence[int] = (1,),
+    budget_s: float = 5.0,
+    device: str = "local",
+    device_options: dict | None = None,
+) -> list:
+    """Latency of each artifact in its own runtime, per thread count: on this machine (a list of
+    edgeport.benchmark.local.Timing: p50/p90/p99, load time, memory), or on ``device`` (``qemu-pi5``,
+    ``ssh://user@host``, ``docker-arm64``: a list of edgeport.benchmark.device_bench.DeviceResult, with the
+    device's outputs compared with this machine's). ``device_options`` go to the device (ssh identity, runs...)."""
+    from edgeport.benchmark.devices import parse_device
+
+    paths = [Path(artifacts)] if isinstance(artifacts, (str, Path)) else [Path(a) for a in artifacts]
+    if not paths:
+        raise UsageError("nothing to time", "pass .onnx/.tflite files")
+    for p in paths:
+        if not p.is_file():
+            raise UserError(f"{p} does not exist")
+    counts = [int(n) for n in threads]
+    if not counts or any(n < 1 for n in counts):
+        raise UsageError(f"threads {tuple(threads)!r} needs positive integers")
+    spec = parse_device(device)
+    if spec.kind == "local":
+        from edgeport.benchmark.local import bench_artifact
+
+        return [bench_artifact(p, threads=n, budget_s=budget_s) for p in paths for n in counts]
+    from edgeport.benchmark.device_bench import bench_on
+    from edgeport.benchmark.devices import open_device
+
+    dev = open_device(spec, **(device_options or {}))
+    if hasattr(dev, "preflight"):
+        dev.preflight()
+    return [bench_on(dev, p, n) for p in paths for n in counts]
+
+
+def evaluate(
+    artifacts: Path | str | Iterable[Path | str],
+    data: str | Path,
+    *,
+    model=None,
+    weights: str | Path | None = None,
+    input_shape: Sequence[int] | None = None,
+    limit: int | None = None,
+    threads: int = 1,
+    batch: int = 256,
+    preprocess: dict | None = None,
+) -> list:
+    """Top-1/top-5 accuracy on labelled data (``fashion-mnist``, ``digits``, an ImageFolder directory, an .npz
+    with x, y) of ``model`` in PyTorch (first, when given) and of each artifact in its own runtime, with the
+    model's preprocessing (or the one parity.json beside the artifact records): EvalResult each
+    (edgeport.validation.evaluation)."""
+    from dataclasses import replace
+
+    from edgeport.validation import evaluation
+
+    paths = [Path(artifacts)] if isinstance(artifacts, (str, Path)) else [Path(a) for a in artifacts]
+    if not paths and model is None:
+        raise UsageError("nothing to evaluate", "pass artifacts and/or model=")
+    loaded = load_model(model, weights=weights, input_shape=input_shape) if model is not None else None
+    overrides = (lambda pre: replace(pre, **preprocess)) if preprocess else (lambda pre: pre)
+    dataset = evaluation.labelled_data(str(data), limit)
+    subjects = evaluation.open_subjects(paths, loaded, threads, overrides, model_ref=str(model) if isinstance(model, str) else None)
+    return [evaluation.evaluate(s, dataset, batch) for s in subjects]
+
+
+def quantize(
+    model,
+    calib: str | Path,
+    *,
+    targets: str | Iterable[str] = ("onnx-int8", "tflite-int8"),
+    methods: Sequence[str] | None = None,
+    quant: QuantOptions = QuantOptions(),
+    out: str | Path = "artifacts",
+    **export_kwargs,
+):
+    """Int8 targets with one calibration method (``quant.method``) or several (``methods``), each validated:
+    an ExportResult for one method, a dict method -> ExportResult (``out/<method>/``) for several."""
+    from dataclasses import replace
+
+    from edgeport.quantization.options import CALIBRATION_METHODS, check_choice
+
+    chosen = _targets(targets)
+    floats = [t.name for t in chosen if t.precision != "int8"]
+    if floats:
+        raise UsageError(f"quantize makes int8 targets; {', '.join(floats)} is not one", "use edgeport.export for float targets")
+    if not methods:
+        return export(model, [t.name for t in chosen], calib=calib, quant=quant, out=out, **export_kwargs)
+    results = {}
+    for m in methods:
+        check_choice(m, CALIBRATION_METHODS, "method")
+    for m in methods:
+        results[m] = export(model, [t.name for t in chosen], calib=calib, quant=replace(quant, method=m), out=Path(out) / m,
+                            strict=False, **export_kwargs)
+    return results
+
+
+def run(recipes: Path | str | Iterable[Path | str], *, out: str | Path = "artifacts", cache_dir: str | Path | None = None,
+        force: bool = False, wait: bool = False, strict: bool = True):
+    """Run recipes end to end (capture -> fuse -> quantize -> export -> validate -> bench, each stage cached by
+    content) and write manifest.json, report.md, report.html and junit.xml into ``out``: a RunResult
+    (edgeport.pipeline.recipe_run). With ``strict``, a recipe error or failed threshold raises after the reports
+    are written (the result is on the exception as ``.result``)."""
+    from edgeport.pipeline.recipe_run import parse_recipes, run_recipes
+
+    paths = [Path(recipes)] if isinstance(recipes, (str, Path)) else [Path(r) for r in recipes]
+    if not paths:
+        raise UsageError("no recipe given", "pass recipe TOML files (edgeport recipe new writes one)")
+    out = Path(out)
+    result = run_recipes(parse_recipes(paths), out, cache_dir=Path(cache_dir) if cache_dir else None, force=force, wait=wait)
+    failure = result.failure(out) if strict else None
+    if failure is not None:
+        failure.result = result
+        raise failure
+    return result
