@@ -134,7 +134,8 @@ def tight_table(rows: list[dict]) -> str:
 
 def table(rows: list[dict]) -> str:
     lines = [
-        "| model | float | onnx-int8 PTQ | tflite-int8 PTQ | onnx CLE+BC | tflite CLE+BC | onnx controlled | tflite controlled | worst layer (onnx / tflite, err/scale) |",
+        "| model | float | onnx-int8 PTQ | tflite-int8 PTQ | onnx CLE+BC | tflite CLE+BC | onnx controlled | tflite controlled "
+        "| worst layer (onnx / tflite, err/scale) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     pct = lambda v: f"{100 * v:.2f}"  # noqa: E731

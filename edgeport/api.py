@@ -360,28 +360,51 @@ def quantize(
     targets: str | Iterable[str] = ("onnx-int8", "tflite-int8"),
     methods: Sequence[str] | None = None,
     quant: QuantOptions = QuantOptions(),
+    data: str | Path | None = None,
+    limit: int | None = None,
     out: str | Path = "artifacts",
-    **export_kwargs,
+    input_shape: Sequence[int] | None = None,
+    weights: str | Path | None = None,
+    calib_samples: int = DEFAULT_CALIBRATION,
+    val_samples: int = DEFAULT_VALIDATION,
+    seed: int = 0,
+    preprocess: dict | None = None,
+    thresholds: dict[str, Thresholds] | None = None,
+    strict: bool = True,
+    on_stage: Callable[[str], None] = lambda s: None,
 ):
-    """Int8 targets with one calibration method (``quant.method``) or several (``methods``), each validated:
-    an ExportResult for one method, a dict method -> ExportResult (``out/<method>/``) for several."""
+    """Int8 targets with one calibration method (``quant.method``) or several (``methods``; files in
+    ``out/<method>/``), from one capture, fusion and onnx2tf conversion; each validated against PyTorch and,
+    with labelled ``data``, scored for top-1 accuracy beside the float model. Returns the comparison
+    (edgeport.quantization.method_comparison.Comparison: a row per method and target, ``best()``) and writes
+    ``out/methods.json``. With ``strict``, a target no method passes raises ParityFailed (``.result``)."""
     from dataclasses import replace
 
-    from edgeport.quantization.options import CALIBRATION_METHODS, check_choice
+    from edgeport.quantization import method_comparison as mc
+    from edgeport.validation.evaluation import labelled_data
 
     chosen = _targets(targets)
-    floats = [t.name for t in chosen if t.precision != "int8"]
-    if floats:
-        raise UsageError(f"quantize makes int8 targets; {', '.join(floats)} is not one", "use edgeport.export for float targets")
-    if not methods:
-        return export(model, [t.name for t in chosen], calib=calib, quant=quant, out=out, **export_kwargs)
-    results = {}
-    for m in methods:
-        check_choice(m, CALIBRATION_METHODS, "method")
-    for m in methods:
-        results[m] = export(model, [t.name for t in chosen], calib=calib, quant=replace(quant, method=m), out=Path(out) / m,
-                            strict=False, **export_kwargs)
-    return results
+    mc.check_int8_targets(chosen)
+    several = bool(methods) and len(methods) > 1
+    methods = mc.check_methods(list(methods) if methods else [quant.method])
+    on_stage("loading model")
+    loaded = load_model(model, weights=weights, input_shape=input_shape)
+    split = load_data(loaded, calib, calib_samples=calib_samples, val_samples=val_samples, seed=seed, preprocess=preprocess)
+    pre = loaded.data_preprocess()
+    if preprocess:
+        pre = replace(pre, **preprocess)
+    labelled = labelled_data(str(data), limit) if data is not None else None
+    out = Path(out)
+    comparison = mc.compare_methods(loaded, chosen, out, split, methods, replace(quant, method=methods[0]), thresholds or {},
+                                    labelled=labelled, preprocess=pre, subdirs=several, on_stage=on_stage)
+    mc.write(out, comparison)
+    failed = comparison.failed()
+    if strict and failed:
+        r = failed[0]
+        exc = ParityFailed(f"{r.target} ({r.method}): {'; '.join(r.failures)}", f"see {out / 'methods.json'}")
+        exc.result = comparison
+        raise exc
+    return comparison
 
 
 def run(recipes: Path | str | Iterable[Path | str], *, out: str | Path = "artifacts", cache_dir: str | Path | None = None,

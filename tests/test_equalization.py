@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgeport.graph.capture import capture
-from edgeport.graph.fuse import _attr_tensor, fuse
+from edgeport.graph.fuse import attr_tensor, fuse
 from edgeport.quantization.equalization import _in_view, equalize, fake_quant_per_channel, find_pairs
 
 aten = torch.ops.aten
@@ -78,7 +78,7 @@ def test_cle_is_exact_and_equalizes_every_pair():
     assert _rel(before, _run(gm, x)) < 1e-5
     assert report.float_max_rel < 1e-5 and report.float_sqnr_db > 90 and report.top1_agreement == 1.0
     for conv1, _, conv2 in find_pairs(gm)[0]:
-        w1, w2 = _attr_tensor(gm, conv1.args[1]), _attr_tensor(gm, conv2.args[1])
+        w1, w2 = attr_tensor(gm, conv1.args[1]), attr_tensor(gm, conv2.args[1])
         groups = conv2.args[6] if len(conv2.args) > 6 else 1
         r1 = w1.abs().reshape(w1.shape[0], -1).amax(dim=1)
         r2 = _in_view(w2, groups).abs().amax(dim=(1, 3)).reshape(-1)
@@ -143,7 +143,7 @@ def _quantized_weights(gm):
     q = copy.deepcopy(gm)
     for n in q.graph.nodes:
         if n.op == "call_function" and n.target in (aten.conv2d.default, aten.linear.default):
-            w = _attr_tensor(q, n.args[1])
+            w = attr_tensor(q, n.args[1])
             w.data.copy_(fake_quant_per_channel(w.data))
     return q
 

@@ -26,13 +26,14 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Callable, Iterator
 
-from edgeport.errors import RuntimeMissing
+from edgeport.errors import RuntimeMissing, UserError
 from edgeport.util.atomic_file import write_text
 
 RECIPE = 1  # bump when the build steps change: older caches are rebuilt
@@ -109,7 +110,7 @@ def current() -> Rootfs | None:
 
 
 @contextlib.contextmanager
-def _locked(on_wait: Callable[[str], None]) -> Iterator[None]:
+def rootfs_lock(on_wait: Callable[[str], None]) -> Iterator[None]:
     cache_dir().mkdir(parents=True, exist_ok=True)
     with open(cache_dir() / ".lock", "w") as fh:
         try:
@@ -129,7 +130,7 @@ def ensure(say: Callable[[str], None] = print) -> Rootfs:
     if found is not None:
         return found
     require_tools(HOST_TOOLS)
-    with _locked(say):
+    with rootfs_lock(say):
         found = current()  # built by another process while we waited
         if found is not None:
             return found
@@ -137,7 +138,7 @@ def ensure(say: Callable[[str], None] = print) -> Rootfs:
         return _build(say)
 
 
-def _run(cmd: list[str], log: Path, what: str, env: dict | None = None) -> str:
+def run_logged(cmd: list[str], log: Path, what: str, env: dict | None = None) -> str:
     with open(log, "a") as fh:
         fh.write(f"\n$ {' '.join(cmd)}\n")
         fh.flush()
@@ -166,12 +167,12 @@ def _build(say: Callable[[str], None]) -> Rootfs:
             if shutil.which("fakeroot") is None:
                 raise RuntimeMissing("debootstrap needs root or fakeroot", "run as root, or apt-get install fakeroot")
             cmd = ["fakeroot", *cmd]
-        _run(cmd, log, "debootstrap")
+        run_logged(cmd, log, "debootstrap")
         archives = sorted((work / "var" / "cache" / "apt" / "archives").glob("*.deb"))
         say(f"  unpacking {len(archives)} packages…")
         debs = []
         for deb in archives:
-            _run(["dpkg-deb", "-x", str(deb), str(work)], log, f"dpkg-deb -x {deb.name}")
+            run_logged(["dpkg-deb", "-x", str(deb), str(work)], log, f"dpkg-deb -x {deb.name}")
             debs.append(deb.name)
         for deb in archives:
             deb.unlink()
@@ -208,11 +209,11 @@ def _install_wheels(target: Path, wanted: dict[str, str], log: Path) -> dict[str
             "--abi", "cp" + GUEST_PYTHON.replace(".", "")]
     exact = [f"{d}=={v}" for d, v in wanted.items()]
     try:
-        _run([*base, *exact], log, "pip install (aarch64 wheels, host versions)")
+        run_logged([*base, *exact], log, "pip install (aarch64 wheels, host versions)")
     except RuntimeMissing:
         near = [f"{d}=={'.'.join(v.split('.')[:2])}.*" for d, v in wanted.items()]
         shutil.rmtree(target, ignore_errors=True)
-        _run([*base, *near], log, "pip install (aarch64 wheels, nearest versions)")
+        run_logged([*base, *near], log, "pip install (aarch64 wheels, nearest versions)")
     got = {}
     for dist in wanted:
         prefix = dist.replace("-", "_")
@@ -223,21 +224,19 @@ def _install_wheels(target: Path, wanted: dict[str, str], log: Path) -> dict[str
 
 def _check_guest(root: Path, log: Path) -> dict:
     """Byte-compile the guest's Python files, then import the runtimes in the guest (fake Cortex-A72 cpuinfo)."""
-    from edgeport.benchmark import qemu
-
     if sys.version_info[:2] == tuple(int(v) for v in GUEST_PYTHON.split(".")):
         # On the host, into the rootfs: the guest must never write .pyc itself, because under qemu -L a file
         # that does not exist in the rootfs yet is created on the HOST at the same path.
         with contextlib.suppress(RuntimeMissing):  # a few test/data files in the stdlib never compile; fine
-            _run([sys.executable, "-m", "compileall", "-q", "-j", "0", str(root / f"usr/lib/python{GUEST_PYTHON}"),
+            run_logged([sys.executable, "-m", "compileall", "-q", "-j", "0", str(root / f"usr/lib/python{GUEST_PYTHON}"),
                   str(root / GUEST_SITE.lstrip("/"))], log, "byte-compiling the guest Python")
-    view = qemu.core_view(root, "cortex-a72")
+    view = core_view(root, "cortex-a72")
     probe = ("import json, platform, numpy, onnxruntime, ai_edge_litert.interpreter as i; print(json.dumps({"
              "'python': platform.python_version(), 'machine': platform.machine(), 'numpy': numpy.__version__, "
              "'onnxruntime': onnxruntime.__version__}))")
     try:
-        out = _run(qemu.guest_command(root, view, ["-c", probe]), log, "importing the runtimes in the guest",
-                   env=qemu.guest_env("cortex-a72", threads=1))
+        out = run_logged(guest_command(root, view, ["-c", probe]), log, "importing the runtimes in the guest",
+                   env=guest_env("cortex-a72", threads=1))
     finally:
         shutil.rmtree(view, ignore_errors=True)
     return json.loads(out.strip().splitlines()[-1])
@@ -249,3 +248,63 @@ def _qemu_version() -> str:
     except OSError:
         return "?"
     return out.splitlines()[0] if out else "?"
+
+
+# --- running the userland's Python under qemu-user (used by the qemu-pi4/pi5 devices too) ------------------
+
+CORES = {"qemu-pi4": "cortex-a72", "qemu-pi5": "cortex-a76"}
+BOARDS = {"cortex-a72": "Raspberry Pi 4", "cortex-a76": "Raspberry Pi 5"}
+# What the Pi's kernel reports for each core (MIDR fields and hwcaps).
+CPUINFO = {
+    "cortex-a72": {"variant": "0x0", "part": "0xd08", "revision": "3",
+                   "features": "fp asimd evtstrm crc32 cpuid"},
+    "cortex-a76": {"variant": "0x4", "part": "0xd0b", "revision": "1",
+                   "features": "fp asimd evtstrm crc32 cpuid atomics fphp asimdhp asimdrdm lrcpc dcpop asimddp"},
+}
+HOST_ONLY = {"proc", "sys", "dev", "tmp", "run", "debootstrap"}  # never shadowed by the rootfs
+
+
+def cpuinfo_text(core: str, processors: int) -> str:
+    c = CPUINFO[core]
+    block = ("processor\t: {n}\nBogoMIPS\t: 108.00\nFeatures\t: {features}\nCPU implementer\t: 0x41\n"
+             "CPU architecture: 8\nCPU variant\t: {variant}\nCPU part\t: {part}\nCPU revision\t: {revision}\n\n")
+    text = "".join(block.format(n=n, **c) for n in range(processors))
+    return text + f"Model\t\t: edgeport qemu emulation of a {BOARDS[core]}\n"
+
+
+def core_view(root: Path, core: str) -> Path:
+    """A fresh -L prefix for one run: symlinks to the rootfs plus a fake /proc/cpuinfo for ``core``."""
+    if core not in CPUINFO:
+        raise UserError(f"unknown emulated core {core!r}", f"one of {', '.join(CPUINFO)}")
+    views = cache_dir() / "views"
+    views.mkdir(parents=True, exist_ok=True)
+    view = Path(tempfile.mkdtemp(prefix=f"{core}-", dir=views))
+    for entry in root.iterdir():
+        if entry.name not in HOST_ONLY:
+            (view / entry.name).symlink_to(entry.resolve())
+    (view / "proc").mkdir()
+    # as many processors as the host's /sys (which the guest sees) says there are
+    (view / "proc" / "cpuinfo").write_text(cpuinfo_text(core, os.cpu_count() or 1))
+    return view
+
+
+def guest_env(core: str, threads: int) -> dict[str, str]:
+    """A clean environment: nothing of the host's Python setup leaks into the guest."""
+    if core not in CPUINFO:
+        raise UserError(f"unknown emulated core {core!r}")
+    return {
+        "QEMU_CPU": core, "PATH": "/usr/bin:/bin", "HOME": "/root", "LANG": "C.UTF-8",
+        "PYTHONPATH": GUEST_SITE, "PYTHONHASHSEED": "0",
+        # never write .pyc: under -L a new file would be created on the host, not in the rootfs
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "OMP_NUM_THREADS": str(threads),
+    }
+
+
+def guest_command(root: Path, view: Path, python_args: list[str], plugin: Path | None = None,
+                  counts: Path | None = None) -> list[str]:
+    """qemu-aarch64 running the guest's Python with -S (no site: the host's site-packages stay out)."""
+    cmd = ["qemu-aarch64", "-L", str(view)]
+    if plugin is not None:
+        cmd += ["-plugin", f"{plugin},out={counts}"]
+    return [*cmd, str(root / "usr" / "bin" / f"python{GUEST_PYTHON}"), "-S", *python_args]

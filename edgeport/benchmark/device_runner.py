@@ -186,7 +186,9 @@ class OnnxModel:
         if self.fixed_batch is None or self.fixed_batch == len(inputs):
             return self.session.run(None, {self.name: inputs})[0].astype(np.float32)
         step = self.fixed_batch
-        return np.concatenate([self.session.run(None, {self.name: inputs[i : i + step]})[0] for i in range(0, len(inputs), step)]).astype(np.float32)
+        return np.concatenate(
+            [self.session.run(None, {self.name: inputs[i : i + step]})[0] for i in range(0, len(inputs), step)]
+        ).astype(np.float32)
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -220,7 +222,8 @@ def run(args: argparse.Namespace) -> dict:
     except RunnerError:
         raise
     except Exception as exc:  # e.g. ORT's InvalidArgument for a wrong input shape
-        raise RunnerError(f"inference failed on {args.artifact}: {str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}") from None
+        raise RunnerError(f"inference failed on {args.artifact}: "
+                          f"{str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}") from None
     outputs_path = None
     if args.outputs_npy:
         with open(args.outputs_npy, "wb") as fh:  # np.save(path) would append .npy to other names

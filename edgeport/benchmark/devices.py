@@ -104,7 +104,7 @@ DEVICES: dict[str, str | None] = {
     "docker-arm64": "edgeport.benchmark.docker_device",
     "ssh": "edgeport.benchmark.ssh_device",
 }
-VALID = "local, qemu-pi4, qemu-pi5, docker-arm64, ssh://user@host[:port]"
+VALID = ", ".join("ssh://user@host[:port]" if kind == "ssh" else kind for kind in DEVICES)  # derived: one list
 _SSH = re.compile(r"^ssh://(?:(?P<user>[A-Za-z0-9._-]+)@)?(?P<host>[A-Za-z0-9._-]+|\[[0-9A-Fa-f:]+\])(?::(?P<port>\d{1,5}))?/?$")
 
 

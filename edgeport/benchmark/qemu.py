@@ -27,68 +27,22 @@ from typing import Callable
 import numpy as np
 
 from edgeport.benchmark import arm_rootfs
+from edgeport.benchmark.arm_rootfs import (  # noqa: F401  (how the userland's Python runs under qemu; re-exported)
+    BOARDS,
+    CORES,
+    CPUINFO,
+    HOST_ONLY,
+    core_view,
+    cpuinfo_text,
+    guest_command,
+    guest_env,
+)
 from edgeport.benchmark.devices import RUNNER_SCRIPT, DeviceRun, DeviceSpec
 from edgeport.errors import RuntimeMissing, UserError
 
-CORES = {"qemu-pi4": "cortex-a72", "qemu-pi5": "cortex-a76"}
-BOARDS = {"cortex-a72": "Raspberry Pi 4", "cortex-a76": "Raspberry Pi 5"}
-# What the Pi's kernel reports for each core (MIDR fields and hwcaps).
-CPUINFO = {
-    "cortex-a72": {"variant": "0x0", "part": "0xd08", "revision": "3",
-                   "features": "fp asimd evtstrm crc32 cpuid"},
-    "cortex-a76": {"variant": "0x4", "part": "0xd0b", "revision": "1",
-                   "features": "fp asimd evtstrm crc32 cpuid atomics fphp asimdhp asimdrdm lrcpc dcpop asimddp"},
-}
-HOST_ONLY = {"proc", "sys", "dev", "tmp", "run", "debootstrap"}  # never shadowed by the rootfs
 PLUGIN_SOURCE = Path(__file__).with_name("insn_counter.c")
 PLUGIN_TOOLS = {"gcc": "gcc", "pkg-config": "pkg-config", "dpkg-query": "dpkg", "apt-get": "apt", "tar": "tar"}
 GUEST_TIMEOUT_S = 3600
-
-
-def cpuinfo_text(core: str, processors: int) -> str:
-    c = CPUINFO[core]
-    block = ("processor\t: {n}\nBogoMIPS\t: 108.00\nFeatures\t: {features}\nCPU implementer\t: 0x41\n"
-             "CPU architecture: 8\nCPU variant\t: {variant}\nCPU part\t: {part}\nCPU revision\t: {revision}\n\n")
-    text = "".join(block.format(n=n, **c) for n in range(processors))
-    return text + f"Model\t\t: edgeport qemu emulation of a {BOARDS[core]}\n"
-
-
-def core_view(root: Path, core: str) -> Path:
-    """A fresh -L prefix for one run: symlinks to the rootfs plus a fake /proc/cpuinfo for ``core``."""
-    if core not in CPUINFO:
-        raise UserError(f"unknown emulated core {core!r}", f"one of {', '.join(CPUINFO)}")
-    views = arm_rootfs.cache_dir() / "views"
-    views.mkdir(parents=True, exist_ok=True)
-    view = Path(tempfile.mkdtemp(prefix=f"{core}-", dir=views))
-    for entry in root.iterdir():
-        if entry.name not in HOST_ONLY:
-            (view / entry.name).symlink_to(entry.resolve())
-    (view / "proc").mkdir()
-    # as many processors as the host's /sys (which the guest sees) says there are
-    (view / "proc" / "cpuinfo").write_text(cpuinfo_text(core, os.cpu_count() or 1))
-    return view
-
-
-def guest_env(core: str, threads: int) -> dict[str, str]:
-    """A clean environment: nothing of the host's Python setup leaks into the guest."""
-    if core not in CPUINFO:
-        raise UserError(f"unknown emulated core {core!r}")
-    return {
-        "QEMU_CPU": core, "PATH": "/usr/bin:/bin", "HOME": "/root", "LANG": "C.UTF-8",
-        "PYTHONPATH": arm_rootfs.GUEST_SITE, "PYTHONHASHSEED": "0",
-        # never write .pyc: under -L a new file would be created on the host, not in the rootfs
-        "PYTHONDONTWRITEBYTECODE": "1",
-        "OMP_NUM_THREADS": str(threads),
-    }
-
-
-def guest_command(root: Path, view: Path, python_args: list[str], plugin: Path | None = None,
-                  counts: Path | None = None) -> list[str]:
-    """qemu-aarch64 running the guest's Python with -S (no site: the host's site-packages stay out)."""
-    cmd = ["qemu-aarch64", "-L", str(view)]
-    if plugin is not None:
-        cmd += ["-plugin", f"{plugin},out={counts}"]
-    return [*cmd, str(root / "usr" / "bin" / f"python{arm_rootfs.GUEST_PYTHON}"), "-S", *python_args]
 
 
 def qemu_source_version() -> str:
@@ -109,7 +63,7 @@ def ensure_plugin(say: Callable[[str], None] = print) -> Path:
     so = folder / f"libinsn_counter-{tag}.so"
     if so.is_file():
         return so
-    with arm_rootfs._locked(say):
+    with arm_rootfs.rootfs_lock(say):
         if so.is_file():
             return so
         if subprocess.run(["pkg-config", "--exists", "glib-2.0"]).returncode != 0:
@@ -143,7 +97,7 @@ def _plugin_header(folder: Path, version: str) -> Path:
             "-o", f"Dir::State::Lists={apt / 'lists'}", "-o", "APT::Sandbox::User=root"]
     log = arm_rootfs.cache_dir() / "plugin.log"
     log.write_text("")
-    arm_rootfs._run(["apt-get", *opts, "-q", "update"], log, "apt-get update (deb-src, for the qemu plugin header)")
+    arm_rootfs.run_logged(["apt-get", *opts, "-q", "update"], log, "apt-get update (deb-src, for the qemu plugin header)")
     src = apt / "src"
     shutil.rmtree(src, ignore_errors=True)
     src.mkdir()

@@ -106,7 +106,8 @@ def _one(device: str, model: str, ms: list[Measured]) -> Recommendation:
                           f"ship {best_float.target} (fp32 or fp16), int8's error buys too little")
     else:
         pick = best_float or best_int8
-        rec.reason = f"cheapest of the {pick.precision} files within parity on {where} ({unit}); no {'int8' if best_float else 'float'} file to compare"
+        rec.reason = (f"cheapest of the {pick.precision} files within parity on {where} ({unit}); "
+                      f"no {'int8' if best_float else 'float'} file to compare")
     rec.artifact, rec.target = pick.artifact, pick.target
     if flags.get(Path(pick.artifact).name):
         rec.reason += f"; note: {'; '.join(flags[Path(pick.artifact).name])}"

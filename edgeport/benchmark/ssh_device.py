@@ -118,7 +118,7 @@ class SshDevice:
         a scratch directory when nothing is missing."""
         module, package = fmt.runtime_module, fmt.runtime_package
         res = self._ssh(self.remote_python + " -", stdin=_PROBE % (["numpy", module],), timeout=self.connect_timeout + 30)
-        line = next((l for l in res.stdout.splitlines() if l.startswith("EDGEPORT-PROBE ")), None)
+        line = next((out_line for out_line in res.stdout.splitlines() if out_line.startswith("EDGEPORT-PROBE ")), None)
         if line is None:
             err = (res.stderr.strip().splitlines() or ["no output"])[-1][:160]
             raise RuntimeMissing(f"{self.remote_python!r} does not run on {self.where}: {err}",
@@ -129,7 +129,8 @@ class SshDevice:
             version = _host_version(module)
             pins.append(f"{package}=={version}" if version else package)
             raise RuntimeMissing(
-                f"{', '.join(info['missing'])} missing for {self.remote_python} on {self.where} (python {info['python']}, {info['machine']})",
+                f"{', '.join(info['missing'])} missing for {self.remote_python} on {self.where} "
+                f"(python {info['python']}, {info['machine']})",
                 f"run there: python3 -m venv ~/edgeport-venv && ~/edgeport-venv/bin/pip install {' '.join(shlex.quote(p) for p in pins)}"
                 " and pass --remote-python ~/edgeport-venv/bin/python")
         return info
@@ -155,7 +156,7 @@ class SshDevice:
                            f" --out result.json --outputs-npy outputs.npy" + ("" if self.xnnpack else " --no-xnnpack"))
                 ran = self._ssh(command, timeout=3600)
                 if ran.returncode != 0:
-                    tail = " | ".join(l.strip() for l in ran.stderr.strip().splitlines()[-2:])[:300]
+                    tail = " | ".join(err_line.strip() for err_line in ran.stderr.strip().splitlines()[-2:])[:300]
                     raise UserError(f"device_runner.py failed on {self.where} (exit {ran.returncode}): {tail}")
                 got = self._scp([self._remote(f"{remote}/result.json"), self._remote(f"{remote}/outputs.npy")], str(local),
                                 timeout=self.connect_timeout + 300)

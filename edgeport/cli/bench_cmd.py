@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from edgeport.benchmark.devices import VALID
 from edgeport.cli import model_options as opt
 from edgeport.cli.console import make as make_console
 from edgeport.errors import UsageError, UserError
@@ -27,18 +28,21 @@ def _threads(text: str) -> list[int]:
 
 def bench(
     artifacts: list[Path] = typer.Argument(None, help=".onnx/.tflite files to time."),
-    device: list[str] = typer.Option(["local"], "--device", help="Where to run: local (this machine), qemu-pi4, qemu-pi5, docker-arm64, ssh://user@host[:port]; several: repeat it or comma-separate (local,qemu-pi5)."),
+    device: list[str] = typer.Option(["local"], "--device", help=f"Where to run: {VALID} (local: this machine); several: repeat it or "
+        f"comma-separate (local,qemu-pi5)."),
     threads: str = typer.Option("1", "--threads", help="Comma-separated thread counts, e.g. 1,2."),
     budget: float = typer.Option(5.0, "--budget", help="Seconds of timed runs per artifact and thread count (at most)."),
     out: Path = typer.Option(None, "--json", help="Write the measurements to this JSON file."),
-    model: str = typer.Option(None, "--model", "-m", help="Also time this PyTorch model in eager mode (zoo name, pkg.module:factory or file.py:factory): the baseline."),
+    model: str = typer.Option(None, "--model", "-m", help="Also time this PyTorch model in eager mode (zoo name, pkg.module:factory or "
+        "file.py:factory): the baseline."),
     weights: Path = opt.WEIGHTS,
     input_shape: str = opt.INPUT_SHAPE,
     num_classes: int = opt.NUM_CLASSES,
     width: float = opt.WIDTH,
     # --- remote devices (ssh://, docker-arm64) ---
     ssh_key: Path = typer.Option(None, "--ssh-key", help="ssh:// identity file (private key); default: your ssh config/agent."),
-    remote_python: str = typer.Option(None, "--remote-python", help="Python on the device that has numpy + the runtime (ssh:// default python3)."),
+    remote_python: str = typer.Option(None, "--remote-python", help="Python on the device that has numpy + the runtime (ssh:// default "
+        "python3)."),
     ssh_timeout: float = typer.Option(10.0, "--ssh-timeout", help="ssh:// connect timeout in seconds."),
     ssh_config: Path = typer.Option(None, "--ssh-config", help="ssh:// client config file (ssh -F), e.g. for ProxyJump."),
     runs: int = typer.Option(50, "--runs", help="Timed runs on a remote device (after 5 warm-up runs)."),

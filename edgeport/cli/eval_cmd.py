@@ -15,13 +15,16 @@ from edgeport.errors import UsageError
 
 console = make_console()
 
-DATA = typer.Option(..., "--data", "-d", help="Labelled data: fashion-mnist[:train|:DIR], digits, an ImageFolder directory (one sub-folder per class) or an .npz with x and y.")
+DATA = typer.Option(..., "--data", "-d", help="Labelled data: fashion-mnist[:train|:DIR], digits, an ImageFolder directory (one "
+    "sub-folder per class) or an .npz with x and y.")
 
 
 def eval_(
-    artifacts: list[Path] = typer.Argument(None, help=".onnx/.tflite artifacts (run in onnxruntime / LiteRT) or .pt checkpoints (run in PyTorch)."),
+    artifacts: list[Path] = typer.Argument(None, help=".onnx/.tflite artifacts (run in onnxruntime / LiteRT) or .pt checkpoints (run in "
+        "PyTorch)."),
     data: str = DATA,
-    model: str = typer.Option(None, "--model", "-m", help="Also evaluate this PyTorch model (the float reference), and take the artifacts' preprocessing from it."),
+    model: str = typer.Option(None, "--model", "-m", help="Also evaluate this PyTorch model (the float reference), and take the "
+        "artifacts' preprocessing from it."),
     weights: Path = opt.WEIGHTS,
     input_shape: str = opt.INPUT_SHAPE,
     num_classes: int = opt.NUM_CLASSES,
@@ -35,7 +38,8 @@ def eval_(
     limit: int = typer.Option(None, "--limit", help="Evaluate the first N samples only."),
     out: Path = typer.Option(None, "--json", help="Write the results to this JSON file."),
     min_top1: float = typer.Option(None, "--min-top1", help="Exit 3 if any artifact's top-1 is below this many percent."),
-    max_drop: float = typer.Option(None, "--max-drop", help="Exit 3 if any artifact's top-1 is more than this many points below the --model (float) result."),
+    max_drop: float = typer.Option(None, "--max-drop", help="Exit 3 if any artifact's top-1 is more than this many points below the "
+        "--model (float) result."),
 ) -> None:
     """Top-1/top-5 accuracy of each artifact, in its own runtime, with the model's preprocessing."""
     from edgeport.validation import evaluation

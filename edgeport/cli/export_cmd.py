@@ -28,7 +28,8 @@ def export(
     calib_samples: int = opt.CALIB_SAMPLES,
     val_samples: int = opt.VAL_SAMPLES,
     seed: int = opt.SEED,
-    calib_method: str = typer.Option("minmax", "--calib-method", help=f"int8 activation ranges (onnx-int8 and tflite-int8): {help_list(CALIBRATION_METHODS)}; compare them with `edgeport quantize --compare-methods`.", rich_help_panel=opt.QUANT_PANEL),
+    calib_method: str = typer.Option("minmax", "--calib-method", help=f"int8 activation ranges (onnx-int8 and tflite-int8): "
+        f"{help_list(CALIBRATION_METHODS)}; compare them with `edgeport quantize --compare-methods`.", rich_help_panel=opt.QUANT_PANEL),
     io_dtype: str = opt.IO_DTYPE,
     allow_float: list[str] = opt.ALLOW_FLOAT,
     deploy: str = opt.DEPLOY,
@@ -46,7 +47,8 @@ def export(
     max_abs: float = opt.MAX_ABS,
     dynamic_batch: bool = typer.Option(False, "--dynamic-batch", help="Make the batch dimension dynamic (ONNX targets)."),
     validate: bool = typer.Option(True, "--validate/--no-validate", help="Run each artifact in its runtime and check parity."),
-    per_layer: bool = typer.Option(False, "--per-layer", help="Diagnose int8 targets layer by layer on the validation data: print the 10 worst layers, write per_layer.json."),
+    per_layer: bool = typer.Option(False, "--per-layer", help="Diagnose int8 targets layer by layer on the validation data: print the 10 "
+        "worst layers, write per_layer.json."),
 ) -> None:
     """Export a model to edge formats; exit 3 if an artifact does not match PyTorch or an int8 graph is not int8."""
     from edgeport import api
@@ -113,7 +115,8 @@ def _check_per_layer(targets, quant, calib) -> None:
     if not calib:
         raise UserError("--per-layer needs calibration data (int8 targets do)", "add --calib (an image folder, fashion-mnist, ...)")
     if any(t.name == "onnx-int8" for t in targets) and quant.onnx_format != "qdq":
-        raise UsageError("--per-layer reads QDQ onnx-int8 models only", "use --onnx-format qdq (QOperator has no float tensor between layers)")
+        raise UsageError("--per-layer reads QDQ onnx-int8 models only",
+                         "use --onnx-format qdq (QOperator has no float tensor between layers)")
 
 
 def register(app: typer.Typer) -> None:

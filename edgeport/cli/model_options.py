@@ -24,11 +24,14 @@ def _target_help() -> str:
     return f"Comma-separated targets: {', '.join(target_names())}."
 
 
-MODEL = typer.Option(..., "--model", "-m", help="Zoo name (see `edgeport models`), pkg.module:factory, path/file.py:factory or a torch.export .pt2.",
+MODEL = typer.Option(..., "--model", "-m", help="Zoo name (see `edgeport models`), pkg.module:factory, path/file.py:factory or a "
+    "torch.export .pt2.",
                      rich_help_panel=MODEL_PANEL)
-WEIGHTS = typer.Option(None, "--weights", "-w", help="Checkpoint (state dict, or dict with state_dict/model), loaded with weights_only=True.",
+WEIGHTS = typer.Option(None, "--weights", "-w", help="Checkpoint (state dict, or dict with state_dict/model), loaded with "
+    "weights_only=True.",
                        rich_help_panel=MODEL_PANEL)
-INPUT_SHAPE = typer.Option(None, "--input-shape", help="N,C,H,W (default: the zoo model's or checkpoint's own).", rich_help_panel=MODEL_PANEL)
+INPUT_SHAPE = typer.Option(None, "--input-shape", help="N,C,H,W (default: the zoo model's or checkpoint's own).",
+                           rich_help_panel=MODEL_PANEL)
 NUM_CLASSES = typer.Option(None, "--num-classes", help="Build a zoo model with this many classes.", rich_help_panel=MODEL_PANEL)
 WIDTH = typer.Option(None, "--width", help="Width multiplier for a zoo model (its builder's width_mult).", rich_help_panel=MODEL_PANEL)
 TARGET = typer.Option("onnx-fp32", "--target", "-t", help=_target_help())
@@ -41,13 +44,16 @@ MEAN = typer.Option(None, "--mean", help="Preprocessing mean per channel on [0,1
 STD = typer.Option(None, "--std", help="Preprocessing std per channel, e.g. 0.229,0.224,0.225.", rich_help_panel=DATA_PANEL)
 SCALE_127 = typer.Option(False, "--scale-127", help="Preprocess as (x - 127) / 128 instead of mean/std.", rich_help_panel=DATA_PANEL)
 BGR = typer.Option(False, "--bgr", help="Feed channels in BGR order.", rich_help_panel=DATA_PANEL)
-CLE = typer.Option(False, "--cle/--no-cle", help="Cross-layer equalization (DFQ) of the fused graph before export; ReLU6 in equalized pairs becomes ReLU.",
+CLE = typer.Option(False, "--cle/--no-cle", help="Cross-layer equalization (DFQ) of the fused graph before export; ReLU6 in equalized "
+    "pairs becomes ReLU.",
                    rich_help_panel=QUANT_PANEL)
 BIAS_CORRECTION = typer.Option(False, "--bias-correction/--no-bias-correction",
                                help="Correct each layer's bias for the mean error of its int8 weights, measured on --calib data.",
                                rich_help_panel=QUANT_PANEL)
-IO_DTYPE = typer.Option("int8", "--io-dtype", help=f"tflite-int8 input/output: {help_list(IO_DTYPES)} (int8 inside).", rich_help_panel=QUANT_PANEL)
-ALLOW_FLOAT = typer.Option([], "--allow-float", help="Layer allowed to stay float in int8 targets (repeatable).", rich_help_panel=QUANT_PANEL)
+IO_DTYPE = typer.Option("int8", "--io-dtype", help=f"tflite-int8 input/output: {help_list(IO_DTYPES)} (int8 inside).",
+                        rich_help_panel=QUANT_PANEL)
+ALLOW_FLOAT = typer.Option([], "--allow-float", help="Layer allowed to stay float in int8 targets (repeatable).",
+                           rich_help_panel=QUANT_PANEL)
 DEPLOY = typer.Option(None, "--deploy", help=f"onnx-int8 settings measured best on that architecture: {help_list(DEPLOY_PRESETS)} "
                       "(x86 is the default behaviour; arm64: dot-product cores, Pi 5; arm64-nodot: Pi 4); docs/arm.md.",
                       rich_help_panel=QUANT_PANEL)
@@ -58,7 +64,8 @@ ONNX_ACTIVATIONS = typer.Option(None, "--onnx-activations", help=f"onnx-int8 act
 ONNX_REDUCE_RANGE = typer.Option(None, "--onnx-reduce-range", help=f"onnx-int8 7-bit weights: {help_list(REDUCE_RANGE)} "
                                  "(auto: from this CPU, the default); overrides --deploy.", rich_help_panel=QUANT_PANEL)
 MIN_SQNR = typer.Option(None, "--min-sqnr", help="int8 threshold: minimum SQNR in dB vs PyTorch (default 15).", rich_help_panel=CHECK_PANEL)
-MIN_TOP1 = typer.Option(None, "--min-top1", help="int8 threshold: minimum top-1 agreement with PyTorch (default 0.9).", rich_help_panel=CHECK_PANEL)
+MIN_TOP1 = typer.Option(None, "--min-top1", help="int8 threshold: minimum top-1 agreement with PyTorch (default 0.9).",
+                        rich_help_panel=CHECK_PANEL)
 MAX_ABS = typer.Option(None, "--max-abs", help="fp32 threshold: maximum abs error vs PyTorch (default 1e-4).", rich_help_panel=CHECK_PANEL)
 
 
@@ -105,16 +112,6 @@ def preprocess_overrides(pre, mean, std, scale_127, bgr):
 def warn_synthetic(console: Console) -> None:
     console.print("[bold yellow]WARNING: --calib synthetic: calibration and validation use generated images; "
                   "int8 scales and every accuracy number below say nothing about real data.[/]")
-
-
-def load_data(loaded, calib, calib_samples, val_samples, seed, mean, std, scale_127, bgr, console: Console):
-    """The calibration/validation split for ``loaded`` (None without --calib), with the model's preprocessing."""
-    from edgeport import api
-
-    if calib == "synthetic":
-        warn_synthetic(console)
-    return api.load_data(loaded, calib, calib_samples=calib_samples, val_samples=val_samples, seed=seed,
-                         preprocess=preprocess_changes(mean, std, scale_127, bgr))
 
 
 def threshold_overrides(min_sqnr, min_top1, max_abs) -> dict:

@@ -6,7 +6,6 @@ The body only turns options into calls of edgeport.quantization.method_compariso
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import typer
@@ -32,9 +31,11 @@ def quantize(
     seed: int = opt.SEED,
     target: str = typer.Option("onnx-int8,tflite-int8", "--target", "-t", help="Comma-separated int8 targets: onnx-int8, tflite-int8."),
     method: str = typer.Option("minmax", "--method", help="Calibration method: minmax, percentile, entropy or mse."),
-    compare_methods: bool = typer.Option(False, "--compare-methods", help="Quantize with every method (artifacts in OUT/<method>/) and compare them."),
+    compare_methods: bool = typer.Option(False, "--compare-methods", help="Quantize with every method (artifacts in OUT/<method>/) and "
+        "compare them."),
     percentile: float = typer.Option(99.99, "--percentile", help="Mass kept by the percentile method (two-sided)."),
-    data: str = typer.Option(None, "--data", "-d", help="Labelled data for top-1 accuracy of the float model and each artifact (as `edgeport eval --data`)."),
+    data: str = typer.Option(None, "--data", "-d", help="Labelled data for top-1 accuracy of the float model and each artifact (as "
+        "`edgeport eval --data`)."),
     limit: int = typer.Option(None, "--limit", help="Use only the first N samples of --data."),
     out: Path = typer.Option(Path("artifacts"), "--out", "-o", help="Folder for the artifacts, parity.json and methods.json."),
     io_dtype: str = opt.IO_DTYPE,
@@ -46,12 +47,15 @@ def quantize(
     bgr: bool = opt.BGR,
     min_sqnr: float = opt.MIN_SQNR,
     min_top1: float = opt.MIN_TOP1,
-    max_accuracy_drop: float = typer.Option(None, "--max-accuracy-drop", help="Accuracy control: keep the fewest layers float until the int8 score is at most this many points below float (exit 3 if impossible)."),
-    control_data: str = typer.Option(None, "--control-data", help="Labelled data accuracy control scores on (default: --data; with neither, top-1 agreement with the float model on the held-out split)."),
+    max_accuracy_drop: float = typer.Option(None, "--max-accuracy-drop", help="Accuracy control: keep the fewest layers float until the "
+        "int8 score is at most this many points below float (exit 3 if impossible)."),
+    control_data: str = typer.Option(None, "--control-data", help="Labelled data accuracy control scores on (default: --data; with "
+        "neither, top-1 agreement with the float model on the held-out split)."),
     control_samples: int = typer.Option(2000, "--control-samples", help="Samples of the control data used by accuracy control."),
 ) -> None:
     """Quantize to int8 with a calibration method (or all of them) and validate; exit 3 if no method's artifact of
     a target passes its thresholds (SQNR, top-1 agreement vs PyTorch, every compute op int8)."""
+    from edgeport import api
     from edgeport.exporters import QuantOptions, parse_targets
     from edgeport.quantization import method_comparison as mc
     from edgeport.quantization.ranges import METHODS, check_method
@@ -70,7 +74,10 @@ def quantize(
     quant = QuantOptions(method=methods[0], percentile=percentile, io_dtype=io_dtype, cle=cle, bias_correction=bias_correction)
     with StageReporter(console, f"loading {model}") as status:
         loaded = opt.load_model(model, weights, input_shape, num_classes, width)
-        split = opt.load_data(loaded, calib, calib_samples, val_samples, seed, mean, std, scale_127, bgr, console)
+        if calib == "synthetic":
+            opt.warn_synthetic(console)
+        split = api.load_data(loaded, calib, calib_samples=calib_samples, val_samples=val_samples, seed=seed,
+                              preprocess=opt.preprocess_changes(mean, std, scale_127, bgr))
         labelled = _labelled(data, limit)
         pre = opt.preprocess_overrides(loaded.data_preprocess(), mean, std, scale_127, bgr)
         step = lambda s: status.update(f"{loaded.name}: {s}")  # noqa: E731
@@ -99,15 +106,9 @@ def quantize(
 
 
 def _labelled(spec: str | None, limit: int | None):
-    if spec is None:
-        return None
-    from edgeport.data import labelled
+    from edgeport.validation.evaluation import labelled_data
 
-    found = labelled.load(spec)
-    if limit is None:
-        return found
-    return replace(found, labels=found.labels[:limit], images=None if found.images is None else found.images[:limit],
-                   files=None if found.files is None else found.files[:limit])
+    return None if spec is None else labelled_data(spec, limit)
 
 
 def print_comparison(c) -> None:

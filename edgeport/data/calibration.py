@@ -121,7 +121,8 @@ def load(
         raise UserError("calibration and validation need at least one sample each")
     if spec == "synthetic":
         gen = lambda n, s: sample_inputs.image_like((n, *input_shape[1:]), n, seed=s).numpy()  # noqa: E731
-        return DataSplit(Samples(gen(n_calib, seed + 101), None, "synthetic", True), Samples(gen(n_val, seed + 202), None, "synthetic", True))
+        return DataSplit(Samples(gen(n_calib, seed + 101), None, "synthetic", True),
+                         Samples(gen(n_val, seed + 202), None, "synthetic", True))
     name, _, split = spec.partition(":")
     if name == "fashion-mnist":
         root = Path(split) if split and split not in ("train", "test") else None

@@ -93,7 +93,8 @@ def _npz(path: Path) -> LabelledData:
     if x_key is None:
         raise UserError(f"{path} has no images (arrays: {', '.join(keys) or 'none'})", f"store them under one of {', '.join(X_KEYS)}")
     if y_key is None:
-        raise UserError(f"{path} is unlabelled (arrays: {', '.join(keys)})", f"store integer class indices under one of {', '.join(Y_KEYS)}")
+        raise UserError(f"{path} is unlabelled (arrays: {', '.join(keys)})",
+                        f"store integer class indices under one of {', '.join(Y_KEYS)}")
     x, y = data[x_key], data[y_key]
     if y.ndim != 1 or len(y) != len(x) or not np.issubdtype(y.dtype, np.integer) or (len(y) and y.min() < 0):
         raise UserError(f"{path}: {y_key} must be {len(x)} non-negative integer class indices, got {y.dtype} {y.shape}")

@@ -31,7 +31,8 @@ def image_like(shape: tuple[int, ...], n: int, seed: int = 1) -> torch.Tensor:
     for i in range(n):
         for _ in range(3):
             y0, x0 = (int(v) for v in torch.randint(0, max(h - 1, 1), (2,), generator=g))
-            y1, x1 = y0 + 1 + int(torch.randint(0, h // 2 + 1, (1,), generator=g)), x0 + 1 + int(torch.randint(0, w // 2 + 1, (1,), generator=g))
+            y1, x1 = (y0 + 1 + int(torch.randint(0, h // 2 + 1, (1,), generator=g)),
+                      x0 + 1 + int(torch.randint(0, w // 2 + 1, (1,), generator=g)))
             img[i, :, y0:y1, x0:x1] = torch.rand((c, 1, 1), generator=g)
     img = img.clamp(0, 1)
     if c == 3:

@@ -30,7 +30,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from edgeport.diagnose.per_layer import ErrorSums, LayerError
+from edgeport.diagnose.metrics import ErrorSums, LayerError
 from edgeport.errors import UserError
 from edgeport.formats.layer_names import onnx_names
 
@@ -44,7 +44,7 @@ def diagnose_onnx(fp32: onnx.ModelProto, int8: onnx.ModelProto, inputs_nchw: np.
     from onnxruntime.quantization import qdq_loss_debug as qdq_debug
 
     from edgeport.exporters import onnx_fp32
-    from edgeport.exporters.onnx_int8 import _CalibrationReader, _quiet, rewrite_spatial_reduce_mean
+    from edgeport.exporters.onnx_int8 import CalibrationReader, quiet_ort, rewrite_spatial_reduce_mean
 
     ops = {n.op_type for n in int8.graph.node}
     if ops & set(_QOPERATOR) or "QuantizeLinear" not in ops:
@@ -60,7 +60,7 @@ def diagnose_onnx(fp32: onnx.ModelProto, int8: onnx.ModelProto, inputs_nchw: np.
         raise UserError(f"per-layer diagnosis needs at least {batch} input samples")
     graph = _Int8Graph(int8, reference)
     sums = {t: ErrorSums() for t in graph.tensors}
-    with tempfile.TemporaryDirectory(prefix="edgeport-perlayer-") as tmp, _quiet():
+    with tempfile.TemporaryDirectory(prefix="edgeport-perlayer-") as tmp, quiet_ort():
         paths = {}
         twins = _with_float_twins(int8, reference)
         for name, model in (("fp32", reference), ("int8", twins)):
@@ -68,7 +68,7 @@ def diagnose_onnx(fp32: onnx.ModelProto, int8: onnx.ModelProto, inputs_nchw: np.
             onnx.save(model, str(src))
             qdq_debug.modify_model_output_intermediate_tensors(str(src), str(aug))
             paths[name] = str(aug)
-        reader = _CalibrationReader(onnx_fp32.INPUT_NAME, data, batch)
+        reader = CalibrationReader(onnx_fp32.INPUT_NAME, data, batch)
         options = _session_options()
         for start in range(0, len(reader), CHUNK):
             acts = {}

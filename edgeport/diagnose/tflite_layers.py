@@ -22,7 +22,7 @@ import math
 
 import numpy as np
 
-from edgeport.diagnose.per_layer import ErrorSums, LayerError
+from edgeport.diagnose.metrics import ErrorSums, LayerError
 from edgeport.formats.layer_names import tflite_names
 from edgeport.util import native_logs
 
@@ -32,9 +32,9 @@ def diagnose_tflite(int8: bytes, calibrated: bytes, inputs_nchw: np.ndarray,
     """One row per int8 activation tensor produced by an op of ``int8`` with a float twin in ``calibrated``.
     Layers are named by :func:`edgeport.formats.layer_names.tflite_names` against ``reference_norms`` (the fp32 ONNX
     model's :func:`~edgeport.formats.layer_names.onnx_weight_norms`); without it, by op type and neighbours only."""
-    from edgeport.exporters.tflite import _nhwc
+    from edgeport.exporters.tf_env import to_nhwc
 
-    data = _nhwc(np.asarray(inputs_nchw, dtype=np.float32))
+    data = to_nhwc(np.asarray(inputs_nchw, dtype=np.float32))
     qi, fi = _interpreter(int8), _interpreter(calibrated)
     q_in, f_in = qi.get_input_details()[0], fi.get_input_details()[0]
     batch = int(q_in["shape"][0])
@@ -79,9 +79,9 @@ def local_errors(calibrated: bytes, data_nhwc: np.ndarray, batch: int) -> dict[s
     """Tensor name -> layer-local mean squared error, from TensorFlow's QuantizationDebugger (module doc)."""
     from tensorflow.lite.python import convert as tf_convert
 
-    from edgeport.exporters.tflite import _import_tf
+    from edgeport.exporters.tf_env import import_tf
 
-    tf = _import_tf()
+    tf = import_tf()
     with native_logs.captured() as log:
         debug_model = tf_convert.mlir_quantize(calibrated, fully_quantize=False, enable_numeric_verify=True)
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Callable
 from edgeport.errors import UsageError
 from edgeport.quantization.options import QuantOptions
 from edgeport.registry import Registry
-from edgeport.validation.checks import Thresholds
+from edgeport.validation.thresholds import Thresholds
 
 if TYPE_CHECKING:  # the registry stays importable without torch: `edgeport --help` lists targets fast
     import numpy as np

@@ -173,11 +173,11 @@ def quantize(
     model.CopyFrom(fp32)
     rewritten = rewrite_spatial_reduce_mean(model)
     excluded = resolve_nodes(model, quant.float_fallback)
-    reader = _CalibrationReader(onnx_fp32.INPUT_NAME, calibration[:usable], batch)
+    reader = CalibrationReader(onnx_fp32.INPUT_NAME, calibration[:usable], batch)
     method = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
               "entropy": CalibrationMethod.Entropy, "mse": CalibrationMethod.MinMax}[quant.method]
 
-    with tempfile.TemporaryDirectory(prefix="edgeport-int8-") as tmp, _quiet():
+    with tempfile.TemporaryDirectory(prefix="edgeport-int8-") as tmp, quiet_ort():
         tmp = Path(tmp)
         key = ("onnx-ranges", quant.method, quant.percentile)
         if ranges_cache is not None and key in ranges_cache:
@@ -211,7 +211,7 @@ def quantize(
     return qmodel, report
 
 
-def calibrate(model: onnx.ModelProto, reader: "_CalibrationReader", quant: QuantOptions, workdir: Path):
+def calibrate(model: onnx.ModelProto, reader: "CalibrationReader", quant: QuantOptions, workdir: Path):
     """Activation ranges (ORT ``TensorsData``) of ``model`` over the reader's batches, with ORT's calibrators.
 
     Batches go through in chunks of MAX_CALIBRATION_CHUNK: ORT's histogram calibrators keep every
@@ -305,7 +305,7 @@ def resolve_nodes(model: onnx.ModelProto, names: tuple[str, ...] | list[str]) ->
     return resolve({k: v for k, v in onnx_names(model).items() if k}, names)
 
 
-class _CalibrationReader:
+class CalibrationReader:
     """ORT CalibrationDataReader over an in-memory array: one batch per ``get_next`` call.
 
     ``set_range`` selects the batches the next ``get_next`` calls walk through (chunked calibration).
@@ -364,7 +364,7 @@ def _ranks(model: onnx.ModelProto) -> dict[str, int]:
 
 
 @contextlib.contextmanager
-def _quiet():
+def quiet_ort():
     """ORT's quantizer prints progress to stdout and warns through the root logger; keep both off the CLI."""
     previous = logging.root.manager.disable
     logging.disable(logging.WARNING)

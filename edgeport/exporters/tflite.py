@@ -14,44 +14,25 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from edgeport.errors import RuntimeMissing, UnsupportedOp, UserError
+from edgeport.errors import UnsupportedOp, UserError
 from edgeport.exporters import FP16, FP32, INT8, TARGETS, ExportRequest, Target, register_target
 from edgeport.exporters.onnx_fp32 import to_onnx
+from edgeport.exporters.tf_env import import_tf, to_nhwc
 from edgeport.exporters.tflite_compact import share_quantization_vectors
 from edgeport.quantization import options
 from edgeport.util import native_logs
 from edgeport.util.atomic_file import write_bytes
 
 
-def _import_tf():
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    try:
-        with native_logs.silenced():  # TensorFlow logs CUDA/oneDNN notices to stderr on import
-            import onnx2tf  # noqa: F401
-            import tensorflow as tf
-    except ImportError as exc:
-        raise RuntimeMissing(
-            f"TFLite export needs tensorflow and onnx2tf ({exc.name} is missing)",
-            "pip install 'tensorflow==2.21.*' 'onnx2tf==1.28.8' 'tf_keras==2.21.*' onnx_graphsurgeon sng4onnx sne4onnx psutil",
-        ) from None
-    return tf
-
-
-def _nhwc(nchw: np.ndarray) -> np.ndarray:
-    """PyTorch-layout inputs in the layout of onnx2tf's graphs."""
-    return np.ascontiguousarray(nchw.transpose(0, 2, 3, 1)).astype(np.float32)
-
-
 def _sample_images_nhwc(req: ExportRequest) -> np.ndarray:
     """What onnx2tf would download: up to 20 NHWC images. Ours come from the calibration data."""
     data = req.calibration if req.calibration is not None and len(req.calibration) else req.example.numpy()
-    return _nhwc(data[:20])
+    return to_nhwc(data[:20])
 
 
 def saved_model(req: ExportRequest) -> Path:
@@ -64,7 +45,7 @@ def saved_model(req: ExportRequest) -> Path:
 
     program = for_xnnpack_int8(req.program, req.example)
     model = to_onnx(req if program is req.program else dataclasses.replace(req, program=program, cache={}))
-    _import_tf()
+    import_tf()
     import onnx2tf
     import onnx2tf.onnx2tf as o2t_module
 
@@ -132,7 +113,7 @@ def calibrated_model(req: ExportRequest) -> bytes:
 
     _check_int8_request(req)
     if "tflite-calibrated" not in req.cache:
-        req.cache["tflite-calibrated"] = tflite_ptq.calibrate(saved_model(req), _nhwc(req.calibration), req.example.shape[0])
+        req.cache["tflite-calibrated"] = tflite_ptq.calibrate(saved_model(req), to_nhwc(req.calibration), req.example.shape[0])
     return req.cache["tflite-calibrated"]
 
 
@@ -146,7 +127,7 @@ def method_ranges(req: ExportRequest) -> dict[str, tuple[float, float]] | None:
         return None
     key = f"tflite-ranges:{req.quant.method}:{req.quant.percentile}"
     if key not in req.cache:
-        req.cache[key] = calibration_ranges.tflite_ranges(calibrated_model(req), _nhwc(req.calibration),
+        req.cache[key] = calibration_ranges.tflite_ranges(calibrated_model(req), to_nhwc(req.calibration),
                                                           int(req.example.shape[0]), req.quant.method, req.quant.percentile)
     return req.cache[key]
 
@@ -172,10 +153,10 @@ def export_int8(req: ExportRequest, denylisted_nodes: tuple[str, ...] = (),
             calibrated = tflite_ptq.with_ranges(calibrated, ranges)
         data = tflite_ptq.quantize(calibrated, req.quant.io_dtype, denylisted_nodes)
     else:
-        conv = tflite_ptq.converter(saved_model(req), _nhwc(req.calibration), req.example.shape[0],
+        conv = tflite_ptq.converter(saved_model(req), to_nhwc(req.calibration), req.example.shape[0],
                                     allow_float=bool(req.quant.float_fallback))
         if req.quant.io_dtype != "float32":
-            tf = _import_tf()
+            tf = import_tf()
             conv.inference_input_type = getattr(tf, req.quant.io_dtype)
             conv.inference_output_type = getattr(tf, req.quant.io_dtype)
         with native_logs.captured() as log:

@@ -30,9 +30,9 @@ from edgeport.util import native_logs
 
 def converter(saved_model: Path, calibration_nhwc: np.ndarray, batch: int, allow_float: bool = False):
     """TFLiteConverter for full-integer PTQ of ``saved_model`` with ``calibration_nhwc`` as representative data."""
-    from edgeport.exporters.tflite import _import_tf
+    from edgeport.exporters.tf_env import import_tf
 
-    tf = _import_tf()
+    tf = import_tf()
 
     def representative():
         for i in range(0, len(calibration_nhwc) - batch + 1, batch):
@@ -94,9 +94,9 @@ def quantize(calibrated: bytes, io_dtype: str = "int8", denylisted_nodes: Iterab
     per-layer diagnosis reports them) stay float, with QUANTIZE/DEQUANTIZE around them."""
     from tensorflow.lite.python import convert as tf_convert
 
-    from edgeport.exporters.tflite import _import_tf
+    from edgeport.exporters.tf_env import import_tf
 
-    tf = _import_tf()
+    tf = import_tf()
     io = {"int8": tf.int8, "uint8": tf.uint8, "float32": tf.float32}[io_dtype]
     denied = sorted(set(denylisted_nodes))
     with native_logs.captured() as log:

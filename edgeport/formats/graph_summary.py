@@ -65,7 +65,8 @@ def summarize(path: Path) -> GraphSummary:
 
 # --- ONNX -------------------------------------------------------------------------------------------
 
-_ONNX_DTYPES = {1: "float32", 2: "uint8", 3: "int8", 5: "int16", 6: "int32", 7: "int64", 9: "bool", 10: "float16", 11: "float64", 12: "uint32", 16: "bfloat16"}
+_ONNX_DTYPES = {1: "float32", 2: "uint8", 3: "int8", 5: "int16", 6: "int32", 7: "int64", 9: "bool", 10: "float16", 11: "float64",
+                12: "uint32", 16: "bfloat16"}
 
 
 def onnx_summary(path: Path) -> GraphSummary:
@@ -75,7 +76,8 @@ def onnx_summary(path: Path) -> GraphSummary:
     try:
         model = onnx.load(str(path))
     except (DecodeError, ValueError, OSError, RuntimeError) as exc:
-        raise UserError(f"{path} is not a readable ONNX file ({str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__})", REEXPORT_HINT) from None
+        raise UserError(f"{path} is not a readable ONNX file "
+                        f"({str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__})", REEXPORT_HINT) from None
     if not model.graph.node and not model.graph.input:
         raise UserError(f"{path} is not a readable ONNX file (empty graph)", REEXPORT_HINT)
     try:  # a damaged file can still decode (found by fuzzing: names that are not UTF-8 come back as bytes)
@@ -167,7 +169,8 @@ def _read_tflite(path: Path, data: bytes, model, schema) -> GraphSummary:
         q = t.Quantization()
         scale = float(q.Scale(0)) if q is not None and q.ScaleLength() > 0 else None
         zp = int(q.ZeroPoint(0)) if q is not None and q.ZeroPointLength() > 0 else None
-        return TensorInfo(t.Name().decode(), tuple(int(d) for d in t.ShapeAsNumpy()) if t.ShapeLength() else (), ttype.get(t.Type(), "?"), scale, zp)
+        return TensorInfo(t.Name().decode(), tuple(int(d) for d in t.ShapeAsNumpy()) if t.ShapeLength() else (),
+                          ttype.get(t.Type(), "?"), scale, zp)
 
     s = GraphSummary(path, "tflite", len(data),
                      [info(sub.Inputs(i)) for i in range(sub.InputsLength())],

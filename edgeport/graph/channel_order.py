@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import torch
 from torch import fx
 
-from edgeport.graph.fuse import CONV_OPS, RELU6_OPS, RELU_OPS, _get_attr, _set_param, module_path
+from edgeport.graph.fuse import CONV_OPS, RELU6_OPS, RELU_OPS, get_attr, module_path, set_param
 
 aten = torch.ops.aten
 CAT_OPS = {aten.cat.default}
@@ -88,7 +88,7 @@ def _conv_kind(node: fx.Node, channels: int) -> str | None:
     weight = node.args[1]
     if not (isinstance(weight, fx.Node) and weight.op == "get_attr" and len(weight.users) == 1):
         return None
-    out = _get_attr(node.graph.owning_module, weight.target).shape[0]
+    out = get_attr(node.graph.owning_module, weight.target).shape[0]
     if groups == 1:
         return "dense"
     if groups == channels == out:
@@ -203,7 +203,9 @@ class _Region:
         if conv.op != "call_function" or conv.target not in CONV_OPS or (len(conv.args) > 6 and conv.args[6] != 1):
             return None
         w, b = conv.args[1], conv.args[2] if len(conv.args) > 2 else None
-        own = lambda p: isinstance(p, fx.Node) and p.op == "get_attr" and len(p.users) == 1
+        def own(p):
+            return isinstance(p, fx.Node) and p.op == "get_attr" and len(p.users) == 1
+
         return conv if own(w) and (b is None or own(b)) else None
 
     def choose_orders(self) -> list[str]:
@@ -235,7 +237,7 @@ class _Region:
         """Permute ``conv``'s output channels (weight rows and bias) or its input channels by ``perm``."""
         idx = torch.tensor(perm)
         w_node = conv.args[1]
-        w = _get_attr(self.gm, w_node.target)
+        w = get_attr(self.gm, w_node.target)
         if out:
             new_w = w[idx]
         else:  # a grouped conv's weight holds each group's input channels locally: permute group by group
@@ -244,11 +246,11 @@ class _Region:
             new_w = torch.cat([
                 w[g * rows : (g + 1) * rows][:, idx[g * size : (g + 1) * size] - g * size] for g in range(groups)
             ])
-        conv.replace_input_with(w_node, _set_param(self.gm, self.gm.graph, conv, w_node.target, new_w))
+        conv.replace_input_with(w_node, set_param(self.gm, self.gm.graph, conv, w_node.target, new_w))
         b_node = conv.args[2] if len(conv.args) > 2 else None
         if out and isinstance(b_node, fx.Node):
-            b = _get_attr(self.gm, b_node.target)
-            conv.replace_input_with(b_node, _set_param(self.gm, self.gm.graph, conv, b_node.target, b[idx]))
+            b = get_attr(self.gm, b_node.target)
+            conv.replace_input_with(b_node, set_param(self.gm, self.gm.graph, conv, b_node.target, b[idx]))
 
     # -- phase 3: build each read from slices of physical tensors --------------------------------------
     def _physical(self, e: Entry) -> tuple[fx.Node, int]:
@@ -260,7 +262,9 @@ class _Region:
         rank = {}
         for node, _ in d.entries:
             rank.setdefault(node, len(rank))
-        key = lambda i: (rank[d.entries[i][0]], self._physical(d.entries[i])[1])
+        def key(i):
+            return (rank[d.entries[i][0]], self._physical(d.entries[i])[1])
+
         idx = list(range(len(d.entries)))
         if d.mode in ("dense", "depthwise"):
             return sorted(idx, key=key)

@@ -87,18 +87,18 @@ def module_path(node: fx.Node) -> str:
     return node.name
 
 
-def _attr_tensor(gm: fx.GraphModule, node: object) -> torch.Tensor | None:
+def attr_tensor(gm: fx.GraphModule, node: object) -> torch.Tensor | None:
     if isinstance(node, fx.Node) and node.op == "get_attr":
-        return _get_attr(gm, node.target)
+        return get_attr(gm, node.target)
     return None
 
 
-def _get_attr(gm: fx.GraphModule, target: str) -> torch.Tensor:
+def get_attr(gm: fx.GraphModule, target: str) -> torch.Tensor:
     owner, _, name = target.rpartition(".")
     return getattr(gm.get_submodule(owner) if owner else gm, name)
 
 
-def _set_param(gm: fx.GraphModule, graph: fx.Graph, anchor: fx.Node, target: str, value: torch.Tensor) -> fx.Node:
+def set_param(gm: fx.GraphModule, graph: fx.Graph, anchor: fx.Node, target: str, value: torch.Tensor) -> fx.Node:
     """Store ``value`` as parameter ``target`` (replacing any old one) and return a get_attr node for it."""
     owner, _, name = target.rpartition(".")
     mod = gm.get_submodule(owner) if owner else gm
@@ -109,7 +109,7 @@ def _set_param(gm: fx.GraphModule, graph: fx.Graph, anchor: fx.Node, target: str
         return graph.get_attr(target)
 
 
-def _free_bias_name(gm: fx.GraphModule, weight_target: str) -> str:
+def free_bias_name(gm: fx.GraphModule, weight_target: str) -> str:
     """``<layer>.bias`` for a conv that had none (torchvision-like names), unless that name is taken."""
     owner = weight_target.rpartition(".")[0]
     mod = gm.get_submodule(owner) if owner else gm
@@ -120,7 +120,7 @@ def _free_bias_name(gm: fx.GraphModule, weight_target: str) -> str:
     return f"{owner}.{name}" if owner else name
 
 
-def _activation_kind(node: fx.Node) -> str | None:
+def activation_kind(node: fx.Node) -> str | None:
     if node.op != "call_function":
         return None
     if node.target in RELU_OPS:
@@ -138,7 +138,7 @@ def _activation_kind(node: fx.Node) -> str | None:
     return None
 
 
-def _only_user(node: fx.Node) -> fx.Node | None:
+def only_user(node: fx.Node) -> fx.Node | None:
     users = list(node.users)
     return users[0] if len(users) == 1 else None
 
@@ -148,33 +148,35 @@ def _fold_bn(gm: fx.GraphModule, producer: fx.Node, bn: fx.Node) -> str | None:
     if len(producer.users) != 1:
         return f"{module_path(producer)} output is also used elsewhere"
     x_in, w_node, b_node = (list(producer.args) + [None, None, None])[:3]
-    weight = _attr_tensor(gm, w_node)
+    weight = attr_tensor(gm, w_node)
     if weight is None:
         return f"{module_path(producer)} weight is computed at run time"
-    if b_node is not None and _attr_tensor(gm, b_node) is None:
+    if b_node is not None and attr_tensor(gm, b_node) is None:
         return f"{module_path(producer)} bias is computed at run time"
     if len(w_node.users) != 1:
         return f"{module_path(producer)} weight is shared with another layer"
-    bn_w, bn_b, mean, var = (_attr_tensor(gm, a) for a in bn.args[1:5])
+    bn_w, bn_b, mean, var = (attr_tensor(gm, a) for a in bn.args[1:5])
     training, eps = bn.args[5], bn.args[7]
     if training:
         return "BatchNorm runs in training mode (call model.eval())"
     if mean is None or var is None:
         return "BatchNorm has no running statistics"
-    bias = _attr_tensor(gm, b_node) if b_node is not None else None
+    bias = attr_tensor(gm, b_node) if b_node is not None else None
     channels = mean.shape[0]
     bn_w = bn_w if bn_w is not None else torch.ones(channels)
     bn_b = bn_b if bn_b is not None else torch.zeros(channels)
     dtype = weight.dtype
-    d = lambda t: None if t is None else t.double()  # fold in float64, round once to the model's dtype
+    def d(t):  # fold in float64, round once to the model's dtype
+        return None if t is None else t.double()
+
     with torch.no_grad():
         fold = fuse_conv_bn_weights if producer.target in CONV_OPS else fuse_linear_bn_weights
         new_w, new_b = fold(d(weight), d(bias), d(mean), d(var), eps, d(bn_w), d(bn_b))
         new_w, new_b = new_w.to(dtype), new_b.to(dtype)
     graph = gm.graph
-    new_w_node = _set_param(gm, graph, producer, w_node.target, new_w)
-    bias_target = b_node.target if b_node is not None else _free_bias_name(gm, w_node.target)
-    new_b_node = _set_param(gm, graph, producer, bias_target, new_b)
+    new_w_node = set_param(gm, graph, producer, w_node.target, new_w)
+    bias_target = b_node.target if b_node is not None else free_bias_name(gm, w_node.target)
+    new_b_node = set_param(gm, graph, producer, bias_target, new_b)
     args = list(producer.args)
     while len(args) < 3:
         args.append(None)
@@ -206,8 +208,8 @@ def fuse(gm: fx.GraphModule) -> tuple[fx.GraphModule, FusionReport]:
             report.unfused_bn.append((bn_name, why))
             continue
         kind = "Conv" if producer.target in CONV_OPS else "Linear"
-        act_node = _only_user(producer)
-        act = _activation_kind(act_node) if act_node is not None else None
+        act_node = only_user(producer)
+        act = activation_kind(act_node) if act_node is not None else None
         report.groups.append(
             FusedGroup(
                 kind="+".join(filter(None, [kind, "BN", act])),
@@ -220,8 +222,8 @@ def fuse(gm: fx.GraphModule) -> tuple[fx.GraphModule, FusionReport]:
     grouped = {g.conv for g in report.groups}
     for node in graph.nodes:
         if node.op == "call_function" and node.target in CONV_OPS and module_path(node) not in grouped:
-            act_node = _only_user(node)
-            act = _activation_kind(act_node) if act_node is not None else None
+            act_node = only_user(node)
+            act = activation_kind(act_node) if act_node is not None else None
             if act:
                 report.groups.append(FusedGroup(f"Conv+{act}", module_path(node), None, module_path(act_node)))
     graph.eliminate_dead_code()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import fx
 
-from edgeport.graph.fuse import BN_OPS, CLAMP_OPS, CONV_OPS, LINEAR_OPS, RELU6_OPS, RELU_OPS, _get_attr, _set_param, module_path
+from edgeport.graph.fuse import BN_OPS, CLAMP_OPS, CONV_OPS, LINEAR_OPS, RELU6_OPS, RELU_OPS, get_attr, module_path, set_param
 
 aten = torch.ops.aten
 MAXPOOL_OPS = {aten.max_pool2d.default}
@@ -91,7 +91,7 @@ WEIGHTED_OPS = CONV_OPS | LINEAR_OPS
 def _exclusive_attr(gm: fx.GraphModule, node: object, user: fx.Node) -> torch.Tensor | None:
     """The tensor behind a get_attr node that only ``user`` reads (safe to change), else None."""
     if isinstance(node, fx.Node) and node.op == "get_attr" and set(node.users) == {user}:
-        return _get_attr(gm, node.target)
+        return get_attr(gm, node.target)
     return None
 
 
@@ -132,7 +132,7 @@ class _Scales:
         if w is None or b is None or self.of(node) != 1.0:
             return False
         for arg, value in ((node.args[1], w), (node.args[2], b)):
-            node.replace_input_with(arg, _set_param(self.gm, self.gm.graph, node, arg.target, value * f))
+            node.replace_input_with(arg, set_param(self.gm, self.gm.graph, node, arg.target, value * f))
         return True
 
     def _scale_bn(self, node: fx.Node) -> bool:
@@ -142,7 +142,7 @@ class _Scales:
         if mean is None or var is None:
             return False
         for i, value in ((3, mean * f), (4, var * f * f)):
-            node.replace_input_with(node.args[i], _set_param(self.gm, self.gm.graph, node, node.args[i].target, value))
+            node.replace_input_with(node.args[i], set_param(self.gm, self.gm.graph, node, node.args[i].target, value))
         args = list(node.args)
         args[7] = args[7] * f * f
         node.args = tuple(args)
@@ -173,7 +173,7 @@ class _Scales:
             return None
         weight = _exclusive_attr(self.gm, node.args[1], node) if node.target in WEIGHTED_OPS else None
         if weight is not None and scaled == [node.args[0]]:
-            new_w = _set_param(self.gm, self.gm.graph, node, node.args[1].target, weight / self.of(node.args[0]))
+            new_w = set_param(self.gm, self.gm.graph, node, node.args[1].target, weight / self.of(node.args[0]))
             node.replace_input_with(node.args[1], new_w)
             return module_path(node)
         for a in scaled:
@@ -204,7 +204,7 @@ def relu6_hard_activations(gm: fx.GraphModule) -> list[str]:
             x = scales.true_value(node.args[0], node)
             bias = _conv_with_own_bias(gm, x) if node.target in HARDSIGMOID_OPS else None
             if bias is not None:  # the conv adds the +3 itself
-                x.replace_input_with(x.args[2], _set_param(gm, graph, x, x.args[2].target, bias + 3.0))
+                x.replace_input_with(x.args[2], set_param(gm, graph, x, x.args[2].target, bias + 3.0))
             made = []
             with graph.inserting_before(node):
                 shifted = x if bias is not None else made_node(made, aten.add.Tensor, (x, 3.0))
@@ -296,7 +296,7 @@ def avgpool_as_depthwise(gm: fx.GraphModule) -> list[str]:
             continue
         channels = int(val.shape[1])
         weight = torch.full((channels, 1, *kernel), 1.0 / (kernel[0] * kernel[1]), dtype=val.dtype)
-        w_node = _set_param(gm, gm.graph, node, _pool_weight_name(gm, node, len(done)), weight)
+        w_node = set_param(gm, gm.graph, node, _pool_weight_name(gm, node, len(done)), weight)
         stride = list(stride or kernel)
         node.target = aten.conv2d.default
         node.args = (x, w_node, None, stride, padding, [1, 1], channels)

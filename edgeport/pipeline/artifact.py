@@ -9,6 +9,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 TOOL_PACKAGES = ("edgeport", "torch", "onnx", "onnxscript", "onnxruntime", "onnxsim", "numpy")
+# every tool that can change an artifact of `edgeport run` (stage keys, manifest)
+ALL_TOOLS = TOOL_PACKAGES + ("tensorflow", "tf_keras", "onnx2tf", "onnx_graphsurgeon", "ai-edge-litert")
 
 
 def sha256_of(path: Path) -> str:

@@ -287,7 +287,8 @@ def _thresholds(ctx: _Ctx, table) -> dict:
         if name not in TARGET_NAMES + PRECISIONS:
             close = difflib.get_close_matches(name, TARGET_NAMES + PRECISIONS, n=1)
             raise ctx.fail(("thresholds",), name, f"unknown threshold group {name!r}",
-                           f"did you mean {close[0]!r}?" if close else f"use a target ({', '.join(TARGET_NAMES)}) or a precision ({', '.join(PRECISIONS)})")
+                           f"did you mean {close[0]!r}?" if close
+                           else f"use a target ({', '.join(TARGET_NAMES)}) or a precision ({', '.join(PRECISIONS)})")
         t = _check_keys(ctx, sec, t, THRESHOLD_KEYS)
         _fraction(ctx, sec, t, "min_top1")
         for key in ("max_abs", "max_rel"):

@@ -20,12 +20,10 @@ from typing import Callable
 
 from edgeport.errors import EdgeportError
 from edgeport.pipeline import stage_cache
-from edgeport.pipeline.artifact import TOOL_PACKAGES, Artifact, tool_versions
+from edgeport.pipeline.artifact import ALL_TOOLS, Artifact, tool_versions
 from edgeport.pipeline.recipe import Recipe
 from edgeport.pipeline.stage_cache import StageCache, hash_files, key_of, producer_sources
 from edgeport.util.atomic_file import atomic_path, write_text
-
-ALL_TOOLS = TOOL_PACKAGES + ("tensorflow", "tf_keras", "onnx2tf", "onnx_graphsurgeon", "ai-edge-litert")
 
 
 @dataclass
@@ -335,7 +333,8 @@ def changed_bytes(before: list[dict], after: list[dict]) -> list[dict]:
     from edgeport.exporters import TARGETS, load_all
 
     load_all()
-    return [{"target": a["target"], "tool": TARGETS.get(a["target"]).writer if a["target"] in TARGETS else "?", "before": old[a["target"]], "after": a["sha256"]}
+    return [{"target": a["target"], "tool": TARGETS.get(a["target"]).writer if a["target"] in TARGETS else "?",
+             "before": old[a["target"]], "after": a["sha256"]}
             for a in after if a["target"] in old and old[a["target"]] != a["sha256"]]
 
 

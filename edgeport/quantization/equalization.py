@@ -32,13 +32,13 @@ from torch import fx
 from edgeport.graph.fuse import (
     CONV_OPS,
     LINEAR_OPS,
-    _activation_kind,
-    _attr_tensor,
-    _free_bias_name,
-    _get_attr,
-    _only_user,
-    _set_param,
+    activation_kind,
+    attr_tensor,
+    free_bias_name,
+    get_attr,
     module_path,
+    only_user,
+    set_param,
 )
 from edgeport.runtimes.torch_runner import run_module
 
@@ -130,10 +130,10 @@ def _weight_node(gm: fx.GraphModule, node: object) -> fx.Node | None:
     if not (isinstance(node, fx.Node) and node.op == "call_function" and node.target in WEIGHTED):
         return None
     w = node.args[1] if len(node.args) > 1 else None
-    if _attr_tensor(gm, w) is None or len(w.users) != 1:
+    if attr_tensor(gm, w) is None or len(w.users) != 1:
         return None
     b = node.args[2] if len(node.args) > 2 else None
-    if b is not None and (_attr_tensor(gm, b) is None or len(b.users) != 1):
+    if b is not None and (attr_tensor(gm, b) is None or len(b.users) != 1):
         return None
     return w
 
@@ -150,15 +150,15 @@ def find_pairs(gm: fx.GraphModule, relu6: bool = True) -> tuple[list[tuple[fx.No
     for conv1 in gm.graph.nodes:
         if _weight_node(gm, conv1) is None:
             continue
-        act = _only_user(conv1)
+        act = only_user(conv1)
         if act is None:
             continue
-        kind = _activation_kind(act)
-        name = f"{module_path(conv1)} -> {module_path(_only_user(act) or act)}"
+        kind = activation_kind(act)
+        name = f"{module_path(conv1)} -> {module_path(only_user(act) or act)}"
         if act.target in WEIGHTED:
             act, conv2 = None, act
         else:
-            conv2 = _only_user(act)
+            conv2 = only_user(act)
             if conv2 is None or conv2.op != "call_function" or conv2.target not in WEIGHTED:
                 continue
             if kind == "ReLU6" and not relu6:
@@ -176,7 +176,7 @@ def find_pairs(gm: fx.GraphModule, relu6: bool = True) -> tuple[list[tuple[fx.No
             continue
         if (conv1.target in LINEAR_OPS) != (conv2.target in LINEAR_OPS):
             continue
-        w1, w2 = _attr_tensor(gm, conv1.args[1]), _attr_tensor(gm, conv2.args[1])
+        w1, w2 = attr_tensor(gm, conv1.args[1]), attr_tensor(gm, conv2.args[1])
         if w1.shape[0] != w2.shape[1] * _groups(conv2):
             skipped.append((name, "channel counts do not match one to one"))
             continue
@@ -203,7 +203,7 @@ def _equalize_pairs(gm: fx.GraphModule, report: EqualizationReport, replace_relu
     for conv1, _, conv2 in pairs:
         for n in (conv1.args[1], conv2.args[1], conv1.args[2] if len(conv1.args) > 2 else None):
             if n is not None and n.target not in work:
-                work[n.target] = _attr_tensor(gm, n).detach().double().clone()
+                work[n.target] = attr_tensor(gm, n).detach().double().clone()
     report.converged = False
     for it in range(1, MAX_ITERATIONS + 1):
         worst = 0.0
@@ -227,10 +227,10 @@ def _equalize_pairs(gm: fx.GraphModule, report: EqualizationReport, replace_relu
             report.converged = True
             break
     for target, value in work.items():
-        _replace_param(gm, target, value.to(_get_attr(gm, target).dtype))
+        _replace_param(gm, target, value.to(get_attr(gm, target).dtype))
     for conv1, act, conv2 in pairs:
         report.pairs.append((module_path(conv1), module_path(conv2)))
-        if act is not None and _activation_kind(act) == "ReLU6":
+        if act is not None and activation_kind(act) == "ReLU6":
             act.target, act.args, act.kwargs = aten.relu.default, (act.args[0],), {}
             report.relu6_replaced.append(module_path(act))
 
@@ -283,7 +283,7 @@ def _correct_biases(gm: fx.GraphModule, x: torch.Tensor, chunk: int, qmax: int) 
             if n.op == "placeholder":
                 env[n] = chunks
             elif n.op == "get_attr":
-                env[n] = _Const(_get_attr(gm, n.target))
+                env[n] = _Const(get_attr(gm, n.target))
             elif n.op == "output":
                 break
             elif n.op == "call_function" and n.target in WEIGHTED and _bias_correctable(gm, n, env):
@@ -300,10 +300,10 @@ def _correct_biases(gm: fx.GraphModule, x: torch.Tensor, chunk: int, qmax: int) 
 def _bias_correctable(gm: fx.GraphModule, n: fx.Node, env: dict) -> bool:
     w = n.args[1] if len(n.args) > 1 else None
     b = n.args[2] if len(n.args) > 2 else None
-    weight = _attr_tensor(gm, w)
+    weight = attr_tensor(gm, w)
     if weight is None or not weight.is_floating_point():
         return False
-    if b is not None and (_attr_tensor(gm, b) is None or len(b.users) != 1):
+    if b is not None and (attr_tensor(gm, b) is None or len(b.users) != 1):
         return False
     # stride, padding... must be literals; the input the only per-chunk value
     return not any(isinstance(env.get(a), list) for a in n.all_input_nodes[1:]) and not n.kwargs
@@ -312,30 +312,30 @@ def _bias_correctable(gm: fx.GraphModule, n: fx.Node, env: dict) -> bool:
 def _run_corrected(gm: fx.GraphModule, n: fx.Node, env: dict, qmax: int) -> list[torch.Tensor]:
     xs = env[n.args[0]]
     x = torch.cat(xs)
-    w = _attr_tensor(gm, n.args[1])
+    w = attr_tensor(gm, n.args[1])
     b_node = n.args[2] if len(n.args) > 2 else None
     rest = [env[a].value if isinstance(a, fx.Node) else a for a in n.args[3:]]
     delta = n.target(x, fake_quant_per_channel(w, qmax) - w, None, *rest)  # conv(x, Wq) - conv(x, W): linear in W
     dims = [d for d in range(delta.dim()) if d != (delta.dim() - 1 if n.target in LINEAR_OPS else 1)]
     shift = delta.double().mean(dim=dims)
-    old = _attr_tensor(gm, b_node) if b_node is not None else torch.zeros(w.shape[0], dtype=w.dtype)
+    old = attr_tensor(gm, b_node) if b_node is not None else torch.zeros(w.shape[0], dtype=w.dtype)
     new = (old.double() - shift).to(old.dtype)
     if b_node is not None:
         _replace_param(gm, b_node.target, new)
     else:
-        b_node = _set_param(gm, gm.graph, n, _new_bias_name(gm, n.args[1].target), new)
+        b_node = set_param(gm, gm.graph, n, _new_bias_name(gm, n.args[1].target), new)
         args = list(n.args) + [None] * (3 - len(n.args))
         args[2] = b_node
         n.args = tuple(args)
-    env[b_node] = _Const(_attr_tensor(gm, b_node))
-    out = n.target(x, w, _attr_tensor(gm, b_node), *rest)
+    env[b_node] = _Const(attr_tensor(gm, b_node))
+    out = n.target(x, w, attr_tensor(gm, b_node), *rest)
     return list(out.split([len(c) for c in xs]))
 
 
 def _new_bias_name(gm: fx.GraphModule, weight_target: str) -> str:
     """fuse's name for a new bias, unless taken: its two candidates (``bias``, ``bias_folded``) run out when
     several bias-less convs share an owner, e.g. graph_rewrites' avg-pool depthwise convs at the root."""
-    name = _free_bias_name(gm, weight_target)
+    name = free_bias_name(gm, weight_target)
     owner, _, attr = name.rpartition(".")
     if not hasattr(gm.get_submodule(owner) if owner else gm, attr):
         return name

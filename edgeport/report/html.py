@@ -82,7 +82,8 @@ def _recipe(r: dict) -> str:
         parts.append("<ul>" + "".join(items) + "</ul>")
     stages = stage_rows(r)
     if stages:
-        parts.append("<details open><summary>time per stage (this run)</summary>" + _table(["stage", "seconds"], [list(s) for s in stages], num={1}) + "</details>")
+        parts.append("<details open><summary>time per stage (this run)</summary>"
+                     + _table(["stage", "seconds"], [list(s) for s in stages], num={1}) + "</details>")
     return "\n".join(parts)
 
 

@@ -14,8 +14,7 @@ SCHEMA = "edgeport.manifest/1"
 
 
 def environment() -> dict:
-    from edgeport.pipeline.artifact import tool_versions
-    from edgeport.pipeline.recipe_run import ALL_TOOLS
+    from edgeport.pipeline.artifact import ALL_TOOLS, tool_versions
     from edgeport.runtimes.cpu_features import describe_host
 
     return {"host": describe_host(), "platform": platform.platform(), "python": sys.version.split()[0],

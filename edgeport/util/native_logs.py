@@ -50,5 +50,5 @@ def silenced() -> Iterator[None]:
 def tail(log: Path, lines: int = 3) -> str:
     """The last error-looking lines of a captured log, joined on one line."""
     text = log.read_text(errors="replace").strip().splitlines() if log.exists() else []
-    useful = [l for l in text if "rror" in l] or text
-    return " | ".join(l.strip()[:200] for l in useful[-lines:])
+    useful = [line for line in text if "rror" in line] or text
+    return " | ".join(line.strip()[:200] for line in useful[-lines:])

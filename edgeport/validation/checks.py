@@ -16,45 +16,7 @@ import numpy as np
 from edgeport.pipeline.artifact import Artifact
 from edgeport.runtimes import open_runtime
 from edgeport.validation.parity import Parity, compare
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    """A check passes when (max_abs OK or max_rel OK) and SQNR and top-1 agreement are high enough.
-
-    Any bound left as None is not checked.
-    """
-
-    max_abs: float | None = None
-    max_rel: float | None = None
-    min_sqnr_db: float | None = None
-    min_top1: float | None = None
-
-    def failures(self, p: Parity) -> list[str]:
-        out = []
-        if self.max_abs is not None or self.max_rel is not None:
-            abs_ok = self.max_abs is not None and p.max_abs <= self.max_abs
-            rel_ok = self.max_rel is not None and p.max_rel <= self.max_rel
-            if not (abs_ok or rel_ok):
-                out.append(f"max abs error {p.max_abs:.2e} > {self.max_abs:.0e} (relative {p.max_rel:.2e} > {self.max_rel:.0e})")
-        if self.min_sqnr_db is not None and not p.sqnr_db >= self.min_sqnr_db:
-            out.append(f"SQNR {p.sqnr_db:.1f} dB < {self.min_sqnr_db:g} dB")
-        if self.min_top1 is not None and not p.top1_agreement >= self.min_top1:
-            out.append(f"top-1 agreement {p.top1_agreement:.3f} < {self.min_top1:g}")
-        return out
-
-    def describe(self) -> str:
-        parts = []
-        if self.max_abs is not None:
-            parts.append(f"max|Δ| ≤ {self.max_abs:.0e} or rel ≤ {self.max_rel:.0e}")
-        if self.min_sqnr_db is not None:
-            parts.append(f"SQNR ≥ {self.min_sqnr_db:g} dB")
-        if self.min_top1 is not None:
-            parts.append(f"top-1 ≥ {self.min_top1:g}")
-        return ", ".join(parts)
-
-    def to_dict(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if v is not None}
+from edgeport.validation.thresholds import Thresholds  # noqa: F401  (re-exported)
 
 
 @dataclass

@@ -30,7 +30,8 @@ def build(run, data=None, quant=None) -> dict:
     if data is not None:
         d["data"] = {
             "calibration": {"source": data.calibration.source, "samples": len(data.calibration), "synthetic": data.calibration.synthetic},
-            "validation": {"source": data.validation.source, "samples": len(data.validation), "labelled": data.validation.labels is not None},
+            "validation": {"source": data.validation.source, "samples": len(data.validation),
+                           "labelled": data.validation.labels is not None},
         }
     return d
 

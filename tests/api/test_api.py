@@ -12,6 +12,7 @@ import torch
 
 import edgeport
 from edgeport.errors import BadOption, UsageError, UserError
+from tests.datasets import needs_fashion_mnist
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -25,7 +26,8 @@ def test_import_is_light_and_exports_the_api():
     import subprocess
     import sys
 
-    code = "import sys, edgeport; print(all(callable(getattr(edgeport, f)) for f in ('export','quantize','validate','evaluate','bench','run','inspect')), 'torch' in sys.modules)"
+    code = ("import sys, edgeport; api = ('export', 'quantize', 'validate', 'evaluate', 'bench', 'run', 'inspect'); "
+            "print(all(callable(getattr(edgeport, f)) for f in api), 'torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["True", "False"]
 
@@ -147,3 +149,14 @@ def test_trained_module_instance_to_int8_with_photos(tmp_path):
     assert int8.int8_coverage["float"] == 0 and int8.int8_coverage["int8"] > 0
     assert int8.parity.judged and int8.delegation["format"] == "tflite"
     assert r.data["calibration"]["samples"] == 16 and r.data["validation"]["samples"] == 8
+
+
+@pytest.mark.slow
+@needs_fashion_mnist
+def test_quantize_compares_methods_from_one_capture(tmp_path):
+    c = edgeport.quantize("fmnist_mobilenet_v2_x0_5", "fashion-mnist", targets=["onnx-int8"], methods=["minmax", "mse"],
+                          calib_samples=64, val_samples=64, data="fashion-mnist", limit=200, out=tmp_path)
+    assert {(r.method, r.target) for r in c.results} == {("minmax", "onnx-int8"), ("mse", "onnx-int8")}
+    assert all(r.passed and r.accuracy is not None for r in c.results)
+    assert (tmp_path / "minmax" / "fmnist_mobilenet_v2_x0_5.int8.onnx").is_file() and (tmp_path / "methods.json").is_file()
+    assert c.best()["onnx-int8"] in ("minmax", "mse")

@@ -47,7 +47,8 @@ def test_one_call_three_devices_one_recommendation_each(files, cli, tmp_path):
     for name in ("qemu-pi4", "qemu-pi5"):
         rec = recs[name]
         assert rec["unit"] == "M insn/inf" and rec["artifact"] in {str(f) for f in files}
-        rows = {r["target"]: r["instructions_per_inference"] for r in next(d for d in record["devices"] if d["device"] == name)["instructions"]}
+        rows = {r["target"]: r["instructions_per_inference"]
+                for r in next(d for d in record["devices"] if d["device"] == name)["instructions"]}
         ratio = rows["tflite-int8"] / rows["tflite-fp32"]
         assert rec["int8_vs_float"][Path(files[1]).name if "int8" in files[1].name else Path(files[0]).name] == pytest.approx(ratio)
         assert rec["target"] == ("tflite-int8" if ratio <= INT8_MARGIN else "tflite-fp32"), (name, ratio, rec["reason"])

@@ -9,7 +9,7 @@ from edgeport import __version__
 
 
 def _one_line_error(res):
-    lines = [l for l in res.err.strip().splitlines() if l.strip()]
+    lines = [line for line in res.err.strip().splitlines() if line.strip()]
     assert len(lines) == 1, res.err
     assert "Traceback" not in res.err + res.out
     return lines[0]
@@ -36,7 +36,7 @@ def test_models_names_lists_every_family(cli):
 def test_models_table_compares_with_paper(cli):
     res = cli("models", "--family", "mobilenet_v1")
     assert res.code == 0
-    row = next(l for l in res.out.splitlines() if l.strip("│ ").startswith("mobilenet_v1 "))
+    row = next(line for line in res.out.splitlines() if line.strip("│ ").startswith("mobilenet_v1 "))
     assert "4.232M" in row and "568.7M" in row and "569M" in row and "ok" in row
 
 

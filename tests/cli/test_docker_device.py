@@ -68,7 +68,7 @@ def fake_docker(tmp_path, monkeypatch):
     (rootfs / "usr" / "bin" / "python3").write_text("arm64 python")
 
     def calls():
-        return [json.loads(l) for l in (state / "calls.jsonl").read_text().splitlines()]
+        return [json.loads(line) for line in (state / "calls.jsonl").read_text().splitlines()]
 
     return rootfs, calls
 

@@ -17,15 +17,14 @@ MODEL = "fmnist_mobilenet_v2_x0_5"
 
 @pytest.fixture(scope="module")
 def setup():
-    from rich.console import Console
 
-    from edgeport.cli import model_options as opt
+    from edgeport import api
     from edgeport.data import labelled
     from edgeport.pipeline.export_flow import prepare
     from edgeport.quantization.accuracy_backends import control_set
 
-    loaded = opt.load_model(MODEL, None, None, None, None)
-    data = opt.load_data(loaded, "fashion-mnist", 64, 100, 0, None, None, False, False, Console())
+    loaded = api.load_model(MODEL)
+    data = api.load_data(loaded, "fashion-mnist", calib_samples=64, val_samples=100, seed=0)
     prep = prepare(loaded)
     cset = control_set(prep, labelled.load("fashion-mnist"), samples=600)
     return prep, data, cset

@@ -304,10 +304,12 @@ def test_coverage_type_is_format_agnostic():
 
 # --- CPU features and the reduce_range choice -----------------------------------------------------------
 
-XEON_VNNI = "processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Gold 6230\nflags\t\t: fpu sse2 ssse3 avx avx2 avx512f avx512bw avx512_vnni\n\nprocessor\t: 1\nmodel name\t: other\n"
+XEON_VNNI = ("processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Gold 6230\nflags\t\t: fpu sse2 ssse3 avx avx2 avx512f avx512bw avx512_vnni\n"
+             "\nprocessor\t: 1\nmodel name\t: other\n")
 HASWELL = "processor\t: 0\nmodel name\t: Intel(R) Core(TM) i7-4770 CPU @ 3.40GHz\nflags\t\t: fpu sse2 ssse3 avx avx2 fma\n"
 GRACEMONT = "processor\t: 0\nmodel name\t: 12th Gen Intel(R) Core(TM) i5-12400\nflags\t\t: avx2 avx_vnni\n"
-ARM = "processor\t: 0\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm aes crc32 asimddp i8mm\nCPU implementer\t: 0x41\nCPU part\t: 0xd0c\n"
+ARM = ("processor\t: 0\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm aes crc32 asimddp i8mm\n"
+       "CPU implementer\t: 0x41\nCPU part\t: 0xd0c\n")
 
 
 def test_parse_cpuinfo_reads_flags_and_names():

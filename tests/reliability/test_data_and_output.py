@@ -118,7 +118,8 @@ BLOCK = "import sys; sys.modules[{mod!r}] = None\nfrom edgeport.cli.app import m
         ("onnxruntime", ["inspect", "{onnx}"], 0, r"not measured: onnxruntime is not installed.*pip install 'onnxruntime"),
         ("onnxruntime", ["bench", "{onnx}", "--budget", "0.1"], 4, r"pip install 'onnxruntime"),
         ("ai_edge_litert", ["bench", "{tflite}", "--budget", "0.1"], 4, r"pip install 'ai-edge-litert"),
-        ("onnx2tf", ["export", "--model", f"{BYO}:build", "--input-shape", SHAPE, "--target", "tflite-fp32", "--out", "{out}"], 4, r"pip install .*onnx2tf"),
+        ("onnx2tf", ["export", "--model", f"{BYO}:build", "--input-shape", SHAPE, "--target", "tflite-fp32", "--out", "{out}"],
+         4, r"pip install .*onnx2tf"),
     ],
 )
 def test_missing_runtime_package_exits_4_with_pip_command(byo_onnx, tmp_path, module, args, code, pip):

@@ -97,14 +97,12 @@ def test_the_four_methods_give_different_tflite_ranges_on_a_trained_model(tmp_pa
     TFLite's calibrated range, and the exported int8 file carries the method's ranges."""
     from dataclasses import replace
 
-    from rich.console import Console
-
-    from edgeport.cli import model_options as opt
+    from edgeport import api
     from edgeport.exporters import ExportRequest, QuantOptions, tflite, tflite_ptq
     from edgeport.pipeline.export_flow import prepare
 
-    loaded = opt.load_model("fmnist_mobilenet_v2_x0_5", None, None, None, None)
-    data = opt.load_data(loaded, "fashion-mnist", 64, 10, 0, None, None, False, False, Console())
+    loaded = api.load_model("fmnist_mobilenet_v2_x0_5")
+    data = api.load_data(loaded, "fashion-mnist", calib_samples=64, val_samples=10, seed=0)
     prep = prepare(loaded)
     req = ExportRequest(loaded.name, prep.program, prep.example, tmp_path, False, data.calibration.inputs)
     calibrated = tflite_ptq.calibrated_ranges(tflite.calibrated_model(req))

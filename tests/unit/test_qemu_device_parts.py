@@ -90,7 +90,7 @@ def test_second_builder_waits_for_the_lock(tmp_path, monkeypatch):
     held, release = threading.Event(), threading.Event()
 
     def holder():
-        with arm_rootfs._locked(lambda msg: None):
+        with arm_rootfs.rootfs_lock(lambda msg: None):
             held.set()
             release.wait(30)
 
@@ -103,7 +103,7 @@ def test_second_builder_waits_for_the_lock(tmp_path, monkeypatch):
         said.append(msg)
         release.set()  # let the holder go once we are known to be waiting
 
-    with arm_rootfs._locked(on_wait):
+    with arm_rootfs.rootfs_lock(on_wait):
         pass
     t.join(30)
     assert said and "another edgeport process is building" in said[0]

@@ -16,8 +16,10 @@ def _m(device, name, cost, core=None, **kw):
 
 
 # Measured MobileNetV2 counts (README, ARM (QEMU)): a76 has SDOT, a72 does not.
-A76 = [("mobilenet_v2.int8.tflite", 49.18), ("mobilenet_v2.fp32.tflite", 120.46), ("mobilenet_v2.int8.onnx", 58.40), ("mobilenet_v2.fp32.onnx", 178.59)]
-A72 = [("mobilenet_v2.int8.tflite", 113.68), ("mobilenet_v2.fp32.tflite", 123.35), ("mobilenet_v2.int8.onnx", 127.42), ("mobilenet_v2.fp32.onnx", 178.60)]
+A76 = [("mobilenet_v2.int8.tflite", 49.18), ("mobilenet_v2.fp32.tflite", 120.46),
+       ("mobilenet_v2.int8.onnx", 58.40), ("mobilenet_v2.fp32.onnx", 178.59)]
+A72 = [("mobilenet_v2.int8.tflite", 113.68), ("mobilenet_v2.fp32.tflite", 123.35),
+       ("mobilenet_v2.int8.onnx", 127.42), ("mobilenet_v2.fp32.onnx", 178.60)]
 
 
 def test_int8_recommended_where_it_is_clearly_cheaper():
@@ -73,7 +75,8 @@ def _result(name, insn, parity, threads=1):
 
 
 def test_from_device_judges_device_vs_host_with_the_target_thresholds():
-    exact = Parity(max_abs=0.0, mean_abs=0.0, max_rel=0.0, cosine=1.0, sqnr_db=float("inf"), top1_agreement=1.0, top5_overlap=1.0, samples=4)
+    exact = Parity(max_abs=0.0, mean_abs=0.0, max_rel=0.0, cosine=1.0, sqnr_db=float("inf"), top1_agreement=1.0, top5_overlap=1.0,
+                   samples=4)
     off = Parity(max_abs=0.5, mean_abs=0.1, max_rel=0.5, cosine=0.5, sqnr_db=2.0, top1_agreement=0.25, top5_overlap=0.5, samples=4)
     ms = from_device([_result("m.int8.onnx", 50e6, off), _result("m.fp32.onnx", 100e6, exact),
                       _result("m.fp32.onnx", 60e6, exact, threads=2)], "qemu-pi4")

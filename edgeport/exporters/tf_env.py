@@ -1,0 +1,31 @@
+"""TensorFlow, loaded quietly or named as missing, and the NHWC layout of onnx2tf's graphs: shared by the
+TFLite exporter, TFLite's post-training quantization (tflite_ptq), activation ranges and the TFLite diagnosis,
+none of which may import the exporter module itself (it imports them)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from edgeport.errors import RuntimeMissing
+from edgeport.util import native_logs
+
+
+def import_tf():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    try:
+        with native_logs.silenced():  # TensorFlow logs CUDA/oneDNN notices to stderr on import
+            import onnx2tf  # noqa: F401
+            import tensorflow as tf
+    except ImportError as exc:
+        raise RuntimeMissing(
+            f"TFLite export needs tensorflow and onnx2tf ({exc.name} is missing)",
+            "pip install 'tensorflow==2.21.*' 'onnx2tf==1.28.8' 'tf_keras==2.21.*' onnx_graphsurgeon sng4onnx sne4onnx psutil",
+        ) from None
+    return tf
+
+
+def to_nhwc(nchw: np.ndarray) -> np.ndarray:
+    """PyTorch-layout inputs in the layout of onnx2tf's graphs."""
+    return np.ascontiguousarray(nchw.transpose(0, 2, 3, 1)).astype(np.float32)
