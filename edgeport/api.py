@@ -118,6 +118,11 @@ def load_data(loaded, calib, *, calib_samples: int = DEFAULT_CALIBRATION, val_sa
     return calibration.for_model(loaded, str(calib), calib_samples, val_samples, seed, preprocess or {})
 
 
+def _label(model) -> str:
+    """How progress messages name a model: its reference, or the class of an in-memory module."""
+    return str(model) if isinstance(model, (str, Path)) else type(model).__name__
+
+
 def _targets(targets) -> list:
     from edgeport.exporters import parse_targets
 
@@ -172,6 +177,7 @@ def export(
     num_classes: int | None = None,
     width: float | None = None,
     strict: bool = True,
+    require_judged: bool = False,
     delegation: bool = True,
     on_stage: Callable[[str], None] = lambda s: None,
     cache: dict | None = None,
@@ -183,7 +189,8 @@ def export(
     ``preprocess`` overrides the model's preprocessing (``mean``, ``std``, ``scale``, ``bgr``, ...).
     ``thresholds`` maps a target or precision ("int8") to edgeport.validation.checks.Thresholds.
     With ``strict`` (the default) a failed threshold or an int8 graph left float raises ParityFailed after
-    parity.json is written; the result is on the exception as ``.result``."""
+    parity.json is written; the result is on the exception as ``.result``. An artifact compared with PyTorch but
+    not judged (int8 of a zoo model's random weights) is never a pass; ``require_judged`` makes it a failure."""
     from edgeport.pipeline.export_flow import run_export
     from edgeport.validation import parity_file
 
@@ -194,7 +201,7 @@ def export(
     if (needs_calib or quant.bias_correction) and calib is None:
         raise UserError(f"{', '.join(needs_calib) or 'bias correction'} needs calibration data",
                         "pass calib= (an image folder, an .npz, fashion-mnist, ...); calib='synthetic' only to try the flow")
-    on_stage("loading model")
+    on_stage(f"loading {_label(model)}")
     loaded = load_model(model, weights=weights, input_shape=input_shape, num_classes=num_classes, width=width)
     if calib is not None:
         on_stage(f"{loaded.name}: reading calibration data ({calib})")
@@ -202,16 +209,22 @@ def export(
     out = Path(out)
     run = run_export(loaded, chosen, out, data=data, quant=quant, dynamic_batch=dynamic_batch, validate=validate,
                      thresholds=thresholds or {}, on_stage=lambda s: on_stage(f"{loaded.name}: {s}"), cache=cache)
+    short = data.shortfall(calib_samples, val_samples) if data is not None else None
+    if short:
+        run.warnings.insert(0, short)
     record = parity_file.build(run, data, quant)
     path = parity_file.write(out, record)
     problems = list(run.int8_problems)
     if run.validation is not None:
         problems += [f"{c.stage} vs {c.against}: {'; '.join(c.failures)}" for c in run.validation.failed]
+        if require_judged:
+            problems += [f"{c.stage} vs torch: not judged ({c.not_judged_because})" for c in run.validation.unjudged]
+    passed = run.passed and not problems
     result = ExportResult(
-        loaded.name, tuple(loaded.input_shape), _artifact_results(run, delegation), path, run.passed, tuple(problems),
+        loaded.name, tuple(loaded.input_shape), _artifact_results(run, delegation), path, passed, tuple(problems),
         tuple(run.warnings), record.get("data"), record["fusion"], run, data,
     )
-    if strict and not run.passed:
+    if strict and not passed:
         hint = "allow named layers with --allow-float, or see `edgeport inspect`" if run.int8_problems else f"see {path}"
         exc = ParityFailed(problems[0], hint)
         exc.result = result
@@ -249,7 +262,7 @@ def validate(
     for p in paths:
         if not p.is_file():
             raise UserError(f"{p} does not exist")
-    on_stage("loading model")
+    on_stage(f"loading {_label(model)}")
     loaded = load_model(model, weights=weights, input_shape=input_shape, num_classes=num_classes, width=width)
     on_stage("preparing data")
     data = load_data(loaded, calib or "synthetic", calib_samples=1, val_samples=val_samples, seed=seed, preprocess=preprocess)
@@ -387,7 +400,7 @@ def quantize(
     mc.check_int8_targets(chosen)
     several = bool(methods) and len(methods) > 1
     methods = mc.check_methods(list(methods) if methods else [quant.method])
-    on_stage("loading model")
+    on_stage(f"loading {_label(model)}")
     loaded = load_model(model, weights=weights, input_shape=input_shape)
     split = load_data(loaded, calib, calib_samples=calib_samples, val_samples=val_samples, seed=seed, preprocess=preprocess)
     pre = loaded.data_preprocess()

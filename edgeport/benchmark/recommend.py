@@ -17,7 +17,6 @@ The rule (kept small on purpose; README "Recommendation per device"):
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -37,6 +36,7 @@ class Measured:
     parity_failures: tuple[str, ...] = ()  # why its outputs are out of its thresholds
     parity_checked: bool = True
     left_out: int = 0  # ops the delegation report puts off the fast path
+    unjudged: bool = False  # its parity record compared it with PyTorch without judging it: never recommended
 
     @property
     def precision(self) -> str:
@@ -48,6 +48,8 @@ class Measured:
 
     def flags(self) -> list[str]:
         out = [f"parity: {f}" for f in self.parity_failures]
+        if self.unjudged:
+            out.append("not judged vs PyTorch (random weights?): not recommended; export with --weights to judge it")
         if not self.parity_checked:
             out.append("parity not checked (no device-vs-host run and no parity.json beside it)")
         if self.left_out:
@@ -82,12 +84,14 @@ def _one(device: str, model: str, ms: list[Measured]) -> Recommendation:
     where = ms[0].core or device
     unit = ms[0].unit
     flags = {Path(m.artifact).name: m.flags() for m in ms if m.flags()}
-    ok = [m for m in ms if not m.parity_failures]
+    ok = [m for m in ms if not m.parity_failures and not m.unjudged]
     floats = [m for m in ok if m.precision != "int8"]
     ints = [m for m in ok if m.precision == "int8"]
     rec = Recommendation(device, model, unit, None, None, "", flags=flags)
     if not ok:
-        rec.reason = "no artifact is within its parity thresholds: ship none of these"
+        unjudged = sum(m.unjudged for m in ms)
+        rec.reason = ("no artifact is within its parity thresholds: ship none of these"
+                      + (f" ({unjudged} not judged vs PyTorch)" if unjudged else ""))
         return rec
     best_float = min(floats, key=lambda m: m.cost) if floats else None
     best_int8 = min(ints, key=lambda m: m.cost) if ints else None
@@ -115,20 +119,26 @@ def _one(device: str, model: str, ms: list[Measured]) -> Recommendation:
 
 
 # --- building Measured from what bench_cmd collects ------------------------------------------------------
-def reference_failures(artifact: Path) -> tuple[tuple[str, ...], bool]:
-    """Failures of ``artifact``'s judged checks vs PyTorch in the parity.json beside it, and whether one exists."""
-    from edgeport.benchmark.local import target_of_name
+def _reference_checks(artifact: Path) -> list[dict] | None:
+    """The checks vs PyTorch that the parity.json beside ``artifact`` holds for it (found by sha256), or None."""
+    from edgeport.validation import parity_file
 
-    path = Path(artifact).parent / "parity.json"
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return (), False
-    target = target_of_name(Path(artifact))
-    names = {Path(a.get("path", "")).name for a in record.get("artifacts") or []}
-    if Path(artifact).name not in names:
-        return (), False
-    checks = [c for c in (record.get("validation") or {}).get("checks", []) if c.get("stage") == target and c.get("judged")]
+    found = parity_file.record_of(Path(artifact))
+    if found is None:
+        return None
+    record, entry = found
+    return [c for c in (record.get("validation") or {}).get("checks", []) if c.get("stage") == entry.get("target")]
+
+
+def reference_unjudged(artifact: Path) -> bool:
+    """Whether the parity.json beside ``artifact`` compared it with PyTorch without judging it."""
+    checks = _reference_checks(artifact) or []
+    return any(c.get("against") == "torch" and not c.get("judged") for c in checks)
+
+
+def reference_failures(artifact: Path) -> tuple[tuple[str, ...], bool]:
+    """Failures of ``artifact``'s judged checks in the parity.json beside it, and whether a judged one exists."""
+    checks = [c for c in _reference_checks(artifact) or [] if c.get("judged")]
     return tuple(f"vs {c.get('against')}: {f}" for c in checks for f in c.get("failures", [])), bool(checks)
 
 
@@ -145,7 +155,7 @@ def from_local(timings: list, delegations: list, device: str = "local") -> list[
             continue
         failures, checked = reference_failures(Path(t.artifact))
         out.append(Measured(device, str(t.artifact), t.target, float(t.p50_ms), "p50 ms", None, failures, checked,
-                            left.get(Path(t.artifact).name, 0)))
+                            left.get(Path(t.artifact).name, 0), reference_unjudged(Path(t.artifact))))
     return out
 
 
@@ -169,7 +179,7 @@ def from_device(results: list, device: str, delegations: dict[str, object] | Non
         cost, unit = (counted / 1e6, "M insn/inf") if counted else (float(r.to_dict()["p50_ms"]), "p50 ms")
         d = (delegations or {}).get(path.name)
         out.append(Measured(device, str(path), target, cost, unit, r.run.extra.get("core"), failures + ref, True,
-                            _left_out(d, arm=r.run.machine in ("aarch64", "arm64"))))
+                            _left_out(d, arm=r.run.machine in ("aarch64", "arm64")), reference_unjudged(path)))
     return out
 
 
@@ -179,6 +189,7 @@ def from_timings(timings: list[dict], validation: dict | None) -> list[Measured]
     from edgeport.validation.parity import Parity
 
     checks = [c for c in (validation or {}).get("checks", []) if c.get("judged")]
+    unjudged = {c["stage"] for c in (validation or {}).get("checks", []) if c.get("against") == "torch" and not c.get("judged")}
     out = []
     for device in dict.fromkeys(t["device"] for t in timings):
         rows = [t for t in timings if t["device"] == device]
@@ -195,7 +206,7 @@ def from_timings(timings: list[dict], validation: dict | None) -> list[Measured]
             if cost is None:
                 continue
             out.append(Measured(device, t["artifact"], t["target"], float(cost), unit, (t.get("extra") or {}).get("core"),
-                                failures, bool(checks) or bool(host)))
+                                failures, bool(checks) or bool(host), unjudged=t["target"] in unjudged))
     return out
 
 

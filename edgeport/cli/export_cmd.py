@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import typer
@@ -47,6 +48,9 @@ def export(
     max_abs: float = opt.MAX_ABS,
     dynamic_batch: bool = typer.Option(False, "--dynamic-batch", help="Make the batch dimension dynamic (ONNX targets)."),
     validate: bool = typer.Option(True, "--validate/--no-validate", help="Run each artifact in its runtime and check parity."),
+    require_judged: bool = typer.Option(False, "--require-judged", help="Exit 3 if an artifact is compared with PyTorch "
+                                        "but not judged (int8 of random weights): for release pipelines.",
+                                        rich_help_panel=opt.CHECK_PANEL),
     per_layer: bool = typer.Option(False, "--per-layer", help="Diagnose int8 targets layer by layer on the validation data: print the 10 "
         "worst layers, write per_layer.json."),
 ) -> None:
@@ -66,6 +70,7 @@ def export(
     if per_layer:
         _check_per_layer(targets, quant, calib)
     diag_cache: dict | None = {} if per_layer else None  # keeps the fp32 ONNX / onnx2tf models for the diagnosis
+    started = time.perf_counter()
     if calib == "synthetic":
         opt.warn_synthetic(console)
     with StageReporter(console, f"loading {model}") as status:
@@ -75,7 +80,7 @@ def export(
                 num_classes=num_classes, width=width, calib=calib, calib_samples=calib_samples, val_samples=val_samples,
                 seed=seed, preprocess=opt.preprocess_changes(mean, std, scale_127, bgr), quant=quant,
                 dynamic_batch=dynamic_batch, validate=validate, thresholds=opt.threshold_overrides(min_sqnr, min_top1, max_abs),
-                strict=False, delegation=False, on_stage=status.update, cache=diag_cache,
+                strict=False, require_judged=require_judged, delegation=False, on_stage=status.update, cache=diag_cache,
             )
             run = result.run
             diagnosis = None
@@ -89,6 +94,8 @@ def export(
             if diag_cache is not None:
                 diag_cache.clear()
     render.fusion(console, run.prep)
+    if result.split is not None:
+        console.print(f"data: {result.split.describe()}")
     render.artifacts(console, run.artifacts, run.int8_problems)
     render.validation(console, run.validation)
     for w in run.warnings:
@@ -102,11 +109,14 @@ def export(
 
         per_layer_view.show(console, diagnosis)
         console.print(f"wrote {layer_diagnosis.write(out, diagnosis)}")
+    console.print(f"{result.model}: {len(result.artifacts)} artifact(s) in {time.perf_counter() - started:.1f} s")
     if run.int8_problems:
         raise ParityFailed(run.int8_problems[0], "allow named layers with --allow-float, or see `edgeport inspect`")
     if run.validation is not None and run.validation.failed:
         c = run.validation.failed[0]
         raise ParityFailed(f"{c.stage} vs {c.against}: {'; '.join(c.failures)}", f"see {result.parity_file}")
+    if not result.passed:  # --require-judged
+        raise ParityFailed(result.problems[0], "pass --weights so int8 can be judged, or set --min-sqnr/--min-top1")
 
 
 def _check_per_layer(targets, quant, calib) -> None:

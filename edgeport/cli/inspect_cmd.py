@@ -41,6 +41,17 @@ def inspect(
         for t in tensors:
             console.print(f"  {label:6} {_fmt_tensor(t)}")
     console.print("  weights: " + ", ".join(f"{dt} {n:,}" for dt, n in s.weight_dtypes.most_common()))
+    meta = s.details.get("edgeport")
+    if meta:  # what the file says about itself (edgeport.exporters.metadata)
+        pre = meta["preprocess"] if isinstance(meta.get("preprocess"), dict) else {}
+        console.print(f"  made by edgeport {meta.get('edgeport')}: {meta.get('target')} of {meta.get('model')}, input "
+                      f"{meta.get('input_shape')} {meta.get('input_layout')}, weights sha256 "
+                      f"{str(meta.get('weights_sha256') or 'none (random)')[:12]}")
+        values = "(x - 127) / 128" if pre.get("scale") == "127" else f"mean {pre.get('mean')} std {pre.get('std')}"
+        console.print(f"  preprocessing: size {pre.get('size')}, resize {pre.get('resize')}, {pre.get('channels')} channel(s), "
+                      f"{values}{', BGR' if pre.get('bgr') else ''}")
+    else:
+        console.print("  [dim]no edgeport metadata in this file[/]")
     table = Table(title=f"{sum(s.ops.values())} ops")
     table.add_column("op")
     table.add_column("computes in")

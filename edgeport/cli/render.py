@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from rich.console import Console
+from rich.panel import Panel
 from rich.table import Table
 
 
@@ -39,7 +40,10 @@ def validation(console: Console, report) -> None:
         table.add_column(col, no_wrap=True, justify="left" if col in ("stage", "vs", "") else "right")
     for c in report.checks:
         p = c.parity
-        verdict = ("[green]pass[/]" if c.passed else "[red]FAIL[/]") if c.judged else "[dim]info[/]"
+        if c.judged:
+            verdict = "[green]pass[/]" if c.passed else "[red]FAIL[/]"
+        else:
+            verdict = "[bold yellow]NOT JUDGED[/]" if c.against == "torch" else "[dim]info[/]"
         table.add_row(
             c.stage, c.against, f"{p.max_abs:.2e}", f"{p.mean_abs:.2e}", f"{p.cosine:.6f}", _num(p.sqnr_db, ".1f"),
             f"{p.top1_agreement:.3f}", f"{p.top5_overlap:.3f}", f"{c.accuracy:.4f}" if c.accuracy is not None else "—", verdict,
@@ -47,3 +51,9 @@ def validation(console: Console, report) -> None:
     console.print(table)
     for c in report.failed:
         console.print(f"  [red]{c.stage} vs {c.against}:[/] " + "; ".join(c.failures))
+    unjudged = report.unjudged
+    if unjudged:
+        why = unjudged[0].not_judged_because or "no thresholds"
+        console.print(Panel(f"[bold]{', '.join(c.stage for c in unjudged)}: compared with PyTorch but NOT JUDGED.[/]\n{why}.\n"
+                            "These files are not known to be correct; `edgeport bench` will not recommend them.",
+                            title="not judged", border_style="yellow", expand=False))

@@ -41,6 +41,20 @@ class DataSplit:
     calibration: Samples
     validation: Samples
 
+    def describe(self) -> str:
+        """What was used, in one line: counts and sources."""
+        c, v = self.calibration, self.validation
+        labelled = ", labelled" if v.labels is not None else ""
+        return f"calibration {len(c)} samples ({c.source}), validation {len(v)} samples ({v.source}{labelled})"
+
+    def shortfall(self, n_calib: int, n_val: int) -> str | None:
+        """A warning when the source held fewer samples than asked for (a small set is split, never padded)."""
+        c, v = len(self.calibration), len(self.validation)
+        if c >= n_calib and v >= n_val:
+            return None
+        return (f"{self.calibration.source}: only {c} calibration + {v} validation samples ({n_calib} + {n_val} asked for); "
+                "int8 ranges and parity rest on these few samples")
+
 
 def _load_images_folder(folder: Path) -> tuple[list[np.ndarray], np.ndarray | None]:
     from PIL import Image, UnidentifiedImageError

@@ -28,6 +28,11 @@ class Preprocess:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def describe(self) -> str:
+        """``mean/std``, ``(x - 127) / 128`` and BGR, in a few words."""
+        values = "(x - 127) / 128" if self.scale == "127" else f"mean {list(self.mean)} std {list(self.std)}"
+        return values + (", BGR" if self.bgr else "")
+
     @classmethod
     def from_dict(cls, d: dict) -> "Preprocess":
         unknown = set(d) - set(cls.__dataclass_fields__)

@@ -34,6 +34,8 @@ class ExportRequest:
     quant: QuantOptions = QuantOptions()
     # Intermediate results shared by the targets of one export run (the fp32 ONNX model, onnx2tf's output).
     cache: dict = field(default_factory=dict, compare=False, repr=False)
+    # What each file says about itself (edgeport.exporters.metadata.describe); {} writes no entry
+    metadata: dict = field(default_factory=dict, compare=False)
 
 
 # max|Δ| alone passes any net with tiny logits (random init: ~1e-8), so a scale-free SQNR floor joins it.

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edgeport.errors import UnsupportedOp
-from edgeport.exporters import FP32, TARGETS, ExportRequest, Target, register_target
+from edgeport.exporters import FP32, TARGETS, ExportRequest, Target, metadata, register_target
 from edgeport.util.atomic_file import write_bytes
 
 if TYPE_CHECKING:  # imported when a model is converted: registering the target stays light
@@ -72,6 +72,9 @@ def _convert(req: ExportRequest) -> onnx.ModelProto:
 
 def export(req: ExportRequest) -> Path:
     model = to_onnx(req)
+    if req.metadata:  # on a copy: the cached model feeds onnx-int8 and onnx2tf unchanged
+        model = type(model).FromString(model.SerializeToString())
+        metadata.set_onnx(model, metadata.for_target(req.metadata, "onnx-fp32", "NCHW"))
     dest = req.out_dir / TARGETS.get("onnx-fp32").filename(req.name)
     write_bytes(dest, model.SerializeToString())
     return dest

@@ -51,7 +51,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from edgeport.errors import UserError
-from edgeport.exporters import INT8, TARGETS, ExportRequest, QuantOptions, Target, onnx_fp32, register_target
+from edgeport.exporters import INT8, TARGETS, ExportRequest, QuantOptions, Target, metadata, onnx_fp32, register_target
 from edgeport.quantization import ranges as calibration_ranges
 from edgeport.quantization.options import (
     CALIBRATION_METHODS,
@@ -94,12 +94,19 @@ class QuantReport:
 LAST_REPORT: QuantReport | None = None  # the report of the last export() in this process
 
 
+def _quant_facts(quant: QuantOptions) -> dict:
+    return {"method": quant.method, "format": quant.onnx_format, "activations": quant.onnx_activations,
+            "float_fallback": list(quant.float_fallback), "cle": quant.cle, "bias_correction": quant.bias_correction}
+
+
 def export(req: ExportRequest) -> Path:
     global LAST_REPORT
     calibration = check_calibration(req.calibration, tuple(req.example.shape))
     fp32 = onnx_fp32.to_onnx(req)
     batch = 1 if req.dynamic_batch else int(req.example.shape[0])
     model, report = quantize(fp32, calibration, req.quant, batch=batch)
+    if req.metadata:
+        metadata.set_onnx(model, metadata.for_target(req.metadata, "onnx-int8", "NCHW", quantization=_quant_facts(req.quant)))
     dest = req.out_dir / TARGETS.get("onnx-int8").filename(req.name)
     write_bytes(dest, model.SerializeToString())
     LAST_REPORT = report

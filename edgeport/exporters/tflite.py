@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from edgeport.errors import UnsupportedOp, UserError
-from edgeport.exporters import FP16, FP32, INT8, TARGETS, ExportRequest, Target, register_target
+from edgeport.exporters import FP16, FP32, INT8, TARGETS, ExportRequest, Target, metadata, register_target
 from edgeport.exporters.onnx_fp32 import to_onnx
 from edgeport.exporters.tf_env import import_tf, to_nhwc
-from edgeport.exporters.tflite_compact import share_quantization_vectors
+from edgeport.exporters.tflite_compact import share_quantization_vectors, with_metadata
 from edgeport.quantization import options
 from edgeport.util import native_logs
 from edgeport.util.atomic_file import write_bytes
@@ -84,8 +84,15 @@ def saved_model(req: ExportRequest) -> Path:
 def _copy_onnx2tf_file(req: ExportRequest, target: str, produced: str) -> Path:
     src = saved_model(req) / produced
     dest = req.out_dir / TARGETS.get(target).filename(req.name)
-    write_bytes(dest, src.read_bytes())
+    write_bytes(dest, _described(req, target, src.read_bytes()))
     return dest
+
+
+def _described(req: ExportRequest, target: str, data: bytes, **extra) -> bytes:
+    """The file with its edgeport metadata entry (inputs are NHWC: onnx2tf's layout)."""
+    if not req.metadata:
+        return data
+    return with_metadata(data, metadata.for_target(req.metadata, target, "NHWC", **extra))
 
 
 def export_fp32(req: ExportRequest) -> Path:
@@ -169,7 +176,9 @@ def export_int8(req: ExportRequest, denylisted_nodes: tuple[str, ...] = (),
                 ) from None
         log.unlink(missing_ok=True)
     dest = req.out_dir / TARGETS.get("tflite-int8").filename(req.name)
-    write_bytes(dest, share_quantization_vectors(data))
+    io = {"io_dtype": req.quant.io_dtype, "quantization": {"method": req.quant.method,
+                                                          "float_fallback": list(req.quant.float_fallback)}}
+    write_bytes(dest, _described(req, "tflite-int8", share_quantization_vectors(data), **io))
     return dest
 
 

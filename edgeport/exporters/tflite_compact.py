@@ -1,4 +1,5 @@
-"""Shrink a quantized .tflite without changing a single computed value: store each distinct quantization
+"""Repack .tflite flatbuffers without changing a single computed value: add the edgeport metadata entry, and
+shrink a quantized file: store each distinct quantization
 vector (per-channel zero points, scales) once and let every tensor that uses it point at the same copy.
 
 Why by hand: TFLiteConverter writes one int64 zero-point vector per per-channel tensor, all zeros for
@@ -73,12 +74,10 @@ def _aligned_buffer_pack(schema):
     return AlignedBuffer
 
 
-def share_quantization_vectors(model: bytes) -> bytes:
-    """``model`` repacked with identical quantization vectors stored once (same graph, same values)."""
+def _repack(schema, tree, size_hint: int) -> bytes:
+    """Pack ``tree`` with identical quantization vectors stored once and buffers kept 16-byte aligned."""
     import flatbuffers
-    from ai_edge_litert import schema_py_generated as schema
 
-    tree = schema.ModelT.InitFromPackedBuf(bytearray(model), 0)
     shared = _shared_vector_pack(schema, {})
     for subgraph in tree.subgraphs or []:
         for tensor in subgraph.tensors or []:
@@ -87,7 +86,51 @@ def share_quantization_vectors(model: bytes) -> bytes:
     aligned = _aligned_buffer_pack(schema)
     for buffer in tree.buffers or []:
         buffer.__class__ = aligned
-    builder = flatbuffers.Builder(len(model))
+    builder = flatbuffers.Builder(size_hint)
     builder.Finish(tree.Pack(builder), file_identifier=b"TFL3")
-    packed = bytes(builder.Output())
+    return bytes(builder.Output())
+
+
+def share_quantization_vectors(model: bytes) -> bytes:
+    """``model`` repacked with identical quantization vectors stored once (same graph, same values)."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    packed = _repack(schema, schema.ModelT.InitFromPackedBuf(bytearray(model), 0), len(model))
     return packed if len(packed) < len(model) else model
+
+
+METADATA_NAME = "edgeport"
+
+
+def with_metadata(model: bytes, text: str, io_names: tuple[str, str] = ("input", "output")) -> bytes:
+    """``model`` with a metadata entry ``edgeport`` holding ``text`` (an earlier one replaced), and its main
+    graph's input/output tensors named ``io_names`` (the converter calls them ``serving_default_input:0`` and
+    ``PartitionedCall:0``; several inputs or outputs get ``_1``, ``_2`` suffixes)."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    tree = schema.ModelT.InitFromPackedBuf(bytearray(model), 0)
+    if tree.subgraphs:
+        graph = tree.subgraphs[0]
+        for indices, base in ((graph.inputs, io_names[0]), (graph.outputs, io_names[1])):
+            for i, index in enumerate(indices if indices is not None else []):
+                graph.tensors[index].name = (base if i == 0 else f"{base}_{i}").encode()
+    tree.buffers = tree.buffers or []
+    payload = schema.BufferT()
+    payload.data = np.frombuffer(text.encode(), dtype=np.uint8)
+    tree.buffers.append(payload)
+    entry = schema.MetadataT()
+    entry.name, entry.buffer = METADATA_NAME.encode(), len(tree.buffers) - 1
+    tree.metadata = [m for m in tree.metadata or [] if m.name not in (METADATA_NAME, METADATA_NAME.encode())] + [entry]
+    return _repack(schema, tree, len(model) + len(text) + 1024)
+
+
+def read_metadata(model: bytes) -> str | None:
+    """The ``edgeport`` metadata text of a .tflite, or None."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    m = schema.Model.GetRootAs(bytearray(model), 0)
+    for i in range(m.MetadataLength()):
+        entry = m.Metadata(i)
+        if entry.Name() and entry.Name().decode() == METADATA_NAME:
+            return m.Buffers(entry.Buffer()).DataAsNumpy().tobytes().decode()
+    return None

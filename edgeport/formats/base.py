@@ -40,6 +40,10 @@ class FileFormat:
         """edgeport.formats.delegation.Delegation (what the runtime's fast path runs), or None if unknown."""
         return None
 
+    def metadata(self, path: Path) -> dict | None:
+        """The edgeport metadata entry written into the file (edgeport.exporters.metadata), or None."""
+        return None
+
     def layer_names(self, path: Path, fp32_onnx) -> dict[str, str]:
         """key -> PyTorch layer name for the ops of an int8 file ({} if the format cannot tell)."""
         return {}

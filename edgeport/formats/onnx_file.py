@@ -21,7 +21,22 @@ class OnnxFormat(FileFormat):
     def summarize(self, path: Path):
         from edgeport.formats.graph_summary import onnx_summary
 
-        return onnx_summary(path)
+        summary = onnx_summary(path)
+        meta = self.metadata(path)
+        if meta:
+            summary.details["edgeport"] = meta
+        return summary
+
+    def metadata(self, path: Path) -> dict | None:
+        import onnx
+
+        from edgeport.exporters.metadata import read_onnx
+
+        try:
+            meta = read_onnx(onnx.load(str(path), load_external_data=False))
+        except Exception:  # noqa: BLE001 - a damaged file or entry has no metadata; summarize/run name the damage
+            return None
+        return meta if isinstance(meta, dict) else None
 
     def coverage(self, path: Path):
         from edgeport.formats.int8_coverage import onnx_coverage

@@ -23,7 +23,23 @@ class TfliteFormat(FileFormat):
     def summarize(self, path: Path):
         from edgeport.formats.graph_summary import tflite_summary
 
-        return tflite_summary(path)
+        summary = tflite_summary(path)
+        meta = self.metadata(path)
+        if meta:
+            summary.details["edgeport"] = meta
+        return summary
+
+    def metadata(self, path: Path) -> dict | None:
+        import json
+
+        from edgeport.exporters.tflite_compact import read_metadata
+
+        try:
+            text = read_metadata(Path(path).read_bytes())
+            meta = json.loads(text) if text else None
+        except Exception:  # noqa: BLE001 - a damaged file or entry has no metadata; summarize/run name the damage
+            return None
+        return meta if isinstance(meta, dict) else None
 
     def coverage(self, path: Path):
         from edgeport.formats.int8_coverage import tflite_coverage

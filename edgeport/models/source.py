@@ -21,6 +21,7 @@ from edgeport.models import MODELS
 from edgeport.registry import ModelSpec
 
 CHECKPOINT_KEYS = ("state_dict", "model", "model_state_dict", "ema")
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")  # torch.save files: weights (--weights), never a --model
 ZOO_SEED = 0
 
 
@@ -121,9 +122,14 @@ def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        # torch's message is a paragraph with terminal bold codes; the class it refused is what the user needs
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+        found = re.search(r"GLOBAL ([\w.]+)", text)
+        what = f"a pickled {found.group(1)}" if found else "pickled Python objects"
         raise UserError(
-            f"{path} holds Python objects that weights_only loading refuses ({str(exc).splitlines()[0][:120]})",
-            "if you trust it, re-save only the tensors: torch.save(torch.load(p, weights_only=False).state_dict(), 'clean.pt')",
+            f"{path} holds {what}, which loading with weights_only=True refuses (it could run code)",
+            f"if you trust the file, save only its tensors: torch.save(torch.load('{path.name}', weights_only=False)"
+            ".state_dict(), 'clean.pt')",
         ) from None
     except Exception as exc:  # noqa: BLE001 - on arbitrary bytes the unpickler fails in unbounded ways
         # (KeyError, IndexError, struct.error, UnicodeDecodeError, ... measured with text and truncated files)
@@ -183,6 +189,9 @@ def load(ref: str, weights: Path | None = None, input_shape: tuple[int, ...] | N
     Builder kwargs, input shape and preprocessing come from the user first, then from the checkpoint's
     edgeport metadata, then from the zoo entry.
     """
+    if ":" not in ref and Path(ref).suffix.lower() in CHECKPOINT_SUFFIXES:
+        raise UserError(f"{ref} is a checkpoint, not a model", f"name the architecture with --model (a zoo name, "
+                        f"pkg.module:factory or file.py:factory) and pass the file with --weights {ref}")
     spec = MODELS.get(ref) if ":" not in ref else None
     if weights is None and spec is not None and spec.weights:
         weights = Path(__file__).resolve().parents[1] / spec.weights
@@ -198,7 +207,14 @@ def load(ref: str, weights: Path | None = None, input_shape: tuple[int, ...] | N
     check_runs(model, torch.zeros(shape))
     pre = Preprocess.from_dict(meta["preprocess"]) if meta.get("preprocess") else (spec.preprocess if spec else None)
     if pre is not None and (pre.size != shape[-1] or pre.channels != shape[1]):
-        pre = None  # the user changed the input shape: fall back to the default recipe at the new size
+        if meta.get("preprocess"):  # trained weights: feeding them other images than they learned from is never silent
+            raise UserError(
+                f"{Path(weights).name} was trained on {pre.channels}x{pre.size}x{pre.size} inputs ({pre.describe()}); "
+                f"--input-shape {','.join(map(str, shape))} does not match",
+                f"drop --input-shape (the checkpoint's own is {','.join(map(str, meta.get('input_shape') or []))}), or "
+                "export an untrained model for another size",
+            )
+        pre = None  # a zoo recipe at another input size: the default preprocessing at the new size
     name = spec.name if spec else ref.rpartition(":")[2]
     return LoadedModel(name, model, shape, spec, weights, pre, build_kwargs)
 

@@ -132,8 +132,10 @@ def run_export(
     if prepared is None and (quant.cle or quant.bias_correction):
         on_stage("equalize")
         run.equalization = equalize_prepared(run.prep, calibration, quant)
+    from edgeport.exporters import metadata
+
     req = ExportRequest(loaded.name, run.prep.program, run.prep.example, Path(out_dir), dynamic_batch, calibration, quant,
-                        cache if cache is not None else {})
+                        cache if cache is not None else {}, metadata.describe(loaded, calibration))
     order = list(chain())  # parents first
     for target in sorted(targets, key=lambda t: order.index(t.name) if t.name in order else len(order)):
         on_stage(f"export {target.name}")
@@ -178,4 +180,7 @@ def validate_run(run: ExportRun, data: DataSplit | None = None, thresholds: dict
             "(pass --weights, or set --min-sqnr/--min-top1 to judge it anyway)"
         )
     run.validation = validate_artifacts(reference, fused, val.inputs, pairs, val.labels, val.source)
+    for c in run.validation.unjudged:
+        c.not_judged_because = (f"{loaded.name} has random weights (no checkpoint): its int8 error says nothing about the "
+                                "quantizer; pass --weights (torchvision checkpoints load) or set --min-sqnr/--min-top1")
     run.validation_data = val

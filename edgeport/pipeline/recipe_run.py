@@ -360,6 +360,22 @@ def _validate_stage(recipe, inputs: Inputs, artifacts, targets, out, cache: Stag
     result.warnings += [w.replace("--weights", "[model] weights").replace("--min-sqnr/--min-top1", "[thresholds.int8]")
                         for w in record["warnings"]]
     result.accuracy = accuracy_checks(recipe, result.validation)
+    _write_parity(recipe, artifacts, out, result)
+
+
+def _write_parity(recipe, artifacts, out: Path, result: RecipeResult) -> None:
+    """parity.json beside the recipe's artifacts, as `edgeport export` writes it: bench and eval find each file's
+    record there (by sha256), and an export into the same folder merges with it."""
+    from edgeport.validation import parity_file
+
+    problems = list(result.int8_problems)
+    validation = result.validation or {}
+    parity_file.write(Path(out) / recipe.name, {
+        "schema": parity_file.SCHEMA, "model": result.model, "input_shape": list(recipe.model.input_shape or []) or None,
+        "weights": str(recipe.model.weights) if recipe.model.weights else None, "recipe": recipe.name,
+        "artifacts": [{**a.to_dict(), "path": str(a.path)} for a in artifacts], "int8_problems": problems,
+        "validation": validation, "passed": not problems and validation.get("passed", True),
+    })
 
 
 def accuracy_checks(recipe: Recipe, validation: dict) -> list[dict]:

@@ -26,6 +26,7 @@ class StageCheck:
     parity: Parity
     thresholds: Thresholds | None = None  # None: informational
     accuracy: float | None = None  # top-1 on labelled held-out data, of this stage
+    not_judged_because: str | None = None  # vs torch without thresholds: why (e.g. random weights)
 
     @property
     def judged(self) -> bool:
@@ -40,8 +41,12 @@ class StageCheck:
         return not self.failures
 
     def to_dict(self) -> dict:
-        d = {"stage": self.stage, "against": self.against, "judged": self.judged, "passed": self.passed,
+        # a result nobody judged is never a pass: "passed" is null for it, and the record says why
+        unjudged = self.against == "torch" and not self.judged
+        d = {"stage": self.stage, "against": self.against, "judged": self.judged, "passed": None if unjudged else self.passed,
              "failures": self.failures, "accuracy": self.accuracy, **_finite(self.parity.to_dict())}
+        if unjudged:
+            d["not_judged_because"] = self.not_judged_because or "no thresholds"
         if self.thresholds:
             d["thresholds"] = self.thresholds.to_dict()
         return d
@@ -59,6 +64,11 @@ class ValidationReport:
     def failed(self) -> list[StageCheck]:
         return [c for c in self.checks if c.judged and not c.passed]
 
+    @property
+    def unjudged(self) -> list[StageCheck]:
+        """Artifacts compared with PyTorch but not judged (reported only): never shown as passing."""
+        return [c for c in self.checks if c.against == "torch" and not c.judged]
+
     def for_stage(self, stage: str) -> list[StageCheck]:
         return [c for c in self.checks if c.stage == stage]
 
@@ -68,7 +78,8 @@ class ValidationReport:
             "source": self.source,
             "accuracy": {"torch": self.reference_accuracy, "torch-fused": self.fused_accuracy},
             "checks": [c.to_dict() for c in self.checks],
-            "passed": not self.failed,
+            "passed": not self.failed,  # no judged check failed
+            "not_judged": [c.stage for c in self.unjudged],
         }
 
 

@@ -12,7 +12,6 @@ model/weights), else ImageNet's default at the artifact's input size -- said out
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,9 +22,10 @@ import numpy as np
 from edgeport.data.labelled import LabelledData
 from edgeport.data.preprocess import Preprocess
 from edgeport.errors import UsageError, UserError
+from edgeport.models.source import CHECKPOINT_SUFFIXES
 
 TOP_K = 5
-TORCH_SUFFIXES = (".pt", ".pth")
+TORCH_SUFFIXES = CHECKPOINT_SUFFIXES  # checkpoints, run in PyTorch
 
 
 @dataclass(frozen=True)
@@ -67,19 +67,28 @@ def nchw_of(shape, fmt: str) -> tuple[int, ...]:
     return FORMATS.get(fmt).input_nchw(shape)
 
 
+def preprocess_from_metadata(artifact: Path, fmt) -> tuple[Preprocess, str] | None:
+    """The preprocessing the file itself records (edgeport's metadata entry), if it has one."""
+    meta = fmt.metadata(artifact)
+    if not meta or not isinstance(meta.get("preprocess"), dict):
+        return None
+    try:
+        pre = Preprocess.from_dict(meta["preprocess"])
+    except (UserError, TypeError, ValueError):  # an entry edgeport did not write: not trusted, not guessed from
+        return None
+    return pre, f"{artifact.name}'s own metadata (model {meta.get('model')})"
+
+
 def preprocess_from_parity(artifact: Path) -> tuple[Preprocess, str] | None:
     """The preprocessing of the model that ``parity.json`` beside ``artifact`` says it was exported from."""
     from edgeport.models import MODELS
     from edgeport.models import source as model_source
+    from edgeport.validation import parity_file
 
-    record_path = artifact.parent / "parity.json"
-    try:
-        record = json.loads(record_path.read_text())
-    except (OSError, ValueError):
+    found = parity_file.record_of(artifact)  # the record of this very file (by sha256), not of a namesake
+    if found is None:
         return None
-    listed = {Path(a.get("path", "")).name for a in record.get("artifacts") or [] if isinstance(a, dict)}
-    if artifact.name not in listed:
-        return None
+    record, record_path = found[0], artifact.parent / parity_file.FILE_NAME
     weights, model = record.get("weights"), record.get("model")
     if weights and Path(weights).is_file():
         _, meta = model_source.load_checkpoint(Path(weights))
@@ -118,7 +127,7 @@ def open_artifact(path: Path, threads: int, base: tuple[Preprocess, str] | None,
     fmt = format_of(path)
     runner = fmt.open_runner(path, threads=threads)
     shape = fmt.input_nchw(runner.input_shape)
-    found = base or preprocess_from_parity(path)
+    found = base or preprocess_from_metadata(path, fmt) or preprocess_from_parity(path)
     if found is None:
         found = (default_preprocess(shape), "ImageNet default at the artifact's input size (no --model, no parity.json)")
     pre = overrides(found[0])

@@ -3,6 +3,7 @@
 import json
 import pickle
 
+import pytest
 import torch
 
 from edgeport import __version__
@@ -136,3 +137,19 @@ def test_inspect_rejects_non_model(cli, tmp_path):
     fake.write_bytes(b"12345678" * 4)
     res = cli("inspect", fake)
     assert res.code == 1 and "not a TFLite flatbuffer" in _one_line_error(res)
+
+
+@pytest.mark.slow
+def test_random_weight_int8_is_said_loudly_to_be_not_judged(cli, tmp_path):
+    """The zoo's random weights: onnx-int8 is compared with PyTorch but never shown or recorded as a pass."""
+    res = cli("export", "--model", "mobilenet_v3_small", "--input-shape", "1,3,64,64", "--target", "onnx-fp32,onnx-int8",
+              "--calib", "synthetic", "--calib-samples", "8", "--val-samples", "8", "--out", tmp_path)
+    assert res.code == 0, res.err
+    text = " ".join(res.out.split())
+    assert "NOT JUDGED" in text and "random weights" in text and "--weights" in text
+    checks = json.loads((tmp_path / "parity.json").read_text())["validation"]["checks"]
+    int8 = next(c for c in checks if c["stage"] == "onnx-int8" and c["against"] == "torch")
+    assert int8["judged"] is False and int8["passed"] is None and "random weights" in int8["not_judged_because"]
+    strict = cli("export", "--model", "mobilenet_v3_small", "--input-shape", "1,3,64,64", "--target", "onnx-int8", "--calib",
+                 "synthetic", "--calib-samples", "8", "--val-samples", "8", "--require-judged", "--out", tmp_path / "strict")
+    assert strict.code == 3 and "onnx-int8 vs torch: not judged" in strict.err

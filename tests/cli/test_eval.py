@@ -6,6 +6,7 @@ class), so the expected top-1 is known exactly and top-5 is computed here with t
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -69,8 +70,19 @@ def test_eval_matches_independent_accuracy_in_each_runtime(cli, exported, labell
     assert "50.00 %" in res.out
 
 
-def test_eval_without_model_guesses_preprocessing_and_says_so(cli, exported, labelled_npz):
+def test_eval_without_model_reads_the_files_metadata(cli, exported, labelled_npz):
     res = cli("eval", exported["onnx-fp32"], "--data", labelled_npz[0])
+    assert res.code == 0, res.err
+    assert "50.00 %" in res.out and "own metadata" in res.out and "preprocessing guessed" not in res.out
+
+
+def test_eval_of_a_file_without_metadata_guesses_preprocessing_and_says_so(cli, exported, labelled_npz, tmp_path):
+    import onnx
+
+    model = onnx.load(str(exported["onnx-fp32"]))
+    del model.metadata_props[:]  # a file from another tool: nothing says how it was fed
+    onnx.save(model, str(tmp_path / "foreign.onnx"))
+    res = cli("eval", tmp_path / "foreign.onnx", "--data", labelled_npz[0])
     assert res.code == 0, res.err
     assert "50.00 %" in res.out  # the guess is the same default here
     assert "preprocessing guessed" in res.out
@@ -170,10 +182,13 @@ def test_preprocessing_from_parity_json(tmp_path):
 
     art = tmp_path / "m.int8.onnx"
     art.write_bytes(b"")
+    empty = hashlib.sha256(b"").hexdigest()  # the record names the file by its content
     (tmp_path / "parity.json").write_text(json.dumps({"model": "fmnist_mobilenet_v2_x0_5", "weights": None,
-                                                      "artifacts": [{"path": str(art)}]}))
+                                                      "artifacts": [{"path": str(art), "sha256": empty}]}))
     pre, origin = preprocess_from_parity(art)
     assert pre == FASHION_MNIST and "parity.json" in origin
+    assert preprocess_from_parity(tmp_path / "other.onnx") is None  # not there at all
+    (tmp_path / "other.onnx").write_bytes(b"different bytes")
     assert preprocess_from_parity(tmp_path / "other.onnx") is None  # not listed there
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import re
 
 import torch
 
@@ -133,3 +134,38 @@ def test_model_producing_nan_is_refused(cli, tmp_path):
     src.write_text(NAN_MODEL)
     r = cli("export", "--model", f"{src}:build", "--input-shape", "1,3,16,16", "--out", tmp_path / "out")
     assert_clean_failure(r, 1, r"NaN|inf", r"model", out=tmp_path / "out")
+
+
+def test_whole_model_pickle_names_the_class_in_one_plain_line(cli, tmp_path):
+    path = tmp_path / "whole.pt"
+    torch.save(torch.nn.Linear(2, 2), path)
+    r = export(cli, tmp_path / "out", "--weights", path)
+    assert_clean_failure(r, 1, r"whole\.pt", r"torch\.nn\.modules\.linear\.Linear", r"torch\.save\(torch\.load\('whole\.pt'.*'clean\.pt'\)",
+                         out=tmp_path / "out")
+    assert "\x1b" not in r.err and "[1m" not in r.err  # no terminal codes from torch's message
+
+
+def test_checkpoint_given_as_model_says_to_use_weights(cli, tmp_path):
+    r = cli("export", "--model", str(tmp_path / "my_model.pt"), "--out", tmp_path / "out")
+    assert_clean_failure(r, 1, r"my_model\.pt is a checkpoint, not a model", r"--weights", out=tmp_path / "out")
+    assert "mobilenet_v1_x0_75" not in r.err  # not the zoo list
+
+
+def test_int8_without_calibration_fails_before_capture(cli, tmp_path):
+    r = cli("export", "--model", f"{BYO}:build", "--input-shape", SHAPE, "--target", "onnx-fp32,tflite-int8", "--out", tmp_path / "out")
+    assert_clean_failure(r, 1, r"tflite-int8 needs calibration data", r"calib", out=tmp_path / "out")
+    assert "capture" not in r.out  # refused before the model was captured and fused
+
+
+def test_export_ends_with_its_total_time(cli, tmp_path):
+    r = cli("export", "--model", f"{BYO}:build", "--input-shape", SHAPE, "--out", tmp_path / "out")
+    assert r.code == 0, r.err
+    assert re.search(r"build: 1 artifact\(s\) in \d+\.\d s", r.out), r.out[-500:]
+
+
+def test_trained_checkpoint_at_another_input_size_is_refused(cli, tmp_path):
+    """Its preprocessing is part of the model: a 64x64 Fashion-MNIST checkpoint fed 224x224 ImageNet-normalized
+    images 'passed' parity at 15.8 % accuracy before; now it is a one-line error naming both shapes."""
+    r = cli("export", "--model", "fmnist_mobilenet_v2_x0_5", "--input-shape", "1,3,224,224", "--out", tmp_path / "out")
+    assert_clean_failure(r, 1, r"trained on 3x64x64 inputs", r"1,3,224,224 does not match", r"drop --input-shape",
+                         out=tmp_path / "out")

@@ -92,3 +92,15 @@ def test_fashion_mnist_calibrates_on_train_validates_on_test():
     assert split.validation.labels.shape == (100,)
     assert split.calibration.inputs.shape == (50, 3, 64, 64)
     assert -1.0 <= split.calibration.inputs.min() and split.calibration.inputs.max() <= 1.0
+
+
+def test_counts_are_described_and_a_small_set_is_said_to_be_small(tmp_path):
+    from edgeport.data.calibration import load
+    from edgeport.data.preprocess import Preprocess
+
+    arr = np.random.default_rng(0).integers(0, 255, (10, 32, 32, 3), dtype=np.uint8)
+    np.save(tmp_path / "x.npy", arr)
+    split = load(str(tmp_path / "x.npy"), Preprocess(size=32, resize=32), (1, 3, 32, 32), 200, 500, 0)
+    assert "calibration 5 samples" in split.describe() and "validation 5 samples" in split.describe()
+    assert "only 5 calibration + 5 validation samples (200 + 500 asked for)" in split.shortfall(200, 500)
+    assert split.shortfall(5, 5) is None

@@ -110,3 +110,30 @@ def test_from_timings_of_edgeport_run_and_the_markdown_report():
              "int8_problems": [], "recommendation": [r.to_dict() for r in recs.values()]}
     md = markdown.build({"environment": {"host": {"cpu": "x"}}, "passed": True, "recipes": [entry], "wall_s": 1.0, "edgeport": "0"})
     assert "| qemu-pi5 | m.int8.tflite |" in md and "| local | m.fp32.tflite |" in md
+
+
+def test_unjudged_int8_is_never_recommended():
+    """Random-weight int8 is reported vs PyTorch but not judged: the cheaper file is flagged, not shipped."""
+    ms = [_m("qemu-pi5", n, c, "cortex-a76", unjudged=n.endswith("int8.tflite")) for n, c in A76]
+    (rec,) = recommend(ms)
+    assert rec.target != "tflite-int8" and rec.artifact.endswith("int8.onnx")
+    assert any("not judged" in f for f in rec.flags["mobilenet_v2.int8.tflite"])
+    (none,) = recommend([_m("d", "m.fp32.tflite", 1.0, unjudged=True), _m("d", "m.int8.tflite", 0.5, unjudged=True)])
+    assert none.artifact is None and "2 not judged" in none.reason
+
+
+def test_unjudged_is_read_from_parity_json(tmp_path):
+    import hashlib
+    import json
+
+    from edgeport.benchmark.recommend import reference_unjudged
+
+    art = tmp_path / "m.int8.tflite"
+    art.write_bytes(b"x")
+    record = {"artifacts": [{"path": str(art), "target": "tflite-int8", "sha256": hashlib.sha256(b"x").hexdigest()}],
+              "validation": {"checks": [{"stage": "tflite-int8", "against": "torch", "judged": False, "passed": None}]}}
+    (tmp_path / "parity.json").write_text(json.dumps(record))
+    assert reference_unjudged(art)
+    record["validation"]["checks"][0].update(judged=True, passed=True)
+    (tmp_path / "parity.json").write_text(json.dumps(record))
+    assert not reference_unjudged(art)

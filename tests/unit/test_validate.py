@@ -43,3 +43,64 @@ def test_fp32_thresholds_catch_wrong_outputs_with_tiny_logits():
     unrelated = rng.standard_normal((8, 1000)) * 1e-8
     assert FP32.failures(compare(ref, unrelated))
     assert not FP32.failures(compare(ref, ref * (1 + 1e-7)))
+
+
+def test_an_unjudged_check_is_never_recorded_as_passed():
+    import numpy as np
+
+    from edgeport.validation.checks import StageCheck, ValidationReport
+    from edgeport.validation.parity import compare
+
+    ref = np.random.default_rng(0).standard_normal((4, 10))
+    report = ValidationReport(4, "synthetic", None, None, [
+        StageCheck("tflite-int8", "torch", compare(ref, ref * 0.5), None, not_judged_because="random weights"),
+        StageCheck("tflite-int8", "tflite-fp32", compare(ref, ref), None)])
+    d = report.to_dict()
+    assert d["checks"][0]["passed"] is None and d["checks"][0]["not_judged_because"] == "random weights"
+    assert d["checks"][1]["passed"] is True and "not_judged_because" not in d["checks"][1]  # parent comparison: info
+    assert d["not_judged"] == ["tflite-int8"] and [c.stage for c in report.unjudged] == ["tflite-int8"]
+
+
+def _record(model, targets, passed=True, judged=True, sha="s"):
+    return {"schema": 2, "model": model, "input_shape": [1, 3, 8, 8],
+            "artifacts": [{"target": t, "path": f"/o/{model}.{t}", "sha256": f"{sha}-{t}"} for t in targets],
+            "int8_problems": [],
+            "validation": {"checks": [{"stage": t, "against": "torch", "judged": judged, "passed": passed if judged else None,
+                                       "failures": [] if passed else ["SQNR low"]} for t in targets], "passed": passed},
+            "passed": passed}
+
+
+def test_parity_records_merge_per_artifact_across_exports(tmp_path):
+    """tflite-fp32 exported after tflite-int8 into one folder keeps the int8 record; a re-export replaces its own."""
+    import json
+
+    from edgeport.validation import parity_file
+
+    parity_file.write(tmp_path, _record("m", ["tflite-int8"], judged=False))
+    parity_file.write(tmp_path, _record("m", ["tflite-fp32"]))
+    merged = json.loads((tmp_path / "parity.json").read_text())
+    assert [a["target"] for a in merged["artifacts"]] == ["tflite-int8", "tflite-fp32"]
+    assert [c["stage"] for c in merged["validation"]["checks"]] == ["tflite-int8", "tflite-fp32"]
+    assert merged["validation"]["not_judged"] == ["tflite-int8"] and merged["passed"]
+    parity_file.write(tmp_path, _record("m", ["tflite-fp32"], passed=False, sha="t"))  # rebuilt, now failing
+    merged = json.loads((tmp_path / "parity.json").read_text())
+    assert [a["sha256"] for a in merged["artifacts"]] == ["s-tflite-int8", "t-tflite-fp32"] and not merged["passed"]
+    parity_file.write(tmp_path, _record("other", ["onnx-fp32"]))  # another model: a new record, not a mix
+    assert [a["target"] for a in json.loads((tmp_path / "parity.json").read_text())["artifacts"]] == ["onnx-fp32"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["parity.json"]  # no lock or temp file left beside it
+
+
+def test_record_of_finds_a_file_by_its_sha256(tmp_path):
+    import hashlib
+
+    from edgeport.validation import parity_file
+
+    art = tmp_path / "renamed.int8.tflite"
+    art.write_bytes(b"bytes")
+    rec = _record("m", ["tflite-int8"])
+    rec["artifacts"][0]["sha256"] = hashlib.sha256(b"bytes").hexdigest()
+    parity_file.write(tmp_path, rec)
+    record, entry = parity_file.record_of(art)
+    assert entry["target"] == "tflite-int8" and record["model"] == "m"
+    art.write_bytes(b"other bytes")
+    assert parity_file.record_of(art) is None
