@@ -195,6 +195,8 @@ def export(
     from edgeport.validation import parity_file
 
     chosen = _targets(targets)
+    for t in chosen:  # an optional extra that is not installed: say so now, not after capture and fusion
+        t.check_installed()
     if not isinstance(quant, QuantOptions):
         raise UsageError(f"quant must be edgeport.QuantOptions, not {type(quant).__name__}")
     needs_calib = [t.name for t in chosen if t.precision == "int8"]

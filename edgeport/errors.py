@@ -12,6 +12,7 @@ EXIT_USAGE = 2
 EXIT_THRESHOLD = 3
 EXIT_RUNTIME = 4
 
+LITERT_HINT = "pip install 'ai-edge-litert==2.3.*' (or 'edgeport[tflite]' to export TFLite too)"
 REEXPORT_HINT = "re-export it with `edgeport export` (the file is damaged or another format)"
 
 

@@ -26,7 +26,7 @@ import numpy as np
 from edgeport.benchmark.devices import RUNNER_SCRIPT, DeviceRun, DeviceSpec
 from edgeport.errors import RuntimeMissing, UserError
 
-DOCKERFILE = Path(__file__).resolve().parents[2] / "docker" / "Dockerfile.arm64"
+DOCKERFILE = Path(__file__).with_name("Dockerfile.arm64")  # package data: the wheel ships it
 IMAGE = "edgeport/arm64-runner"
 BASE_IMAGE = "edgeport/arm64-base"
 QEMU_STATIC = "/usr/bin/qemu-aarch64-static"

@@ -6,6 +6,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from edgeport import __version__
 from edgeport.errors import EXIT_USER, EdgeportError
@@ -61,7 +62,8 @@ def _register_commands() -> None:
 def report_error(exc: EdgeportError) -> int:
     """One line on stderr: what was wrong and, where known, what to do. Returns the exit code."""
     hint = f" — {exc.hint}" if exc.hint else ""
-    err_console.print(f"[bold red]error:[/] {exc.message}{hint}", markup=True, highlight=False)
+    # the message is plain text: brackets in it ('edgeport[tflite]', a layer [0]) are not rich markup
+    err_console.print(f"[bold red]error:[/] {escape(exc.message + hint)}", markup=True, highlight=False)
     return exc.exit_code
 
 

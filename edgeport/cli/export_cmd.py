@@ -73,7 +73,7 @@ def export(
     started = time.perf_counter()
     if calib == "synthetic":
         opt.warn_synthetic(console)
-    with StageReporter(console, f"loading {model}") as status:
+    with StageReporter(console, f"export {model}") as status:
         try:
             result = api.export(
                 model, [t.name for t in targets], out=out, weights=weights, input_shape=opt.shape(input_shape),

@@ -54,6 +54,18 @@ class Target:
     thresholds: Thresholds  # default parity thresholds against the PyTorch reference
     parent: str = "torch-fused"  # the stage its file is made from: validation compares it with that stage too
     writer: str = ""  # the tool that writes its bytes (named in reports when a rebuild differs)
+    requires: tuple[str, ...] = ()  # modules its export needs: checked before any work (an optional extra)
+    install_hint: str = ""  # the pip line that provides them
+
+    def check_installed(self) -> None:
+        """A RuntimeMissing (exit 4) naming the pip line when a module this target needs is not installed."""
+        import importlib.util
+
+        from edgeport.errors import RuntimeMissing
+
+        missing = [m for m in self.requires if importlib.util.find_spec(m) is None]
+        if missing:
+            raise RuntimeMissing(f"{self.name} needs {', '.join(missing)}, which is not installed", self.install_hint or None)
 
     def filename(self, base: str) -> str:
         from edgeport.formats import FORMATS

@@ -11,6 +11,9 @@ import numpy as np
 from edgeport.errors import RuntimeMissing
 from edgeport.util import native_logs
 
+TF_HINT = ("pip install 'edgeport[tflite]' (TensorFlow 2.21, onnx2tf 1.28.8, tf_keras, ai-edge-litert; "
+           "without it edgeport is ONNX-only)")
+
 
 def import_tf():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -21,7 +24,7 @@ def import_tf():
     except ImportError as exc:
         raise RuntimeMissing(
             f"TFLite export needs tensorflow and onnx2tf ({exc.name} is missing)",
-            "pip install 'tensorflow==2.21.*' 'onnx2tf==1.28.8' 'tf_keras==2.21.*' onnx_graphsurgeon sng4onnx sne4onnx psutil",
+            TF_HINT,
         ) from None
     return tf
 

@@ -22,7 +22,7 @@ import numpy as np
 from edgeport.errors import UnsupportedOp, UserError
 from edgeport.exporters import FP16, FP32, INT8, TARGETS, ExportRequest, Target, metadata, register_target
 from edgeport.exporters.onnx_fp32 import to_onnx
-from edgeport.exporters.tf_env import import_tf, to_nhwc
+from edgeport.exporters.tf_env import TF_HINT, import_tf, to_nhwc
 from edgeport.exporters.tflite_compact import share_quantization_vectors, with_metadata
 from edgeport.quantization import options
 from edgeport.util import native_logs
@@ -202,7 +202,10 @@ def float_fallback_nodes(req: ExportRequest) -> tuple[str, ...]:
     return req.cache[key]
 
 
-register_target(Target("tflite-fp32", "tflite", "fp32", export_fp32, FP32, parent="onnx-fp32", writer="onnx2tf + TFLiteConverter"))
-register_target(Target("tflite-fp16", "tflite", "fp16", export_fp16, FP16, parent="tflite-fp32", writer="TFLiteConverter (fp16)"))
+_NEEDS = {"requires": ("tensorflow", "onnx2tf", "ai_edge_litert"), "install_hint": TF_HINT}  # the tflite extra
+register_target(Target("tflite-fp32", "tflite", "fp32", export_fp32, FP32, parent="onnx-fp32", writer="onnx2tf + TFLiteConverter",
+                       **_NEEDS))
+register_target(Target("tflite-fp16", "tflite", "fp16", export_fp16, FP16, parent="tflite-fp32", writer="TFLiteConverter (fp16)",
+                       **_NEEDS))
 register_target(Target("tflite-int8", "tflite", "int8", export_int8, INT8, parent="tflite-fp32",
-                       writer="TFLiteConverter (full-integer int8)"))
+                       writer="TFLiteConverter (full-integer int8)", **_NEEDS))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeport.errors import REEXPORT_HINT, RuntimeMissing, UserError
+from edgeport.errors import LITERT_HINT, REEXPORT_HINT, RuntimeMissing, UserError
 
 
 @dataclass(frozen=True)
@@ -119,7 +119,7 @@ def _tflite_schema():
     try:
         from ai_edge_litert import schema_py_generated as schema
     except ImportError:
-        raise RuntimeMissing("reading .tflite files needs ai-edge-litert", "pip install 'ai-edge-litert==2.3.*'") from None
+        raise RuntimeMissing("reading .tflite files needs ai-edge-litert", LITERT_HINT) from None
     return schema
 
 

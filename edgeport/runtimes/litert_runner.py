@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeport.errors import REEXPORT_HINT, RuntimeMissing, UserError
+from edgeport.errors import LITERT_HINT, REEXPORT_HINT, RuntimeMissing, UserError
 from edgeport.util import native_logs
 
 
@@ -24,7 +24,7 @@ class LiteRtRunner:
             import ai_edge_litert
             from ai_edge_litert.interpreter import Interpreter
         except ImportError:
-            raise RuntimeMissing("ai-edge-litert is not installed", "pip install 'ai-edge-litert==2.3.*'") from None
+            raise RuntimeMissing("ai-edge-litert is not installed", LITERT_HINT) from None
         try:
             with native_logs.silenced():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
                 self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
