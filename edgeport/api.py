@@ -423,7 +423,7 @@ def quantize(
 
 
 def run(recipes: Path | str | Iterable[Path | str], *, out: str | Path = "artifacts", cache_dir: str | Path | None = None,
-        force: bool = False, wait: bool = False, strict: bool = True):
+        force: bool = False, wait: bool = False, strict: bool = True, allow_paths: Iterable[str | Path] = ()):
     """Run recipes end to end (capture -> fuse -> quantize -> export -> validate -> bench, each stage cached by
     content) and write manifest.json, report.md, report.html and junit.xml into ``out``: a RunResult
     (edgeport.pipeline.recipe_run). With ``strict``, a recipe error or failed threshold raises after the reports
@@ -434,7 +434,8 @@ def run(recipes: Path | str | Iterable[Path | str], *, out: str | Path = "artifa
     if not paths:
         raise UsageError("no recipe given", "pass recipe TOML files (edgeport recipe new writes one)")
     out = Path(out)
-    result = run_recipes(parse_recipes(paths), out, cache_dir=Path(cache_dir) if cache_dir else None, force=force, wait=wait)
+    parsed = parse_recipes(paths, tuple(Path(p) for p in allow_paths))
+    result = run_recipes(parsed, out, cache_dir=Path(cache_dir) if cache_dir else None, force=force, wait=wait)
     failure = result.failure(out) if strict else None
     if failure is not None:
         failure.result = result

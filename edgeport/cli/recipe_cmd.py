@@ -36,12 +36,12 @@ val_samples = 500           # held-out validation samples, disjoint from calibra
 seed = 0
 
 [quantize]
-method = "minmax"           # minmax | percentile | entropy
-io_dtype = "int8"           # tflite-int8 input/output: int8 | uint8 | float32
+method = "minmax"           # {methods}
+io_dtype = "int8"           # tflite-int8 input/output: {io_dtypes}
 allow_float = []            # layer names allowed to stay float in int8 targets
 
 [export]
-targets = ["onnx-fp32", "onnx-int8", "tflite-fp32", "tflite-fp16", "tflite-int8"]
+targets = [{targets}]
 dynamic_batch = false
 
 # Parity with PyTorch; a group is a target (onnx-int8) or a precision (fp32, fp16, int8).
@@ -58,7 +58,7 @@ min_top1 = 0.9              # top-1 agreement with PyTorch, 0..1
 # max_drop = 0.02           # at most this far below the PyTorch model
 
 [bench]
-devices = ["local"]         # local, qemu-pi4, qemu-pi5, docker-arm64, ssh://user@host
+devices = ["local"]         # {devices}
 threads = [1]
 budget_s = 2.0              # seconds of timed runs per artifact and thread count
 '''
@@ -78,7 +78,13 @@ def new(
     if path.exists() and not force:
         raise UserError(f"{path} already exists", "pass --force to overwrite it, or choose another --out")
     model = name if name in MODELS.names() else "mobilenet_v2"
-    write_text(path, TEMPLATE.format(name=name, file=path, model=model))
+    from edgeport.benchmark.devices import VALID
+    from edgeport.exporters import target_names
+    from edgeport.quantization.options import CALIBRATION_METHODS, IO_DTYPES
+
+    write_text(path, TEMPLATE.format(  # the closed sets as edgeport defines them, not a copy that can fall behind
+        name=name, file=path, model=model, methods=" | ".join(CALIBRATION_METHODS), io_dtypes=" | ".join(IO_DTYPES),
+        targets=", ".join(f'"{t}"' for t in target_names()), devices=VALID))
     console.print(f"wrote {path}" + ("" if model == name else f" (model set to {model}: edit [model] name)"))
 
 

@@ -20,12 +20,14 @@ def run(
     out: Path = typer.Option(Path("artifacts"), "--out", "-o", help="Folder for artifacts, sidecars and reports."),
     force: bool = typer.Option(False, "--force", help="Rebuild every stage instead of reusing the stage cache."),
     wait: bool = typer.Option(False, "--wait", help="If another run holds --out, wait for it instead of failing."),
+    allow_path: list[Path] = typer.Option([], "--allow-path", help="A folder outside the recipes' own that their data "
+                                           "and weights may come from (repeatable)."),
     cache_dir: Path = typer.Option(None, "--cache-dir", help="Stage cache (default $EDGEPORT_CACHE or ~/.cache/edgeport)."),
 ) -> None:
     """Run recipes end to end; report everything, then exit 3 if any artifact failed its thresholds."""
     from edgeport.pipeline.recipe_run import parse_recipes, run_recipes
 
-    parsed = parse_recipes(recipes)
+    parsed = parse_recipes(recipes, tuple(allow_path))
     t0 = time.perf_counter()
     progress = Progress(SpinnerColumn(), TextColumn("[bold]{task.fields[recipe]}[/]"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("{task.description}"), TimeElapsedColumn(), console=console,

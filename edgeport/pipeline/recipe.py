@@ -10,6 +10,7 @@ is a self-contained unit a CI job can check out and run.
 from __future__ import annotations
 
 import difflib
+import os
 import re
 import tomllib
 from dataclasses import dataclass, field, replace
@@ -130,8 +131,9 @@ class RecipeError(UserError):
 class _Ctx:
     """The file being read, to point errors at a line."""
 
-    def __init__(self, path: Path, text: str):
+    def __init__(self, path: Path, text: str, allowed: tuple[Path, ...] = ()):
         self.path, self.text = path, text
+        self.allowed = tuple(Path(a).resolve() for a in allowed)  # folders outside the recipe's that data may come from
 
     def fail(self, section: tuple[str, ...], key: str | None, message: str, hint: str | None = None) -> RecipeError:
         line = _line_of(self.text, section, key)
@@ -197,12 +199,16 @@ def _check_keys(ctx: _Ctx, section: tuple[str, ...], table, known: dict) -> dict
 
 
 def _local_path(ctx: _Ctx, section: tuple[str, ...], key: str, text: str, what: str) -> Path:
-    """``text`` resolved against the recipe's folder; it must exist and stay inside that folder."""
+    """``text`` resolved against the recipe's folder; it must exist and stay inside that folder (a symlink placed
+    there counts as inside, wherever it points) or inside a folder the caller allowed (``run --allow-path``)."""
     folder = ctx.path.parent.resolve()
-    path = (folder / Path(text).expanduser()).resolve()
-    if not path.is_relative_to(folder):
+    given = Path(os.path.normpath(folder / Path(text).expanduser()))  # '..' folded, symlinks not followed
+    path = given.resolve()
+    roots = (folder, *ctx.allowed)
+    if not any(p.is_relative_to(root) for root in roots for p in (given, path)):
         raise ctx.fail(section, key, f"{what} {text!r} is outside the recipe's folder {folder}",
-                       "put the file next to the recipe (or in a sub-folder) and give a relative path")
+                       "put it (or a symlink to it) next to the recipe and give a relative path, or allow its folder "
+                       "with `edgeport run --allow-path DIR`")
     if not path.exists():
         raise ctx.fail(section, key, f"{what} {text!r} does not exist (looked for {path})")
     return path
@@ -305,8 +311,8 @@ def _thresholds(ctx: _Ctx, table) -> dict:
     return out
 
 
-def parse(path: Path) -> Recipe:
-    """Read and validate the recipe at ``path``."""
+def parse(path: Path, allowed: tuple[Path, ...] = ()) -> Recipe:
+    """Read and validate the recipe at ``path``; data and weights may also come from the ``allowed`` folders."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -318,7 +324,7 @@ def parse(path: Path) -> Recipe:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"{path}: not valid TOML: {exc}") from None
-    ctx = _Ctx(path, text)
+    ctx = _Ctx(path, text, allowed)
     known = {**TOP_LEVEL, **{k: None for k in SCHEMA}, "thresholds": None}
     for key, value in raw.items():
         if key not in known:

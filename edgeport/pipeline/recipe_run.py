@@ -478,12 +478,13 @@ class RunResult:
         return None
 
 
-def parse_recipes(paths: list[Path]) -> list[Recipe]:
-    """Every recipe checked before anything runs; two recipes may not write the same artifacts."""
+def parse_recipes(paths: list[Path], allowed: tuple[Path, ...] = ()) -> list[Recipe]:
+    """Every recipe checked before anything runs; two recipes may not write the same artifacts. ``allowed``:
+    folders outside the recipes' own that their data and weights may come from."""
     from edgeport.errors import UserError
     from edgeport.pipeline import recipe as recipe_mod
 
-    parsed = [recipe_mod.parse(p) for p in paths]
+    parsed = [recipe_mod.parse(p, allowed) for p in paths]
     names = [r.name for r in parsed]
     if len(set(names)) != len(names):
         dup = next(n for n in names if names.count(n) > 1)

@@ -206,3 +206,19 @@ def test_accuracy_control_keys(tmp_path):
     assert "control_samples must be positive" in error_of(write(tmp_path, GOOD + "\n[quantize]\ncontrol_samples = 0\n"))
     no_int8 = GOOD.replace('"tflite-int8"', '"tflite-fp16"')
     assert "accuracy control needs an int8 target" in error_of(write(tmp_path, no_int8 + "\n[quantize]\nmax_accuracy_drop = 0.5\n"))
+
+
+def test_a_symlink_beside_the_recipe_or_an_allowed_folder_may_point_outside(tmp_path):
+    """Data often lives elsewhere: a symlink placed in the recipe's folder counts as inside, and run --allow-path
+    (parse(..., allowed=)) admits another folder; anything else is still refused."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "m.pt").write_bytes(b"x")
+    sub = tmp_path / "recipes"
+    sub.mkdir()
+    (sub / "link.pt").symlink_to(shared / "m.pt")
+    p = write(sub, GOOD.replace('name = "mobilenet_v2"', 'name = "mobilenet_v2"\nweights = "link.pt"'))
+    assert recipe.parse(p).model.weights == (shared / "m.pt").resolve()
+    p = write(sub, GOOD.replace('name = "mobilenet_v2"', 'name = "mobilenet_v2"\nweights = "../shared/m.pt"'))
+    assert "--allow-path" in error_of(p)
+    assert recipe.parse(p, allowed=(shared,)).model.weights == (shared / "m.pt").resolve()
