@@ -44,8 +44,8 @@ def inspect(
     meta = s.details.get("edgeport")
     if meta:  # what the file says about itself (edgeport.exporters.metadata)
         pre = meta["preprocess"] if isinstance(meta.get("preprocess"), dict) else {}
-        console.print(f"  made by edgeport {meta.get('edgeport')}: {meta.get('target')} of {meta.get('model')}, input "
-                      f"{meta.get('input_shape')} {meta.get('input_layout')}, weights sha256 "
+        console.print(f"  made by edgeport {meta.get('edgeport')}: {meta.get('target')} of {meta.get('model')} (PyTorch input "
+                      f"{meta.get('input_shape')} NCHW; this file takes {meta.get('input_layout')}), weights sha256 "
                       f"{str(meta.get('weights_sha256') or 'none (random)')[:12]}")
         values = "(x - 127) / 128" if pre.get("scale") == "127" else f"mean {pre.get('mean')} std {pre.get('std')}"
         console.print(f"  preprocessing: size {pre.get('size')}, resize {pre.get('resize')}, {pre.get('channels')} channel(s), "

@@ -45,10 +45,3 @@ def set_onnx(model, text: str) -> None:
     model.metadata_props.extend(kept)
     entry = model.metadata_props.add()
     entry.key, entry.value = KEY, text
-
-
-def read_onnx(model) -> dict | None:
-    for p in model.metadata_props:
-        if p.key == KEY:
-            return json.loads(p.value)
-    return None

@@ -29,7 +29,16 @@ class FileFormat:
         raise self._missing("run")
 
     def summarize(self, path: Path):
-        """edgeport.formats.graph_summary.GraphSummary of the file."""
+        """edgeport.formats.graph_summary.GraphSummary of the file, with its edgeport metadata in
+        ``details["edgeport"]`` when it has some."""
+        summary = self.graph(path)
+        meta = self.metadata(path)
+        if meta:
+            summary.details["edgeport"] = meta
+        return summary
+
+    def graph(self, path: Path):
+        """The GraphSummary read from the file's graph (what ``summarize`` adds the metadata to)."""
         raise self._missing("inspect")
 
     def coverage(self, path: Path):
@@ -41,7 +50,19 @@ class FileFormat:
         return None
 
     def metadata(self, path: Path) -> dict | None:
-        """The edgeport metadata entry written into the file (edgeport.exporters.metadata), or None."""
+        """The edgeport metadata entry written into the file (edgeport.exporters.metadata), or None; a damaged
+        file or entry has none (running or summarizing it names the damage)."""
+        import json
+
+        try:
+            text = self.metadata_text(path)
+            meta = json.loads(text) if text else None
+        except Exception:  # noqa: BLE001 - any damage means no trustworthy metadata
+            return None
+        return meta if isinstance(meta, dict) else None
+
+    def metadata_text(self, path: Path) -> str | None:
+        """The raw text of the file's edgeport entry (None: the format stores none)."""
         return None
 
     def layer_names(self, path: Path, fp32_onnx) -> dict[str, str]:

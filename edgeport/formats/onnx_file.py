@@ -18,25 +18,18 @@ class OnnxFormat(FileFormat):
 
         return OrtRunner(path, threads=threads)
 
-    def summarize(self, path: Path):
+    def graph(self, path: Path):
         from edgeport.formats.graph_summary import onnx_summary
 
-        summary = onnx_summary(path)
-        meta = self.metadata(path)
-        if meta:
-            summary.details["edgeport"] = meta
-        return summary
+        return onnx_summary(path)
 
-    def metadata(self, path: Path) -> dict | None:
+    def metadata_text(self, path: Path) -> str | None:
         import onnx
 
-        from edgeport.exporters.metadata import read_onnx
+        from edgeport.exporters.metadata import KEY
 
-        try:
-            meta = read_onnx(onnx.load(str(path), load_external_data=False))
-        except Exception:  # noqa: BLE001 - a damaged file or entry has no metadata; summarize/run name the damage
-            return None
-        return meta if isinstance(meta, dict) else None
+        model = onnx.load(str(path), load_external_data=False)
+        return next((p.value for p in model.metadata_props if p.key == KEY), None)
 
     def coverage(self, path: Path):
         from edgeport.formats.int8_coverage import onnx_coverage

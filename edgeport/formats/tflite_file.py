@@ -20,26 +20,15 @@ class TfliteFormat(FileFormat):
 
         return LiteRtRunner(path, threads=threads)
 
-    def summarize(self, path: Path):
+    def graph(self, path: Path):
         from edgeport.formats.graph_summary import tflite_summary
 
-        summary = tflite_summary(path)
-        meta = self.metadata(path)
-        if meta:
-            summary.details["edgeport"] = meta
-        return summary
+        return tflite_summary(path)
 
-    def metadata(self, path: Path) -> dict | None:
-        import json
-
+    def metadata_text(self, path: Path) -> str | None:
         from edgeport.exporters.tflite_compact import read_metadata
 
-        try:
-            text = read_metadata(Path(path).read_bytes())
-            meta = json.loads(text) if text else None
-        except Exception:  # noqa: BLE001 - a damaged file or entry has no metadata; summarize/run name the damage
-            return None
-        return meta if isinstance(meta, dict) else None
+        return read_metadata(Path(path).read_bytes())
 
     def coverage(self, path: Path):
         from edgeport.formats.int8_coverage import tflite_coverage
