@@ -102,18 +102,13 @@ def share_quantization_vectors(model: bytes) -> bytes:
 METADATA_NAME = "edgeport"
 
 
-def with_metadata(model: bytes, text: str, io_names: tuple[str, str] = ("input", "output")) -> bytes:
-    """``model`` with a metadata entry ``edgeport`` holding ``text`` (an earlier one replaced), and its main
-    graph's input/output tensors named ``io_names`` (the converter calls them ``serving_default_input:0`` and
-    ``PartitionedCall:0``; several inputs or outputs get ``_1``, ``_2`` suffixes)."""
+def with_metadata(model: bytes, text: str) -> bytes:
+    """``model`` with a metadata entry ``edgeport`` holding ``text`` (an earlier one replaced). Tensor names stay
+    the converter's: the per-layer diagnosis and accuracy control match them against the calibrated float model
+    and pass them to the converter's denylist."""
     from ai_edge_litert import schema_py_generated as schema
 
     tree = schema.ModelT.InitFromPackedBuf(bytearray(model), 0)
-    if tree.subgraphs:
-        graph = tree.subgraphs[0]
-        for indices, base in ((graph.inputs, io_names[0]), (graph.outputs, io_names[1])):
-            for i, index in enumerate(indices if indices is not None else []):
-                graph.tensors[index].name = (base if i == 0 else f"{base}_{i}").encode()
     tree.buffers = tree.buffers or []
     payload = schema.BufferT()
     payload.data = np.frombuffer(text.encode(), dtype=np.uint8)
