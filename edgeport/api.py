@@ -254,7 +254,7 @@ def validate(
     """Run existing artifacts in their own runtimes on held-out data (``calib``; synthetic without it) and
     compare with ``model``; writes parity.json to ``report`` (default: beside the first artifact)."""
     from edgeport.pipeline.artifact import Artifact
-    from edgeport.pipeline.export_flow import ExportRun, prepare
+    from edgeport.pipeline.export_flow import ExportRun, judging_thresholds, prepare
     from edgeport.validation import parity_file
     from edgeport.validation.checks import target_of_file, validate_artifacts
 
@@ -278,7 +278,7 @@ def validate(
         art = Artifact.from_file(p, target.name, target.format)
         run.artifacts.append(art)
         run.targets.append(target)
-        pairs.append((art, overrides.get(target.name) or overrides.get(target.precision) or target.thresholds))
+        pairs.append((art, judging_thresholds(target, overrides)))  # the user's override, else the target's own
     on_stage("running artifacts")
     val = data.validation
     reference, fused = prep.outputs(val.inputs)

@@ -130,16 +130,24 @@ def _reference_checks(artifact: Path) -> list[dict] | None:
     return [c for c in (record.get("validation") or {}).get("checks", []) if c.get("stage") == entry.get("target")]
 
 
+def reference(artifact: Path) -> tuple[tuple[str, ...], bool, bool]:
+    """What the parity.json beside ``artifact`` says of it, read once: the failures of its judged checks,
+    whether a judged check exists, and whether it was compared with PyTorch without being judged."""
+    checks = _reference_checks(artifact) or []
+    judged = [c for c in checks if c.get("judged")]
+    failures = tuple(f"vs {c.get('against')}: {f}" for c in judged for f in c.get("failures", []))
+    unjudged = any(c.get("against") == "torch" and not c.get("judged") for c in checks)
+    return failures, bool(judged), unjudged
+
+
 def reference_unjudged(artifact: Path) -> bool:
     """Whether the parity.json beside ``artifact`` compared it with PyTorch without judging it."""
-    checks = _reference_checks(artifact) or []
-    return any(c.get("against") == "torch" and not c.get("judged") for c in checks)
+    return reference(artifact)[2]
 
 
 def reference_failures(artifact: Path) -> tuple[tuple[str, ...], bool]:
     """Failures of ``artifact``'s judged checks in the parity.json beside it, and whether a judged one exists."""
-    checks = [c for c in _reference_checks(artifact) or [] if c.get("judged")]
-    return tuple(f"vs {c.get('against')}: {f}" for c in checks for f in c.get("failures", [])), bool(checks)
+    return reference(artifact)[:2]
 
 
 def from_local(timings: list, delegations: list, device: str = "local") -> list[Measured]:
@@ -153,9 +161,9 @@ def from_local(timings: list, delegations: list, device: str = "local") -> list[
     for t in rows:
         if t.threads != threads:
             continue
-        failures, checked = reference_failures(Path(t.artifact))
+        failures, checked, unjudged = reference(Path(t.artifact))  # one read and hash of the file per artifact
         out.append(Measured(device, str(t.artifact), t.target, float(t.p50_ms), "p50 ms", None, failures, checked,
-                            left.get(Path(t.artifact).name, 0), reference_unjudged(Path(t.artifact))))
+                            left.get(Path(t.artifact).name, 0), unjudged))
     return out
 
 
@@ -174,12 +182,12 @@ def from_device(results: list, device: str, delegations: dict[str, object] | Non
         path = Path(r.run.artifact)
         target = target_of_name(path)
         failures = tuple(f"{device} vs this machine: {f}" for f in thresholds_for(target).failures(r.parity))
-        ref, _ = reference_failures(path)
+        ref, _, unjudged = reference(path)
         counted = r.run.instructions_per_inference
         cost, unit = (counted / 1e6, "M insn/inf") if counted else (float(r.to_dict()["p50_ms"]), "p50 ms")
         d = (delegations or {}).get(path.name)
         out.append(Measured(device, str(path), target, cost, unit, r.run.extra.get("core"), failures + ref, True,
-                            _left_out(d, arm=r.run.machine in ("aarch64", "arm64")), reference_unjudged(path)))
+                            _left_out(d, arm=r.run.machine in ("aarch64", "arm64")), unjudged))
     return out
 
 

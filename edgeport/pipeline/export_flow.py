@@ -91,7 +91,7 @@ def equalize_prepared(prep: Prepared, calibration: np.ndarray | None, quant: Qua
     return report.to_dict()
 
 
-def _thresholds(target: Target, overrides: dict[str, Thresholds], random_weights: bool) -> Thresholds | None:
+def judging_thresholds(target: Target, overrides: dict[str, Thresholds], random_weights: bool = False) -> Thresholds | None:
     """The thresholds an artifact is judged by; None (reported, not judged) for int8 of a random-weight
     zoo model unless the user set int8 thresholds: such a net amplifies any rounding layer by layer, so
     its int8 SQNR/top-1 say nothing about the quantizer (measured: random MobileNetV2 int8 ~11 dB)."""
@@ -173,7 +173,7 @@ def validate_run(run: ExportRun, data: DataSplit | None = None, thresholds: dict
         torch.cat(list(sample_inputs.check_set(loaded.input_shape).values())).numpy(), None, "synthetic", True
     )
     reference, fused = run.prep.outputs(val.inputs)
-    pairs = [(a, _thresholds(t, thresholds or {}, loaded.random_weights)) for a, t in zip(run.artifacts, run.targets)]
+    pairs = [(a, judging_thresholds(t, thresholds or {}, loaded.random_weights)) for a, t in zip(run.artifacts, run.targets)]
     if loaded.random_weights and any(t is None for _, t in pairs):
         run.warnings.append(
             f"{loaded.name} has random weights: int8 parity is reported but not judged "
