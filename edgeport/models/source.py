@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from edgeport.data.preprocess import Preprocess
-from edgeport.errors import UsageError, UserError
+from edgeport.errors import UnsupportedOp, UsageError, UserError
 from edgeport.models import MODELS
 from edgeport.registry import ModelSpec
 
@@ -170,17 +170,55 @@ def apply_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], source
     model.load_state_dict(state, strict=True)
 
 
-def check_runs(model: torch.nn.Module, example: torch.Tensor) -> None:
-    """Run one eager forward pass; an exception here means the input shape does not suit the model."""
+def check_runs(model: torch.nn.Module, example: torch.Tensor) -> torch.nn.Module:
+    """Run one eager forward pass; an exception here means the input shape does not suit the model.
+
+    Returns the model to export: itself when it returns a tensor, wrapped in :class:`OneOutput` when it returns
+    one tensor inside a container (torchvision's segmentation models return ``{"out": tensor}``)."""
     try:
         with torch.no_grad():
-            model(example)
+            result = model(example)
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise UserError(
             f"the model fails on an input of shape {tuple(example.shape)}: {first[:200]}",
             "pass the shape it expects with --input-shape N,C,H,W",
         ) from None
+    return one_output(model, result)
+
+
+def one_output(model: torch.nn.Module, result) -> torch.nn.Module:
+    """``model`` with exactly one tensor output, or a typed error naming what it returns instead.
+
+    Every runner, metric and per-layer diagnosis compares one output tensor; a model returning several (a
+    detection head's boxes and scores) is refused here, before any work, rather than half-exported."""
+    if isinstance(result, torch.Tensor):
+        return model
+    from torch.utils import _pytree
+
+    leaves, _ = _pytree.tree_flatten_with_path(result)
+    tensors = [(_pytree.keystr(path), leaf) for path, leaf in leaves if isinstance(leaf, torch.Tensor)]
+    if len(tensors) == 1:
+        return OneOutput(model, tensors[0][0])
+    shown = ", ".join(f"{k or 'output'} {tuple(t.shape)}" for k, t in tensors[:4]) or type(result).__name__
+    raise UnsupportedOp(
+        f"the model returns {len(tensors)} tensors ({shown}{', ...' if len(tensors) > 4 else ''}); "
+        "edgeport exports models with one output tensor",
+        "wrap the model so forward returns one tensor (e.g. torch.cat of the flattened heads, or the one you deploy)",
+    )
+
+
+class OneOutput(torch.nn.Module):
+    """A model whose single output tensor sits in a container (``result["out"]``): forward returns the tensor."""
+
+    def __init__(self, model: torch.nn.Module, key: str):
+        super().__init__()
+        self.model, self.key = model, key
+
+    def forward(self, x):
+        from torch.utils import _pytree
+
+        return next(leaf for leaf in _pytree.tree_leaves(self.model(x)) if isinstance(leaf, torch.Tensor))
 
 
 def load(ref: str, weights: Path | None = None, input_shape: tuple[int, ...] | None = None, **kwargs) -> LoadedModel:
@@ -204,7 +242,7 @@ def load(ref: str, weights: Path | None = None, input_shape: tuple[int, ...] | N
     shape = input_shape or (tuple(meta["input_shape"]) if meta.get("input_shape") else None) or (spec.input_shape if spec else None)
     if shape is None:
         raise UsageError(f"{ref} is not a zoo model, so edgeport needs its input shape", "add --input-shape 1,3,224,224")
-    check_runs(model, torch.zeros(shape))
+    model = check_runs(model, torch.zeros(shape))
     pre = Preprocess.from_dict(meta["preprocess"]) if meta.get("preprocess") else (spec.preprocess if spec else None)
     if pre is not None and (pre.size != shape[-1] or pre.channels != shape[1]):
         if meta.get("preprocess"):  # trained weights: feeding them other images than they learned from is never silent
@@ -236,8 +274,9 @@ def from_module(module, input_shape: tuple[int, ...] | None = None, weights: Pat
         state, _ = load_checkpoint(Path(weights))
         apply_weights(module, state, Path(weights))
     module = module.float().eval()
-    check_runs(module, torch.zeros(input_shape))
-    return LoadedModel(name or _snake(type(module).__name__), module, tuple(input_shape), None, weights, None, {})
+    name = name or _snake(type(module).__name__)
+    module = check_runs(module, torch.zeros(input_shape))
+    return LoadedModel(name, module, tuple(input_shape), None, weights, None, {})
 
 
 def load_program(path: Path, input_shape: tuple[int, ...] | None = None) -> LoadedModel:
@@ -260,7 +299,7 @@ def load_program(path: Path, input_shape: tuple[int, ...] | None = None) -> Load
     shape = tuple(input_shape) if input_shape is not None else saved
     # a static batch is guarded by the program, so larger batches run in slices of it
     module = _Program(program.module(), dims[0] if isinstance(dims[0], int) else None)
-    check_runs(module, torch.zeros(shape))
+    module = check_runs(module, torch.zeros(shape))
     return LoadedModel(path.stem, module, shape, None, None, None, {})
 
 
