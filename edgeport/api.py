@@ -58,6 +58,8 @@ class ArtifactResult:
     int8_coverage: dict | None = None  # compute ops {"int8": n, "float": m}, read from the graph (int8 targets)
     delegation: dict | None = None  # what the runtime's fast path runs (XNNPACK / ORT integer kernels)
     parity: ParityResult | None = None  # None: not validated
+    # ops kept float because the converter or runtime cannot run them in int8: {"layer", "op", "tensor", "why"}
+    auto_float: tuple[dict, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -151,7 +153,8 @@ def _artifact_results(run, with_delegation: bool) -> tuple[ArtifactResult, ...]:
             d = format_of(art.path).delegation(art.path)
             deleg = d.to_dict() if d is not None else None
         out.append(ArtifactResult(art.target, Path(art.path), art.sha256, art.size, art.format,
-                                  dict(art.dtypes) or None, deleg, _parity(judged[0]) if judged else None))
+                                  dict(art.dtypes) or None, deleg, _parity(judged[0]) if judged else None,
+                                  tuple(art.auto_float)))
     return tuple(out)
 
 

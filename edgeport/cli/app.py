@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from edgeport import __version__
-from edgeport.errors import EXIT_USER, EdgeportError
+from edgeport.errors import EXIT_INTERNAL, EXIT_USER, EdgeportError
 
 app = typer.Typer(
     name="edgeport",
@@ -79,3 +79,19 @@ def main() -> None:
     except MemoryError:
         err_console.print("[bold red]error:[/] out of memory — try a smaller --input-shape or batch")
         sys.exit(EXIT_USER)
+    except Exception as exc:  # noqa: BLE001 - the last resort: no traceback on the terminal, ever
+        sys.exit(report_internal(exc))
+
+
+def report_internal(exc: BaseException) -> int:
+    """An exception no layer turned into a typed error (a bug in edgeport, or a library failing in a way we have
+    not met): one line naming it, the traceback kept in a file for the bug report. Returns EXIT_INTERNAL."""
+    import tempfile
+    import traceback
+
+    with tempfile.NamedTemporaryFile("w", prefix="edgeport-crash-", suffix=".log", delete=False) as log:
+        traceback.print_exception(exc, file=log)
+    first = (str(exc).strip().splitlines() or [""])[0][:200]
+    err_console.print(f"[bold red]error:[/] {escape(f'internal error: {type(exc).__name__}: {first}')} — "
+                      f"{escape(f'this is a bug in edgeport; please report it with {log.name}')}", markup=True, highlight=False)
+    return EXIT_INTERNAL

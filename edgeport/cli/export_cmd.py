@@ -33,6 +33,7 @@ def export(
         f"{help_list(CALIBRATION_METHODS)}; compare them with `edgeport quantize --compare-methods`.", rich_help_panel=opt.QUANT_PANEL),
     io_dtype: str = opt.IO_DTYPE,
     allow_float: list[str] = opt.ALLOW_FLOAT,
+    no_float: bool = opt.NO_FLOAT,
     deploy: str = opt.DEPLOY,
     onnx_format: str = opt.ONNX_FORMAT,
     onnx_activations: str = opt.ONNX_ACTIVATIONS,
@@ -63,7 +64,7 @@ def export(
     check_choice(calib_method, CALIBRATION_METHODS, "--calib-method", "calibration method")
     if bias_correction and not calib:
         raise UserError("--bias-correction needs calibration data", "add --calib (an image folder, fashion-mnist, ...)")
-    quant = QuantOptions(method=calib_method, io_dtype=io_dtype, float_fallback=tuple(allow_float), cle=cle,
+    quant = QuantOptions(method=calib_method, io_dtype=io_dtype, float_fallback=tuple(allow_float), no_float=no_float, cle=cle,
                          bias_correction=bias_correction)
     quant = deploy_options(quant, deploy, onnx_format=onnx_format, onnx_activations=onnx_activations,
                            onnx_reduce_range=onnx_reduce_range)
@@ -80,7 +81,7 @@ def export(
                 num_classes=num_classes, width=width, calib=calib, calib_samples=calib_samples, val_samples=val_samples,
                 seed=seed, preprocess=opt.preprocess_changes(mean, std, scale_127, bgr), quant=quant,
                 dynamic_batch=dynamic_batch, validate=validate, thresholds=opt.threshold_overrides(min_sqnr, min_top1, max_abs),
-                strict=False, require_judged=require_judged, delegation=False, on_stage=status.update, cache=diag_cache,
+                strict=False, require_judged=require_judged, delegation=True, on_stage=status.update, cache=diag_cache,
             )
             run = result.run
             diagnosis = None
@@ -97,6 +98,7 @@ def export(
     if result.split is not None:
         console.print(f"data: {result.split.describe()}")
     render.artifacts(console, run.artifacts, run.int8_problems)
+    render.delegation(console, result.artifacts)
     render.validation(console, run.validation)
     for w in run.warnings:
         console.print(f"[bold yellow]WARNING:[/] {w}")

@@ -54,6 +54,9 @@ IO_DTYPE = typer.Option("int8", "--io-dtype", help=f"tflite-int8 input/output: {
                         rich_help_panel=QUANT_PANEL)
 ALLOW_FLOAT = typer.Option([], "--allow-float", help="Layer allowed to stay float in int8 targets (repeatable).",
                            rich_help_panel=QUANT_PANEL)
+NO_FLOAT = typer.Option(False, "--no-float", help="Fail (exit 3) when an int8 file computes any op in float, including ops edgeport "
+                        "keeps float automatically because int8 cannot run them (GELU's Erf, a DIV by a zero-quantized value).",
+                        rich_help_panel=QUANT_PANEL)
 DEPLOY = typer.Option(None, "--deploy", help=f"onnx-int8 settings measured best on that architecture: {help_list(DEPLOY_PRESETS)} "
                       "(x86 is the default behaviour; arm64: dot-product cores, Pi 5; arm64-nodot: Pi 4); docs/arm.md.",
                       rich_help_panel=QUANT_PANEL)

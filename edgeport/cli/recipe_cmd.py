@@ -39,6 +39,7 @@ seed = 0
 method = "minmax"           # {methods}
 io_dtype = "int8"           # tflite-int8 input/output: {io_dtypes}
 allow_float = []            # layer names allowed to stay float in int8 targets
+no_float = false            # true: any float op in an int8 file fails (automatic fallbacks included)
 
 [export]
 targets = [{targets}]

@@ -26,6 +26,18 @@ def artifacts(console: Console, arts, problems: list[str]) -> None:
         console.print(f"  [red]int8 check failed:[/] {p}")
 
 
+def delegation(console: Console, results) -> None:
+    """What each file's runtime runs on its fast path (api.ArtifactResult.delegation), and a warning for the
+    ops left out of it: a model whose int8 file falls out of XNNPACK is slower than its float file."""
+    for r in results:
+        d = r.delegation
+        if not d:
+            continue
+        console.print(f"  {r.target:12} {d['summary']}")
+        if d.get("warning"):
+            console.print(f"  [bold yellow]WARNING:[/] {d['warning']}")
+
+
 def _num(v: float, fmt: str) -> str:
     return "exact" if isinstance(v, float) and math.isinf(v) else format(v, fmt)
 

@@ -38,6 +38,10 @@ class ExportRequest:
     metadata: dict = field(default_factory=dict, compare=False)
 
 
+# req.cache key: target -> ops an exporter kept float on its own because the converter or runtime cannot run
+# them in int8 ([{"layer", "op", "tensor", "why"}]); export_flow reports them and does not count them as stuck.
+AUTO_FLOAT = "auto-float"
+
 # max|Δ| alone passes any net with tiny logits (random init: ~1e-8), so a scale-free SQNR floor joins it.
 # Measured: fp32 artifacts 110-130 dB, fp16-weight artifacts 62-75 dB.
 FP32 = Thresholds(max_abs=1e-4, max_rel=1e-4, min_sqnr_db=60.0)

@@ -18,6 +18,11 @@ if TYPE_CHECKING:  # imported when a model is converted: registering the target 
     import onnx
 
 OPSET = 18
+# A graph with an exact (erf) GELU is exported at opset 20, where ONNX has a Gelu op: onnx2tf turns it into
+# TFLite's GELU builtin, which TFLiteConverter quantizes; at opset 18 GELU is spelled with Erf, for which TFLite
+# has no builtin ("Could not translate MLIR to FlatBuffer" on tf.math.erf), so no int8 .tflite could be written.
+# Other graphs keep opset 18, so their files stay byte-identical.
+GELU_OPSET = 20
 INPUT_NAME, OUTPUT_NAME = "input", "output"
 
 
@@ -26,6 +31,17 @@ def to_onnx(req: ExportRequest) -> onnx.ModelProto:
     if "onnx-fp32" not in req.cache:
         req.cache["onnx-fp32"] = _convert(req)
     return req.cache["onnx-fp32"]
+
+
+def opset_for(program) -> int:
+    """OPSET, or GELU_OPSET when the captured graph computes an exact GELU (see GELU_OPSET)."""
+    import torch
+
+    gelu = torch.ops.aten.gelu.default
+    for node in program.graph.nodes:
+        if node.op == "call_function" and node.target is gelu and node.kwargs.get("approximate", "none") == "none":
+            return GELU_OPSET
+    return OPSET
 
 
 def _convert(req: ExportRequest) -> onnx.ModelProto:
@@ -42,7 +58,7 @@ def _convert(req: ExportRequest) -> onnx.ModelProto:
                 req.program,
                 (req.example,),
                 dynamo=True,
-                opset_version=OPSET,
+                opset_version=opset_for(req.program),
                 input_names=[INPUT_NAME],
                 output_names=[OUTPUT_NAME],
                 optimize=True,

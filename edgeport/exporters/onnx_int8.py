@@ -51,7 +51,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from edgeport.errors import UserError
-from edgeport.exporters import INT8, TARGETS, ExportRequest, QuantOptions, Target, metadata, onnx_fp32, register_target
+from edgeport.exporters import AUTO_FLOAT, INT8, TARGETS, ExportRequest, QuantOptions, Target, metadata, onnx_fp32, register_target
 from edgeport.quantization import ranges as calibration_ranges
 from edgeport.quantization.options import (
     CALIBRATION_METHODS,
@@ -86,6 +86,7 @@ class QuantReport:
     excluded_nodes: list[str] = field(default_factory=list)
     rewritten_reduce_means: int = 0
     seconds: float = 0.0
+    auto_float: list[dict] = field(default_factory=list)  # nodes ORT's quantizer could not take (kept float)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -105,8 +106,12 @@ def export(req: ExportRequest) -> Path:
     fp32 = onnx_fp32.to_onnx(req)
     batch = 1 if req.dynamic_batch else int(req.example.shape[0])
     model, report = quantize(fp32, calibration, req.quant, batch=batch)
+    facts = _quant_facts(req.quant)
+    if report.auto_float:
+        req.cache.setdefault(AUTO_FLOAT, {})["onnx-int8"] = report.auto_float
+        facts["auto_float"] = [a["layer"] for a in report.auto_float]
     if req.metadata:
-        metadata.set_onnx(model, metadata.for_target(req.metadata, "onnx-int8", "NCHW", quantization=_quant_facts(req.quant)))
+        metadata.set_onnx(model, metadata.for_target(req.metadata, "onnx-int8", "NCHW", quantization=facts))
     dest = req.out_dir / TARGETS.get("onnx-int8").filename(req.name)
     write_bytes(dest, model.SerializeToString())
     LAST_REPORT = report
@@ -196,26 +201,87 @@ def quantize(
         cache = tmp / "calibration.json"
         save_tensors_data(ranges, cache)
         out = tmp / "model.int8.onnx"
-        quantize_static(
-            model,
-            out,
-            None,  # ranges come from the cache written above
-            quant_format=QuantFormat.QDQ if fmt == "qdq" else QuantFormat.QOperator,
-            per_channel=True,
-            reduce_range=reduce_range,
-            activation_type=QuantType.QInt8 if acts == "s8" else QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-            nodes_to_exclude=excluded,
-            calibrate_method=method,
-            calibration_cache_path=cache,
-            extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
-        )
+
+        def attempt(nodes: list[str]) -> None:
+            fresh = onnx.ModelProto()  # a failed attempt may have changed the model it was given
+            fresh.CopyFrom(model)
+            quantize_static(
+                fresh,
+                out,
+                None,  # ranges come from the cache written above
+                quant_format=QuantFormat.QDQ if fmt == "qdq" else QuantFormat.QOperator,
+                per_channel=True,
+                reduce_range=reduce_range,
+                activation_type=QuantType.QInt8 if acts == "s8" else QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                nodes_to_exclude=nodes,
+                calibrate_method=method,
+                calibration_cache_path=cache,
+                extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
+            )
+            onnx.checker.check_model(onnx.load(str(out)), full_check=True)  # ORT can write an invalid graph
+
+        auto = _quantizable(attempt, model, excluded)
         qmodel = onnx.load(str(out))
     qmodel.producer_name = "edgeport"
-    onnx.checker.check_model(qmodel, full_check=True)
     report = QuantReport(quant.method, len(reader), batch, bool(reduce_range), cpu.describe(), fmt, acts, excluded,
-                         rewritten, time.perf_counter() - start)
+                         rewritten, time.perf_counter() - start, auto)
     return qmodel, report
+
+
+MAX_AUTO_FLOAT = 8  # bisections (each keeps a node or an op type float) before the export gives up
+
+
+def _quantizable(attempt, model: onnx.ModelProto, excluded: list[str]) -> list[dict]:
+    """Run ``attempt(nodes_to_exclude)`` (ORT's quantize_static, then onnx.checker on what it wrote); when that
+    fails on some node, find
+    the nodes it cannot quantize and keep them float. Returns those nodes ([{"layer", "op", "tensor", "why"}]).
+
+    ORT's quantizer raises plain Python errors from inside its op handlers without naming the node (e.g.
+    "Quantization parameter shared mode is not supported for weight yet", on MobileViT-v2's attention), so the
+    node is found by bisection: excluding every node must work, then the shortest prefix of the graph whose
+    exclusion works ends at a culprit; repeat until nothing fails. ~log2(nodes) quantizations per culprit,
+    each without calibration (the ranges are computed once, before). MobileViT-v2's GroupNorm exports as
+    Reshape -> InstanceNormalization -> Reshape: ORT fails on it in both ways (the error above, and a quantized
+    graph onnx.checker rejects: "Inferred shape and existing shape differ in rank")."""
+    from edgeport.errors import UnsupportedOp
+    from edgeport.formats.layer_names import onnx_names
+
+    def works(nodes: list[str]) -> bool:
+        try:
+            attempt(nodes)
+            return True
+        except Exception:  # noqa: BLE001 - ORT's quantizer fails with arbitrary types; the first error is reported
+            return False
+
+    try:
+        attempt(excluded)
+        return []
+    except Exception as exc:  # noqa: BLE001
+        why = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:160]}"
+    candidates = [n.name for n in model.graph.node if n.name not in excluded]
+    if not works(excluded + candidates):
+        raise UnsupportedOp(f"onnxruntime cannot quantize the model: {why}",
+                            "the error is not tied to one node; export the float targets, or report the model") from None
+    names, ops = onnx_names(model), {n.name: n.op_type for n in model.graph.node}
+    kept: list[str] = []
+    for _ in range(MAX_AUTO_FLOAT):
+        lo, hi = 0, len(candidates)  # excluding candidates[:hi] works, [:lo] does not
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if works(excluded + kept + candidates[:mid]):
+                hi = mid
+            else:
+                lo = mid
+        culprit = candidates[hi - 1]
+        # a handler fails on an op type, not on one node: try all of that type at once before bisecting again
+        same = [c for c in candidates if ops[c] == ops[culprit]]
+        kept += same if len(same) > 1 and works(excluded + kept + same) else [culprit]
+        candidates = [c for c in candidates if c not in kept]
+        if works(excluded + kept):
+            return [{"layer": names.get(k, k), "op": ops[k], "tensor": k, "why": why} for k in kept]
+    raise UnsupportedOp(f"onnxruntime cannot quantize the model: {why}",
+                        f"{MAX_AUTO_FLOAT} searches did not isolate the failing nodes; keep the attention blocks float with --allow-float")
 
 
 def calibrate(model: onnx.ModelProto, reader: "CalibrationReader", quant: QuantOptions, workdir: Path):

@@ -5,6 +5,7 @@ none of which may import the exporter module itself (it imports them)."""
 from __future__ import annotations
 
 import os
+import re
 
 import numpy as np
 
@@ -32,3 +33,18 @@ def import_tf():
 def to_nhwc(nchw: np.ndarray) -> np.ndarray:
     """PyTorch-layout inputs in the layout of onnx2tf's graphs."""
     return np.ascontiguousarray(nchw.transpose(0, 2, 3, 1)).astype(np.float32)
+
+
+_MLIR_OP = re.compile(r'fused\["(\w+):\s*", "([^"@]+)')
+
+
+def converter_failure(exc: BaseException) -> str:
+    """TFLiteConverter's error in one line: the op and TensorFlow node it names, not a page of MLIR locations
+    ("Could not translate MLIR to FlatBuffer ... fused["Erf:", "model_37/tf.math.erf/Erf@..."] ...")."""
+    text = str(exc)
+    found = _MLIR_OP.search(text)
+    first = (text.strip().splitlines() or [type(exc).__name__])[0]
+    first = first.split("<unknown>")[0].strip().rstrip(".")[:160]
+    if found:
+        return f"op {found.group(1)} ({found.group(2)}) has no TFLite kernel for this conversion: {first}"
+    return first

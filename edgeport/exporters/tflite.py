@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from edgeport.errors import UnsupportedOp, UserError
-from edgeport.exporters import FP16, FP32, INT8, TARGETS, ExportRequest, Target, metadata, register_target
+from edgeport.exporters import AUTO_FLOAT, FP16, FP32, INT8, TARGETS, ExportRequest, Target, metadata, register_target
 from edgeport.exporters.onnx_fp32 import to_onnx
-from edgeport.exporters.tf_env import TF_HINT, import_tf, to_nhwc
+from edgeport.exporters.tf_env import TF_HINT, converter_failure, import_tf, to_nhwc
 from edgeport.exporters.tflite_compact import share_quantization_vectors, with_metadata
 from edgeport.quantization import options
 from edgeport.util import native_logs
@@ -73,12 +73,28 @@ def saved_model(req: ExportRequest) -> Path:
         if not ok:
             detail = locals().get("why") or native_logs.tail(log)
             tmp.cleanup()
-            raise UnsupportedOp(f"onnx2tf could not convert the model: {detail}", f"full log: {log}")
+            raise UnsupportedOp(f"onnx2tf could not convert the model{_failed_onnx_node(log, model)}: {detail}",
+                                f"export the ONNX targets, or replace that op in the model; full log: {log}")
         log.unlink(missing_ok=True)
     finally:
         o2t_module.download_test_image_data = original
     req.cache["onnx2tf"] = tmp  # removed when the run's cache is dropped
     return out
+
+
+def _failed_onnx_node(log: Path, model) -> str:
+    """ " at node N (OpType, layer)" from onnx2tf's log ("onnx_op_name: ..." after its trace), or ""."""
+    import re
+
+    from edgeport.formats.layer_names import onnx_names
+
+    text = log.read_text(errors="replace") if log.exists() else ""
+    found = re.findall(r"onnx_op_name: (\S+)", re.sub(r"\x1b\[[0-9;]*m", "", text))
+    if not found:
+        return ""
+    node = found[-1]
+    ops = {n.name: n.op_type for n in model.graph.node}
+    return f" at node {node} ({ops.get(node, '?')}, {onnx_names(model).get(node, node)})"
 
 
 def _copy_onnx2tf_file(req: ExportRequest, target: str, produced: str) -> Path:
@@ -89,10 +105,48 @@ def _copy_onnx2tf_file(req: ExportRequest, target: str, produced: str) -> Path:
 
 
 def _described(req: ExportRequest, target: str, data: bytes, **extra) -> bytes:
-    """The file with its edgeport metadata entry (inputs are NHWC: onnx2tf's layout)."""
+    """The file with its edgeport metadata entry (inputs are NHWC: onnx2tf's layout; a dense output's layout
+    mapping when onnx2tf changed it, see output_permutation)."""
     if not req.metadata:
         return data
+    perm = output_permutation(req)
+    if perm is not None:
+        extra["output_permutation"] = perm
     return with_metadata(data, metadata.for_target(req.metadata, target, "NHWC", **extra))
+
+
+def output_permutation(req: ExportRequest) -> list[int] | None:
+    """The axes that bring the .tflite output back to the PyTorch model's layout, or None when it is unchanged.
+
+    onnx2tf rewrites the graph in NHWC and leaves a dense (N, C, H, W) output as (N, H, W, C); nothing in the
+    file says so. Measured, not guessed from shapes (an N, C, H, W output with C == H == W would be ambiguous):
+    onnx2tf's fp32 file and the fp32 ONNX model run on the same input, and the permutation whose result matches
+    is recorded. Made once per run; every tflite target of the run shares onnx2tf's layout."""
+    if "tflite-output-permutation" not in req.cache:
+        req.cache["tflite-output-permutation"] = _measure_permutation(req)
+    return req.cache["tflite-output-permutation"]
+
+
+def _measure_permutation(req: ExportRequest) -> list[int] | None:
+    import itertools
+
+    import onnxruntime as ort
+
+    from edgeport.runtimes.litert_runner import LiteRtRunner
+
+    model = to_onnx(req)
+    probe = np.random.default_rng(0).standard_normal(tuple(req.example.shape)).astype(np.float32)
+    with native_logs.silenced():
+        session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    want = session.run(None, {session.get_inputs()[0].name: probe})[0]
+    got = LiteRtRunner(saved_model(req) / "model_float32.tflite").run(probe)
+    if got.shape == want.shape and np.allclose(got, want, rtol=1e-3, atol=1e-4 * (np.abs(want).max() + 1e-12)):
+        return None
+    for perm in itertools.permutations(range(got.ndim)):
+        moved = got.transpose(perm)
+        if moved.shape == want.shape and np.allclose(moved, want, rtol=1e-3, atol=1e-3 * (np.abs(want).max() + 1e-12)):
+            return list(perm)
+    return None  # no layout explains the difference: validation reports the mismatch
 
 
 def export_fp32(req: ExportRequest) -> Path:
@@ -170,16 +224,81 @@ def export_int8(req: ExportRequest, denylisted_nodes: tuple[str, ...] = (),
             try:
                 data = conv.convert()
             except Exception as exc:
+                (log.parent / f"{log.stem}-converter.txt").write_text(str(exc))
                 raise UnsupportedOp(
-                    f"TFLiteConverter could not quantize the model: {str(exc).splitlines()[0][:200]}",
-                    f"log: {log}; to keep named layers float, allow a float fallback",
+                    f"TFLiteConverter could not quantize the model: {converter_failure(exc)}",
+                    f"replace that op in the model or export the float targets; full message: {log.parent / log.stem}-converter.txt",
                 ) from None
         log.unlink(missing_ok=True)
+    data, denylisted_nodes = _runnable(req, data, tuple(denylisted_nodes), ranges)
     dest = req.out_dir / TARGETS.get("tflite-int8").filename(req.name)
     io = {"io_dtype": req.quant.io_dtype, "quantization": {"method": req.quant.method,
                                                           "float_fallback": list(req.quant.float_fallback)}}
+    auto = req.cache.get(AUTO_FLOAT, {}).get("tflite-int8")
+    if auto:
+        io["quantization"]["auto_float"] = [a["layer"] for a in auto]
     write_bytes(dest, _described(req, "tflite-int8", share_quantization_vectors(data), **io))
     return dest
+
+
+MAX_AUTO_FLOAT = 16  # ops kept float automatically before the export gives up naming the last one
+
+
+def _runnable(req: ExportRequest, data: bytes, denylisted: tuple[str, ...], ranges) -> tuple[bytes, tuple[str, ...]]:
+    """The int8 model, with every op LiteRT refuses to run on the calibration data kept float.
+
+    Some int8 kernels reject inputs a float model accepts: DIV checks that no denominator quantizes to its zero
+    point (tflite/kernels/div.cc), which linear attention's normaliser does. The converter cannot know, so each
+    int8 file is run on the calibration inputs; an op that fails is denylisted (QUANTIZE/DEQUANTIZE around a
+    float kernel) and the model re-quantized from the run's calibrated model, until it runs. Each such op is
+    recorded in ``req.cache[AUTO_FLOAT]`` (named as the PyTorch model names it) for the export's report."""
+    from edgeport.errors import ArtifactFailed
+    from edgeport.exporters import tflite_ptq
+    from edgeport.formats.layer_names import onnx_weight_norms, tflite_names
+    from edgeport.runtimes.litert_runner import LiteRtRunner
+
+    kept: list[dict] = []
+    first = data
+    for _ in range(MAX_AUTO_FLOAT + 1):
+        with tempfile.TemporaryDirectory(prefix="edgeport-int8-check-") as tmp:
+            path = Path(tmp) / "model.tflite"
+            path.write_bytes(data)
+            runner = LiteRtRunner(path)
+            try:
+                runner.run(req.calibration[: max(runner.batch, len(req.calibration) // runner.batch * runner.batch)])
+                break
+            except ArtifactFailed as exc:
+                node = getattr(exc, "node", None)
+                failure = exc
+        if node is None or not node.tensor or node.tensor in denylisted or len(kept) == MAX_AUTO_FLOAT:
+            raise failure
+        layer = tflite_names(data, onnx_weight_norms(to_onnx(req))).get(node.tensor, node.tensor)
+        kept.append({"layer": layer, "op": node.op, "tensor": node.tensor, "why": node.message})
+        denylisted = (*denylisted, node.tensor)
+        calibrated = calibrated_model(req)
+        if ranges:
+            calibrated = tflite_ptq.with_ranges(calibrated, ranges)
+        data = tflite_ptq.quantize(calibrated, req.quant.io_dtype, denylisted)
+    if kept:
+        # TFLite's quantizer leaves the ops after a denylisted op float when their inputs reach them through
+        # same-scale ops (RESHAPE, STRIDED_SLICE); measured on linear attention with every variant of
+        # mlir_quantize's options (denylisted ops or nodes, fully_quantize). They are named with the op they follow.
+        names = tflite_names(data, onnx_weight_norms(to_onnx(req)))
+        after = sorted(_critical_float(data) - _critical_float(first) - {k["tensor"] for k in kept})
+        kept += [{"layer": names.get(t, t), "op": "after " + kept[0]["op"], "tensor": t,
+                  "why": f"left float by TFLite's quantizer downstream of the float {kept[0]['layer']}"} for t in after]
+        req.cache.setdefault(AUTO_FLOAT, {})["tflite-int8"] = kept
+    return data, denylisted
+
+
+def _critical_float(data: bytes) -> set[str]:
+    """The compute ops (tensor names) an int8 .tflite model computes in float."""
+    from edgeport.formats.int8_coverage import coverage_of
+
+    with tempfile.TemporaryDirectory(prefix="edgeport-int8-check-") as tmp:
+        path = Path(tmp) / "model.tflite"
+        path.write_bytes(data)
+        return set(coverage_of(path).critical_float())
 
 
 def float_fallback_nodes(req: ExportRequest) -> tuple[str, ...]:

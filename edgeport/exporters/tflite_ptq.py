@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeport.errors import UnsupportedOp
+from edgeport.exporters.tf_env import converter_failure
 from edgeport.util import native_logs
 
 
@@ -56,7 +57,7 @@ def calibrate(saved_model: Path, calibration_nhwc: np.ndarray, batch: int) -> by
         try:
             data = conv.convert()
         except Exception as exc:
-            raise UnsupportedOp(f"TFLiteConverter could not calibrate the model: {str(exc).splitlines()[0][:200]}",
+            raise UnsupportedOp(f"TFLiteConverter could not calibrate the model: {converter_failure(exc)}",
                                 f"log: {log}") from None
     log.unlink(missing_ok=True)
     return bytes(data)
@@ -105,7 +106,7 @@ def quantize(calibrated: bytes, io_dtype: str = "int8", denylisted_nodes: Iterab
                                             denylisted_nodes=denied or None)
             data = tf_convert.deduplicate_readonly_buffers(data)
         except Exception as exc:
-            raise UnsupportedOp(f"TFLite could not quantize the model: {str(exc).splitlines()[0][:200]}",
+            raise UnsupportedOp(f"TFLite could not quantize the model: {converter_failure(exc)}",
                                 f"log: {log}") from None
     log.unlink(missing_ok=True)
     return bytes(data)

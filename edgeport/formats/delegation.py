@@ -112,6 +112,8 @@ class Delegation:
             "slow_nodes": [{"name": n, "op": t} for n, t in self.slow_nodes],
             "qdq_nodes": self.qdq_nodes,
             "arm_preview": self.arm_preview.to_dict() if self.arm_preview is not None else None,
+            "summary": self.summary(),
+            "warning": self.warning(),
         }
 
 

@@ -18,7 +18,8 @@ class TfliteFormat(FileFormat):
     def open_runner(self, path: Path, threads: int = 1):
         from edgeport.runtimes.litert_runner import LiteRtRunner
 
-        return LiteRtRunner(path, threads=threads)
+        meta = self.metadata(path) or {}
+        return LiteRtRunner(path, threads=threads, output_permutation=meta.get("output_permutation"))
 
     def graph(self, path: Path):
         from edgeport.formats.graph_summary import tflite_summary

@@ -165,9 +165,21 @@ class _Scales:
         if node.target in ADD_OPS and len(scaled) == 1 and not node.kwargs and len(node.args) == 2:
             # a residual add of a scaled and an unscaled tensor: scale the unscaled side's conv up instead
             other = node.args[1] if scaled[0] is node.args[0] else node.args[0]
-            if self._scale_output(other, self.of(scaled[0])):
-                self.factor[node] = self.of(scaled[0])
+            f = self.of(scaled[0])
+            if self._scale_output(other, f):
+                self.factor[node] = f
                 return module_path(other)
+            if isinstance(other, fx.Node):
+                # no conv of its own on that side: multiply it by the factor (an int8 MUL by a constant, which
+                # XNNPACK runs) and keep the factor pending. Putting 1/6 back on the h-swish's side instead
+                # gives TFLiteConverter x*relu6(x+3)*(1/6), which it fuses into HARD_SWISH: outside XNNPACK in
+                # int8 (measured: 2 partitions, HARD_SWISH in LiteRT's builtin kernels).
+                with self.gm.graph.inserting_before(node):
+                    up = self.gm.graph.call_function(aten.mul.Tensor, (other, f))
+                up.meta = dict(other.meta)
+                node.replace_input_with(other, up)
+                self.factor[node] = f
+                return None
         if node.op == "call_function" and _commutes(node) and scaled == [node.args[0]]:
             self.factor[node] = self.of(node.args[0])
             return None

@@ -41,6 +41,8 @@ class Artifact:
     dtypes: dict[str, int] = field(default_factory=dict)  # compute ops per dtype, read from the graph
     parent: str | None = None  # the stage this was made from, e.g. "torch-fused"
     tools: dict[str, str] = field(default_factory=dict)
+    # ops the exporter kept float because the converter or runtime cannot run them in int8 (named, with why)
+    auto_float: list[dict] = field(default_factory=list)
 
     @classmethod
     def from_file(cls, path: Path, target: str, fmt: str, **kwargs) -> "Artifact":

@@ -13,8 +13,8 @@ from torch import fx
 
 from edgeport.data import sample_inputs
 from edgeport.data.calibration import DataSplit, Samples
-from edgeport.errors import UserError
-from edgeport.exporters import ExportRequest, QuantOptions, Target, chain
+from edgeport.errors import InternalError, UserError
+from edgeport.exporters import AUTO_FLOAT, ExportRequest, QuantOptions, Target, chain
 from edgeport.graph.capture import capture
 from edgeport.graph.fuse import Equivalence, FusionReport, check_equivalence, fuse
 from edgeport.graph.rewrites import rewrite_for_edge
@@ -72,8 +72,9 @@ def prepare(loaded: LoadedModel, dynamic_batch: bool = False) -> Prepared:
     batch = None if dynamic_batch else loaded.input_shape[0]
     equivalence = check_equivalence(loaded.module, fused, sample_inputs.check_set(loaded.input_shape), batch)
     if not equivalence.ok(FUSION_TOLERANCE):
-        raise AssertionError(  # a bug in edgeport, not a user mistake: let it surface with a trace
-            f"fusion changed the outputs of {loaded.name}: {equivalence.describe(FUSION_TOLERANCE)}"
+        raise InternalError(  # a bug in edgeport, not a user mistake
+            f"fusion changed the outputs of {loaded.name}: {equivalence.describe(FUSION_TOLERANCE)}",
+            "this is a bug in edgeport; please report the model",
         )
     fused_program = capture(fused, example, dynamic_batch=dynamic_batch)
     return Prepared(loaded, fused, report, equivalence, fused_program, example, dynamic_batch)
@@ -141,20 +142,30 @@ def run_export(
         on_stage(f"export {target.name}")
         path = target.export(req)
         dtypes: dict[str, int] = {}
+        auto = req.cache.get(AUTO_FLOAT, {}).get(target.name, [])
         if target.precision == "int8":
             cov = coverage_of(path)
             dtypes = {"int8": cov.int8_total, "float": cov.float_total}
             stuck = cov.critical_float()
+            if cov.float_total:  # every op class, not only the conv/FC/add the int8 check requires
+                run.warnings.append(f"{target.name}: {cov.line()}")
+            if auto:
+                run.warnings.append(_auto_float_line(target.name, auto, quant.no_float))
             if stuck:  # named as the PyTorch model names them, which is what --allow-float takes
                 from edgeport.exporters.onnx_fp32 import to_onnx
                 from edgeport.formats.layer_names import artifact_names, requested
 
                 names = artifact_names(path, to_onnx(req))
-                stuck = [names.get(n, n) for n in stuck if not requested(n, names.get(n, n), quant.float_fallback)]
+                kept = {a["tensor"] for a in auto}
+                stuck = [names.get(n, n) for n in stuck
+                         if n not in kept and not requested(n, names.get(n, n), quant.float_fallback)]
+            if quant.no_float and auto:
+                stuck = [a["layer"] for a in auto] + stuck
             if stuck:
                 run.int8_problems.append(f"{target.name}: {len(stuck)} compute ops left float: {', '.join(stuck[:5])}")
         parent = target.parent
-        run.artifacts.append(Artifact.from_file(path, target.name, target.format, dtypes=dtypes, parent=parent, tools=tool_versions()))
+        run.artifacts.append(Artifact.from_file(path, target.name, target.format, dtypes=dtypes, parent=parent,
+                                                tools=tool_versions(), auto_float=list(auto)))
         run.targets.append(target)
     run.request = req  # with a caller's ``cache``, its fp32 ONNX / onnx2tf / calibrated models stay usable
     if cache is None:
@@ -163,6 +174,16 @@ def run_export(
         on_stage("validate")
         validate_run(run, data, thresholds)
     return run
+
+
+def _auto_float_line(target: str, auto: list[dict], no_float: bool) -> str:
+    """One line for the ops an exporter kept float on its own: how many of each op, the first layers, and why."""
+    from collections import Counter
+
+    counts = ", ".join(f"{n} {op}" for op, n in Counter(a["op"] for a in auto).items())
+    layers = "; ".join(a["layer"] for a in auto[:3]) + ("; ..." if len(auto) > 3 else "")
+    return (f"{target}: kept float because int8 cannot run them: {counts} ({layers}); {auto[0]['why'][:100]}"
+            + ("" if no_float else " (--no-float makes this an error)"))
 
 
 def validate_run(run: ExportRun, data: DataSplit | None = None, thresholds: dict[str, Thresholds] | None = None) -> None:

@@ -35,6 +35,7 @@ SCHEMA: dict[str, dict[str, tuple[str, tuple]]] = {
     "data": {"calib": ("string", (str,)), "calib_samples": ("integer", (int,)), "val_samples": ("integer", (int,)),
              "seed": ("integer", (int,))},
     "quantize": {"method": ("string", (str,)), "io_dtype": ("string", (str,)), "allow_float": ("list[string]", (str,)),
+                 "no_float": ("boolean", (bool,)),
                  # onnx-int8 (edgeport.exporters.onnx_int8): deploy preset, then explicit settings
                  "deploy": ("string", (str,)), "onnx_format": ("string", (str,)), "onnx_activations": ("string", (str,)),
                  "onnx_reduce_range": ("string", (str,)),
@@ -80,6 +81,7 @@ class QuantSection:
     onnx_format: str | None = None  # qdq | qoperator; None: from deploy / the default
     onnx_activations: str | None = None  # s8 | u8
     onnx_reduce_range: str | None = None  # auto | on | off
+    no_float: bool = False  # any float op in an int8 file fails the recipe, automatic fallbacks included
     cle: bool = False  # cross-layer equalization (edgeport.quantization.equalization)
     bias_correction: bool = False  # empirical bias correction; needs [data] calib
     per_layer: bool = False  # per-layer int8 diagnosis on the validation data (~20 s per int8 target, measured)
@@ -392,6 +394,7 @@ def _build(ctx: _Ctx, raw: dict, tables: dict, name: str) -> Recipe:
         data=_data(ctx, tables["data"]),
         quantize=QuantSection(quant.get("method", "minmax"), quant.get("io_dtype", "int8"), tuple(quant.get("allow_float", ())),
                               *(quant.get(k) for k in ("deploy", "onnx_format", "onnx_activations", "onnx_reduce_range")),
+                              no_float=quant.get("no_float", False),
                               cle=quant.get("cle", False), bias_correction=quant.get("bias_correction", False),
                               per_layer=quant.get("per_layer", False), max_accuracy_drop=quant.get("max_accuracy_drop"),
                               control_data=quant.get("control_data"), control_samples=quant.get("control_samples", 2000)),

@@ -67,6 +67,9 @@ class QuantOptions:
     percentile: float = 99.99
     io_dtype: str = "int8"  # tflite-int8 input/output, one of IO_DTYPES
     float_fallback: tuple[str, ...] = ()  # layer names the user allows to stay float
+    # ops the converter or runtime cannot run in int8 (GELU's Erf, an int8 DIV by a zero-quantized denominator)
+    # are kept float automatically and reported; no_float makes any float op in an int8 file a failure (exit 3)
+    no_float: bool = False
     # onnx-int8 only (edgeport.exporters.onnx_int8; DEPLOY_PRESETS names the measured best per architecture)
     onnx_format: str = "qdq"
     onnx_activations: str = "s8"

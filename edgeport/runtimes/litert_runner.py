@@ -8,18 +8,36 @@ input is int8/uint8, and the outputs are dequantized with the output's scale/zer
 
 from __future__ import annotations
 
+import re
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from edgeport.errors import LITERT_HINT, REEXPORT_HINT, RuntimeMissing, UserError
+from edgeport.errors import LITERT_HINT, REEXPORT_HINT, ArtifactFailed, RuntimeMissing, UserError
 from edgeport.util import native_logs
+
+_FAILED_NODE = re.compile(r"Node number (\d+) \((\w+)\) failed to (?:invoke|prepare)")
+
+
+@dataclass(frozen=True)
+class FailedNode:
+    """The op LiteRT names when a kernel refuses to run: its index, type and output tensor."""
+
+    index: int
+    op: str
+    tensor: str
+    message: str  # the kernel's own words, first line
 
 
 class LiteRtRunner:
     name = "ai-edge-litert"
 
-    def __init__(self, path: Path, threads: int = 1):
+    def __init__(self, path: Path, threads: int = 1, output_permutation: list[int] | None = None):
+        """``output_permutation``: axes that bring the file's output to the PyTorch model's layout, as recorded in
+        the file's metadata at export (onnx2tf writes a dense NCHW output as NHWC); None: as the file gives it."""
+        self.output_permutation = tuple(output_permutation) if output_permutation else None
         try:
             import ai_edge_litert
             from ai_edge_litert.interpreter import Interpreter
@@ -60,8 +78,11 @@ class LiteRtRunner:
     def _from_output(self, y: np.ndarray) -> np.ndarray:
         if self.output["dtype"] in (np.int8, np.uint8):
             scale, zero = self.output["quantization"]
-            return (y.astype(np.float32) - zero) * scale
-        return y.astype(np.float32)
+            y = (y.astype(np.float32) - zero) * scale
+        y = y.astype(np.float32)
+        if self.output_permutation and y.ndim == len(self.output_permutation):
+            y = np.ascontiguousarray(y.transpose(self.output_permutation))
+        return y
 
     def invoker(self, batch: np.ndarray | None = None):
         """A no-argument callable running one inference (input converted and set once, outside timing);
@@ -69,13 +90,47 @@ class LiteRtRunner:
         if batch is None:
             batch = np.random.default_rng(0).standard_normal(self.input["shape"]).astype(np.float32)
         self.interpreter.set_tensor(self.input["index"], self._to_input(np.asarray(batch, dtype=np.float32)[: self.batch]))
-        return self.interpreter.invoke
+        return self._invoke
+
+    def _invoke(self) -> None:
+        try:
+            self.interpreter.invoke()
+        except RuntimeError as exc:
+            raise self.failure(exc) from None
+
+    def failed_node(self, exc: RuntimeError) -> FailedNode | None:
+        """The op a LiteRT kernel error names ("Node number 65 (DIV) failed to invoke"), or None."""
+        text = str(exc)
+        found = _FAILED_NODE.search(text)
+        if not found:
+            return None
+        index, op = int(found.group(1)), found.group(2)
+        ops = self.interpreter._get_ops_details()  # noqa: SLF001 - LiteRT's only op table; the error gives its index
+        tensor = ""
+        if 0 <= index < len(ops) and len(ops[index]["outputs"]):
+            tensor = self.interpreter.get_tensor_details()[int(ops[index]["outputs"][0])]["name"]
+        return FailedNode(index, op, tensor, text[: found.start()].strip().splitlines()[0][:200] if found.start() else op)
+
+    def failure(self, exc: RuntimeError) -> ArtifactFailed:
+        """A kernel error as a one-line typed error naming the op; the full text is kept in a log file."""
+        with tempfile.NamedTemporaryFile("w", prefix="edgeport-litert-", suffix=".log", delete=False) as log:
+            log.write(str(exc))
+        node = self.failed_node(exc)
+        if node is None:
+            err = ArtifactFailed(f"LiteRT failed to run the model: {str(exc).splitlines()[0][:200]}", f"log: {log.name}")
+        else:
+            err = ArtifactFailed(
+                f"LiteRT cannot run op {node.index} ({node.op}, output tensor {node.tensor!r}): {node.message}",
+                f"keep that layer float (--allow-float) or re-export with edgeport, which does so automatically; log: {log.name}",
+            )
+        err.node = node  # the exporter keeps that op float and re-quantizes (edgeport.exporters.tflite)
+        return err
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         batch = np.asarray(batch, dtype=np.float32)
         outs = []
         for i in range(0, len(batch), self.batch):
             self.interpreter.set_tensor(self.input["index"], self._to_input(batch[i : i + self.batch]))
-            self.interpreter.invoke()
+            self._invoke()
             outs.append(self._from_output(self.interpreter.get_tensor(self.output["index"])))
         return np.concatenate(outs)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import re
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from edgeport.errors import REEXPORT_HINT, RuntimeMissing, UserError
+from edgeport.errors import REEXPORT_HINT, ArtifactFailed, RuntimeMissing, UserError
+
+_FAILED_NODE = re.compile(r"while running (\w+) node\. Name:'([^']*)'")
 
 
 class OrtRunner:
@@ -58,7 +62,24 @@ class OrtRunner:
                 "pass the --input-shape the artifact was exported with (or the model it came from)",
             )
         if self.fixed_batch is None or self.fixed_batch == batch.shape[0]:
-            return self.session.run(None, {self.input_name: batch})[0]
+            return self._run(batch)
         step = self.fixed_batch
-        outs = [self.session.run(None, {self.input_name: batch[i : i + step]})[0] for i in range(0, len(batch), step)]
-        return np.concatenate(outs)
+        return np.concatenate([self._run(batch[i : i + step]) for i in range(0, len(batch), step)])
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        try:
+            return self.session.run(None, {self.input_name: batch})[0]
+        except Exception as exc:  # ORT raises its own Fail/RuntimeException types from native kernels
+            raise failure(exc) from None
+
+
+def failure(exc: Exception) -> ArtifactFailed:
+    """An ORT kernel error as a one-line typed error naming the node; the full text is kept in a log file."""
+    text = str(exc)
+    with tempfile.NamedTemporaryFile("w", prefix="edgeport-ort-", suffix=".log", delete=False) as log:
+        log.write(text)
+    found = _FAILED_NODE.search(text)
+    where = f"node {found.group(2)!r} ({found.group(1)})" if found else "the model"
+    detail = text.split("Status Message:")[-1].strip().splitlines()[0][:200] if text else type(exc).__name__
+    return ArtifactFailed(f"onnxruntime cannot run {where}: {detail}",
+                          f"keep that layer float (--allow-float) and re-export; log: {log.name}")

@@ -89,7 +89,7 @@ def _finite(d: dict) -> dict:
 
 
 def top1_accuracy(outputs: np.ndarray, labels: np.ndarray | None) -> float | None:
-    if labels is None:
+    if labels is None or outputs.ndim == 4:  # one label per image says nothing about a dense (per-pixel) output
         return None
     return float(np.mean(np.argmax(outputs.reshape(len(outputs), -1), axis=1) == labels))
 
