@@ -165,6 +165,19 @@ def test_too_few_calibration_samples_for_int8_names_the_measured_minimum():
     assert enough.too_few_for_int8() is None
 
 
+def test_min_calibration_is_documented_with_its_measurement():
+    from pathlib import Path
+
+    doc = (Path(calibration.__file__).parents[2] / calibration.MIN_CALIBRATION_DOC.split("#")[0]).read_text()
+    anchor = calibration.MIN_CALIBRATION_DOC.split("#")[1]
+    assert "## How many calibration samples" in doc and anchor == "how-many-calibration-samples"
+    assert f"MIN_CALIBRATION = {calibration.MIN_CALIBRATION}" in doc and "benchmarks/calibration_samples.py" in doc
+    import json
+
+    measured = json.loads((Path(calibration.__file__).parents[2] / "benchmarks/results/calibration_samples.json").read_text())
+    assert measured["enough"] == calibration.MIN_CALIBRATION and len(measured["models"]) == 4
+
+
 @pytest.mark.skipif(not _fashion_available(), reason="Debian dataset-fashion-mnist not installed")
 def test_fashion_mnist_as_val_data_validates_on_labelled_test_images(tmp_path):
     split = calibration.load(_npy(tmp_path / "x.npy", 12), PRE, SHAPE, 200, 30, 0, val_spec="fashion-mnist")
@@ -174,3 +187,12 @@ def test_fashion_mnist_as_val_data_validates_on_labelled_test_images(tmp_path):
     rng = np.random.default_rng(0)
     rng.choice(60000, size=50, replace=False)
     assert np.array_equal(default.validation.labels, fashion_mnist.load("test")[1][np.sort(rng.choice(10000, size=100, replace=False))])
+
+
+def test_val_data_without_calib_is_refused_by_the_api():
+    from edgeport import api
+    from edgeport.errors import UsageError
+
+    with pytest.raises(UsageError, match="val_data without calib"):
+        api.load_data(None, None, val_data="held_out/")
+    assert api.load_data(None, None) is None
