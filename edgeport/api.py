@@ -111,13 +111,18 @@ def load_model(model, *, weights=None, input_shape: Sequence[int] | None = None,
 
 
 def load_data(loaded, calib, *, calib_samples: int = DEFAULT_CALIBRATION, val_samples: int = DEFAULT_VALIDATION,
-              seed: int = 0, preprocess: dict | None = None):
-    """The calibration/validation DataSplit for ``loaded`` (None without ``calib``)."""
+              seed: int = 0, preprocess: dict | None = None, val_data: str | Path | None = None):
+    """The calibration/validation DataSplit for ``loaded`` (None without ``calib``): calibration from ``calib``,
+    validation from ``val_data`` when given, else a disjoint part of ``calib``."""
     from edgeport.data import calibration
 
     if calib is None:
+        if val_data is not None:
+            raise UsageError("val_data without calib: validation data is held out from calibration data",
+                             "pass calib= too (an image folder, an .npz, fashion-mnist, ...)")
         return None
-    return calibration.for_model(loaded, str(calib), calib_samples, val_samples, seed, preprocess or {})
+    return calibration.for_model(loaded, str(calib), calib_samples, val_samples, seed, preprocess or {},
+                                 str(val_data) if val_data is not None else None)
 
 
 def _label(model) -> str:
@@ -168,6 +173,7 @@ def export(
     input_shape: Sequence[int] | None = None,
     weights: str | Path | None = None,
     calib: str | Path | None = None,
+    val_data: str | Path | None = None,
     calib_samples: int = DEFAULT_CALIBRATION,
     val_samples: int = DEFAULT_VALIDATION,
     seed: int = 0,
@@ -189,6 +195,8 @@ def export(
     artifact in its own runtime against PyTorch; writes the artifacts and ``parity.json`` into ``out``.
 
     ``calib`` is an image folder, an .npy/.npz, ``"fashion-mnist"`` or ``"synthetic"``; int8 targets need it.
+    Calibration takes up to ``calib_samples`` of it and validation up to ``val_samples`` of ``val_data`` (same kinds)
+    or, without ``val_data``, of the rest of ``calib`` (a set too small for both is split in two, with a warning).
     ``preprocess`` overrides the model's preprocessing (``mean``, ``std``, ``scale``, ``bgr``, ...).
     ``thresholds`` maps a target or precision ("int8") to edgeport.validation.checks.Thresholds.
     With ``strict`` (the default) a failed threshold or an int8 graph left float raises ParityFailed after
@@ -210,13 +218,13 @@ def export(
     loaded = load_model(model, weights=weights, input_shape=input_shape, num_classes=num_classes, width=width)
     if calib is not None:
         on_stage(f"{loaded.name}: reading calibration data ({calib})")
-    data = load_data(loaded, calib, calib_samples=calib_samples, val_samples=val_samples, seed=seed, preprocess=preprocess)
+    data = load_data(loaded, calib, calib_samples=calib_samples, val_samples=val_samples, seed=seed, preprocess=preprocess,
+                     val_data=val_data)
     out = Path(out)
     run = run_export(loaded, chosen, out, data=data, quant=quant, dynamic_batch=dynamic_batch, validate=validate,
                      thresholds=thresholds or {}, on_stage=lambda s: on_stage(f"{loaded.name}: {s}"), cache=cache)
-    short = data.shortfall(calib_samples, val_samples) if data is not None else None
-    if short:
-        run.warnings.insert(0, short)
+    if data is not None:  # what the data could not give, said first
+        run.warnings[:0] = data.warnings(calib_samples, val_samples, int8=bool(needs_calib))
     record = parity_file.build(run, data, quant)
     path = parity_file.write(out, record)
     problems = list(run.int8_problems)
@@ -244,6 +252,7 @@ def validate(
     weights: str | Path | None = None,
     input_shape: Sequence[int] | None = None,
     calib: str | Path | None = None,
+    val_data: str | Path | None = None,
     val_samples: int = DEFAULT_VALIDATION,
     seed: int = 0,
     preprocess: dict | None = None,
@@ -254,8 +263,9 @@ def validate(
     strict: bool = True,
     on_stage: Callable[[str], None] = lambda s: None,
 ) -> ValidateResult:
-    """Run existing artifacts in their own runtimes on held-out data (``calib``; synthetic without it) and
-    compare with ``model``; writes parity.json to ``report`` (default: beside the first artifact)."""
+    """Run existing artifacts in their own runtimes on held-out data (``val_data``, else a part of ``calib``;
+    synthetic without either) and compare with ``model``; writes parity.json to ``report`` (default: beside the
+    first artifact)."""
     from edgeport.pipeline.artifact import Artifact
     from edgeport.pipeline.export_flow import ExportRun, judging_thresholds, prepare
     from edgeport.validation import parity_file
@@ -270,7 +280,8 @@ def validate(
     on_stage(f"loading {_label(model)}")
     loaded = load_model(model, weights=weights, input_shape=input_shape, num_classes=num_classes, width=width)
     on_stage("preparing data")
-    data = load_data(loaded, calib or "synthetic", calib_samples=1, val_samples=val_samples, seed=seed, preprocess=preprocess)
+    data = load_data(loaded, calib or "synthetic", calib_samples=1, val_samples=val_samples, seed=seed, preprocess=preprocess,
+                     val_data=val_data)
     on_stage("capture + fuse")
     prep = prepare(loaded)
     run = ExportRun(prep)
@@ -283,7 +294,7 @@ def validate(
         run.targets.append(target)
         pairs.append((art, judging_thresholds(target, overrides)))  # the user's override, else the target's own
     on_stage("running artifacts")
-    val = data.validation
+    val = run.validation_data = data.validation
     reference, fused = prep.outputs(val.inputs)
     run.validation = validate_artifacts(reference, fused, val.inputs, pairs, val.labels, val.source)
     path = parity_file.write(Path(report) if report else paths[0].parent, parity_file.build(run, data))
@@ -383,6 +394,7 @@ def quantize(
     out: str | Path = "artifacts",
     input_shape: Sequence[int] | None = None,
     weights: str | Path | None = None,
+    val_data: str | Path | None = None,
     calib_samples: int = DEFAULT_CALIBRATION,
     val_samples: int = DEFAULT_VALIDATION,
     seed: int = 0,
@@ -407,7 +419,8 @@ def quantize(
     methods = mc.check_methods(list(methods) if methods else [quant.method])
     on_stage(f"loading {_label(model)}")
     loaded = load_model(model, weights=weights, input_shape=input_shape)
-    split = load_data(loaded, calib, calib_samples=calib_samples, val_samples=val_samples, seed=seed, preprocess=preprocess)
+    split = load_data(loaded, calib, calib_samples=calib_samples, val_samples=val_samples, seed=seed, preprocess=preprocess,
+                      val_data=val_data)
     pre = loaded.data_preprocess()
     if preprocess:
         pre = replace(pre, **preprocess)

@@ -26,6 +26,7 @@ def export(
     num_classes: int = opt.NUM_CLASSES,
     width: float = opt.WIDTH,
     calib: str = opt.CALIB,
+    val_data: str = opt.VAL_DATA,
     calib_samples: int = opt.CALIB_SAMPLES,
     val_samples: int = opt.VAL_SAMPLES,
     seed: int = opt.SEED,
@@ -78,7 +79,7 @@ def export(
         try:
             result = api.export(
                 model, [t.name for t in targets], out=out, weights=weights, input_shape=opt.shape(input_shape),
-                num_classes=num_classes, width=width, calib=calib, calib_samples=calib_samples, val_samples=val_samples,
+                num_classes=num_classes, width=width, calib=calib, val_data=val_data, calib_samples=calib_samples, val_samples=val_samples,
                 seed=seed, preprocess=opt.preprocess_changes(mean, std, scale_127, bgr), quant=quant,
                 dynamic_batch=dynamic_batch, validate=validate, thresholds=opt.threshold_overrides(min_sqnr, min_top1, max_abs),
                 strict=False, require_judged=require_judged, delegation=True, on_stage=status.update, cache=diag_cache,

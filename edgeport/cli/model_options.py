@@ -37,6 +37,8 @@ WIDTH = typer.Option(None, "--width", help="Width multiplier for a zoo model (it
 TARGET = typer.Option("onnx-fp32", "--target", "-t", help=_target_help())
 CALIB = typer.Option(None, "--calib", help="Calibration/validation data: image folder, .npy/.npz, fashion-mnist, or synthetic.",
                      rich_help_panel=DATA_PANEL)
+VAL_DATA = typer.Option(None, "--val-data", help="Held-out validation data of its own (same kinds as --calib): calibration then "
+                        "takes all of --calib (up to --calib-samples) instead of sharing it.", rich_help_panel=DATA_PANEL)
 CALIB_SAMPLES = typer.Option(200, "--calib-samples", help="Calibration samples (seeded, deterministic).", rich_help_panel=DATA_PANEL)
 VAL_SAMPLES = typer.Option(500, "--val-samples", help="Held-out validation samples, disjoint from calibration.", rich_help_panel=DATA_PANEL)
 SEED = typer.Option(0, "--seed", help="Seed for choosing samples.", rich_help_panel=DATA_PANEL)
@@ -110,6 +112,12 @@ def preprocess_overrides(pre, mean, std, scale_127, bgr):
     from dataclasses import replace
 
     return replace(pre, **preprocess_changes(mean, std, scale_127, bgr))
+
+
+def warn_data(console: Console, warnings: list[str]) -> None:
+    """What the data could not give (edgeport.data.calibration.DataSplit.warnings), one line each."""
+    for w in warnings:
+        console.print(f"[bold yellow]WARNING:[/] {w}")
 
 
 def warn_synthetic(console: Console) -> None:

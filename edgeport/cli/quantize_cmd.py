@@ -26,6 +26,7 @@ def quantize(
     num_classes: int = opt.NUM_CLASSES,
     width: float = opt.WIDTH,
     calib: str = opt.CALIB,
+    val_data: str = opt.VAL_DATA,
     calib_samples: int = opt.CALIB_SAMPLES,
     val_samples: int = opt.VAL_SAMPLES,
     seed: int = opt.SEED,
@@ -77,7 +78,9 @@ def quantize(
         if calib == "synthetic":
             opt.warn_synthetic(console)
         split = api.load_data(loaded, calib, calib_samples=calib_samples, val_samples=val_samples, seed=seed,
-                              preprocess=opt.preprocess_changes(mean, std, scale_127, bgr))
+                              preprocess=opt.preprocess_changes(mean, std, scale_127, bgr), val_data=val_data)
+        if split is not None:
+            opt.warn_data(console, split.warnings(calib_samples, val_samples, int8=True))
         labelled = _labelled(data, limit)
         pre = opt.preprocess_overrides(loaded.data_preprocess(), mean, std, scale_127, bgr)
         step = lambda s: status.update(f"{loaded.name}: {s}")  # noqa: E731

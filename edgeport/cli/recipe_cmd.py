@@ -31,6 +31,7 @@ name = "{model}"            # zoo name (edgeport models), pkg.module:factory, or
 
 [data]
 calib = "synthetic"         # image folder, .npy/.npz, "fashion-mnist", or "synthetic" (says nothing about accuracy)
+# val_data = "val/"         # held-out validation data of its own: calibration then takes all of calib
 calib_samples = 200         # calibration samples (seeded)
 val_samples = 500           # held-out validation samples, disjoint from calibration
 seed = 0

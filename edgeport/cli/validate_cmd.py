@@ -23,6 +23,7 @@ def validate(
     num_classes: int = opt.NUM_CLASSES,
     width: float = opt.WIDTH,
     calib: str = opt.CALIB,
+    val_data: str = opt.VAL_DATA,
     val_samples: int = opt.VAL_SAMPLES,
     seed: int = opt.SEED,
     mean: str = opt.MEAN,
@@ -40,17 +41,19 @@ def validate(
     for a in artifacts:
         if not a.is_file():
             raise UserError(f"{a} does not exist")
-    if calib in (None, "synthetic"):  # validation then runs on generated images
+    if (val_data or calib) in (None, "synthetic"):  # validation then runs on generated images
         opt.warn_synthetic(console)
     with StageReporter(console, f"loading {model}") as status:
         result = api.validate(
             artifacts, model, weights=weights, input_shape=opt.shape(input_shape), num_classes=num_classes, width=width,
-            calib=calib, val_samples=val_samples, seed=seed, preprocess=opt.preprocess_changes(mean, std, scale_127, bgr),
-            thresholds=opt.threshold_overrides(min_sqnr, min_top1, max_abs), report=report, strict=False,
-            on_stage=status.update,
+            calib=calib, val_data=val_data, val_samples=val_samples, seed=seed,
+            preprocess=opt.preprocess_changes(mean, std, scale_127, bgr),
+            thresholds=opt.threshold_overrides(min_sqnr, min_top1, max_abs), report=report, strict=False, on_stage=status.update,
         )
     run = result.run
     render.fusion(console, run.prep)
+    val = run.validation_data
+    console.print(f"data: validation {len(val)} samples ({val.source}{', labelled' if val.labels is not None else ''})")
     render.artifacts(console, run.artifacts, [])
     render.validation(console, run.validation)
     _warn_left_out_of_fast_path(artifacts)

@@ -5,6 +5,11 @@ split), a folder of images (jpg/png; ``class/img.jpg`` sub-folders give labels),
 array (uint8 pixels are preprocessed; float32 NCHW is taken as already preprocessed), or ``synthetic``
 (image-like noise; only with a loud warning: it says nothing about real accuracy).
 
+Validation data may come from a second source (``--val-data``): calibration then takes up to ``n_calib`` samples
+of ``--calib`` and validation up to ``n_val`` of ``--val-data``. Without it, one source too small for both is split
+in two (disjoint), and :meth:`DataSplit.shortfall` says so and how to avoid it; asking for counts that fit
+(``--calib-samples``/``--val-samples``) accepts the split knowingly and silences it.
+
 Calibration and validation samples are always disjoint and chosen by a seeded permutation, so the same
 command gives the same samples.
 """
@@ -18,11 +23,16 @@ import numpy as np
 
 from edgeport.data import fashion_mnist, sample_inputs
 from edgeport.data.preprocess import Preprocess
-from edgeport.errors import UserError
+from edgeport.errors import UsageError, UserError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 DEFAULT_CALIBRATION = 200
 DEFAULT_VALIDATION = 500
+# Fewest calibration samples int8 should get, measured by benchmarks/calibration_samples.py on the four trained
+# Fashion-MNIST models: from 32 samples on, every model's and target's top-1 stays within 0.2 points of its
+# accuracy with 512 (1 sample costs up to 2.5 points; docs/quantization.md#how-many-calibration-samples).
+MIN_CALIBRATION = 32
+MIN_CALIBRATION_DOC = "docs/quantization.md#how-many-calibration-samples"
 
 
 @dataclass(frozen=True)
@@ -40,20 +50,41 @@ class Samples:
 class DataSplit:
     calibration: Samples
     validation: Samples
+    shared: int | None = None  # one source split in two: how many samples it held (None: separate sources)
 
     def describe(self) -> str:
         """What was used, in one line: counts and sources."""
         c, v = self.calibration, self.validation
         labelled = ", labelled" if v.labels is not None else ""
-        return f"calibration {len(c)} samples ({c.source}), validation {len(v)} samples ({v.source}{labelled})"
+        split = f"; one source of {self.shared} samples split in two, disjoint" if self.shared is not None else ""
+        return f"calibration {len(c)} samples ({c.source}), validation {len(v)} samples ({v.source}{labelled}){split}"
 
     def shortfall(self, n_calib: int, n_val: int) -> str | None:
-        """A warning when the source held fewer samples than asked for (a small set is split, never padded)."""
+        """A warning when the data held fewer samples than asked for (a small set is split, never padded): what was
+        done and how to avoid it. None when the counts asked for were met (a split asked for is accepted)."""
         c, v = len(self.calibration), len(self.validation)
         if c >= n_calib and v >= n_val:
             return None
-        return (f"{self.calibration.source}: only {c} calibration + {v} validation samples ({n_calib} + {n_val} asked for); "
-                "int8 ranges and parity rest on these few samples")
+        if self.shared is not None:
+            return (f"{self.calibration.source}: only {c} calibration + {v} validation samples ({n_calib} + {n_val} asked for): "
+                    f"its {self.shared} samples were split in two, disjoint; give held-out data with --val-data to calibrate "
+                    f"on all of them, or accept this split with --calib-samples {c} --val-samples {v}")
+        short = [f"{part.source}: only {len(part)} {role} samples ({asked} asked for)"
+                 for part, role, asked in ((self.calibration, "calibration", n_calib), (self.validation, "validation", n_val))
+                 if len(part) < asked]
+        return "; ".join(short)
+
+    def too_few_for_int8(self) -> str | None:
+        """A warning when int8 calibration rests on fewer than MIN_CALIBRATION samples."""
+        n = len(self.calibration)
+        if n >= MIN_CALIBRATION:
+            return None
+        return (f"int8 calibrated on {n} sample{'s' if n != 1 else ''}, fewer than {MIN_CALIBRATION}: below that the "
+                f"measured int8 accuracy is not settled ({MIN_CALIBRATION_DOC}); give more with --calib/--calib-samples")
+
+    def warnings(self, n_calib: int, n_val: int, int8: bool) -> list[str]:
+        """What a command prints about this data: a shortfall, and too few samples for int8 calibration."""
+        return [w for w in (self.shortfall(n_calib, n_val), self.too_few_for_int8() if int8 else None) if w]
 
 
 def _load_images_folder(folder: Path) -> tuple[list[np.ndarray], np.ndarray | None]:
@@ -114,12 +145,68 @@ def _split(inputs: np.ndarray, labels, n_calib: int, n_val: int, seed: int, sour
     if len(inputs) == 0:
         raise UserError(f"{source} holds no samples")
     if len(inputs) < 2:
-        raise UserError(f"{source} has {len(inputs)} sample: need at least 2 (calibration and held-out validation)")
+        raise UserError(f"{source} has {len(inputs)} sample: need at least 2 (calibration and held-out validation)",
+                        "give more samples, or validation data of its own with --val-data")
     order = np.random.default_rng(seed).permutation(len(inputs))
     n_c = min(n_calib, len(inputs) // 2) if n_calib + n_val > len(inputs) else n_calib
     calib, val = order[:n_c], order[n_c : n_c + n_val]
     pick = lambda idx: None if labels is None else labels[idx]  # noqa: E731
-    return DataSplit(Samples(inputs[calib], pick(calib), source), Samples(inputs[val], pick(val), source))
+    return DataSplit(Samples(inputs[calib], pick(calib), source), Samples(inputs[val], pick(val), source), len(inputs))
+
+
+def _fashion_split(spec: str, role: str) -> tuple[Path | None, str]:
+    """(dataset folder or None for the default, split) of a ``fashion-mnist[:train|:test|:DIR]`` spec; a spec without
+    a split calibrates on train and validates on test."""
+    rest = spec.partition(":")[2]
+    if rest in ("train", "test"):
+        return None, rest
+    return (Path(rest) if rest else None), ("train" if role == "calibration" else "test")
+
+
+def _source(spec: str, role: str) -> tuple:
+    """What ``spec`` reads, for telling whether --calib and --val-data are the same data."""
+    if spec.partition(":")[0] == "fashion-mnist":
+        root, split = _fashion_split(spec, role)
+        return ("fashion-mnist", str(root.resolve()) if root else None, split)
+    if spec == "synthetic":
+        return ("synthetic", role)  # generated with a seed per role: never the same samples
+    path = Path(spec)
+    if path.is_dir() and (path / "train-images-idx3-ubyte.gz").is_file():
+        return _source(f"fashion-mnist:{path}", role)
+    return ("file", str(path.resolve()))
+
+
+def _part(spec: str, role: str, pre: Preprocess, input_shape, n: int, seed: int) -> Samples:
+    """Up to ``n`` samples of ``spec`` for ``role`` ("calibration" or "validation"), chosen by a seeded permutation."""
+    if spec == "synthetic":
+        gen = sample_inputs.image_like((n, *input_shape[1:]), n, seed=seed + (101 if role == "calibration" else 202)).numpy()
+        return Samples(gen, None, "synthetic", True)
+    if spec.partition(":")[0] == "fashion-mnist":
+        root, split = _fashion_split(spec, role)
+        x, y = fashion_mnist.load(split, root)
+        idx = np.sort(np.random.default_rng(seed).choice(len(x), size=min(n, len(x)), replace=False))
+        return Samples(pre(x[idx]), y[idx] if role == "validation" else None, f"fashion-mnist:{split}")
+    if (path := Path(spec)).is_dir() and (path / "train-images-idx3-ubyte.gz").is_file():
+        return _part(f"fashion-mnist:{path}", role, pre, input_shape, n, seed)
+    inputs, labels = _read(spec, pre, input_shape, role)
+    if len(inputs) == 0:
+        raise UserError(f"{spec} holds no samples")
+    idx = np.random.default_rng(seed).permutation(len(inputs))[:n]
+    return Samples(inputs[idx], None if labels is None else labels[idx], spec)
+
+
+def _read(spec: str, pre: Preprocess, input_shape, role: str = "calibration") -> tuple[np.ndarray, np.ndarray | None]:
+    """Every sample of an image folder or .npy/.npz, preprocessed, and their labels (None without)."""
+    flag = "--calib" if role == "calibration" else "--val-data"
+    path = Path(spec)
+    if not path.exists():
+        raise UserError(f"{role} source {spec!r} not found ({flag})", "give an image folder, .npy/.npz, fashion-mnist or synthetic")
+    if path.is_dir():
+        images, labels = _load_images_folder(path)
+        return preprocess_images(images, pre), labels
+    if path.suffix.lower() in (".npy", ".npz"):
+        return _load_array_file(path, pre, input_shape)
+    raise UserError(f"cannot use {path} as {role} data ({flag})", "give an image folder, .npy/.npz, fashion-mnist or synthetic")
 
 
 def load(
@@ -129,38 +216,34 @@ def load(
     n_calib: int = DEFAULT_CALIBRATION,
     n_val: int = DEFAULT_VALIDATION,
     seed: int = 0,
+    val_spec: str | None = None,
 ) -> DataSplit:
-    """Calibration and held-out validation samples (disjoint) from ``spec``."""
+    """Calibration and held-out validation samples (disjoint) from ``spec``, or, with ``val_spec``, calibration
+    from ``spec`` and validation from ``val_spec``."""
     if n_calib < 1 or n_val < 1:
         raise UserError("calibration and validation need at least one sample each")
+    if val_spec is not None:
+        if _source(spec, "calibration") == _source(val_spec, "validation"):
+            raise UsageError(f"--val-data {val_spec} is the --calib data: validation would not be held out",
+                             "omit --val-data to split one source in two (disjoint), or give other data")
+        return DataSplit(_part(spec, "calibration", pre, input_shape, n_calib, seed),
+                         _part(val_spec, "validation", pre, input_shape, n_val, seed))
     if spec == "synthetic":
-        gen = lambda n, s: sample_inputs.image_like((n, *input_shape[1:]), n, seed=s).numpy()  # noqa: E731
-        return DataSplit(Samples(gen(n_calib, seed + 101), None, "synthetic", True),
-                         Samples(gen(n_val, seed + 202), None, "synthetic", True))
-    name, _, split = spec.partition(":")
-    if name == "fashion-mnist":
-        root = Path(split) if split and split not in ("train", "test") else None
+        return DataSplit(_part(spec, "calibration", pre, input_shape, n_calib, seed),
+                         _part(spec, "validation", pre, input_shape, n_val, seed))
+    if spec.partition(":")[0] == "fashion-mnist":  # calibration from train, validation from test: one seeded draw
+        root = _fashion_split(spec, "calibration")[0]
         rng = np.random.default_rng(seed)
         tr_x, _ = fashion_mnist.load("train", root)
         te_x, te_y = fashion_mnist.load("test", root)
         ci = np.sort(rng.choice(len(tr_x), size=min(n_calib, len(tr_x)), replace=False))
         vi = np.sort(rng.choice(len(te_x), size=min(n_val, len(te_x)), replace=False))
-        return DataSplit(
-            Samples(pre(tr_x[ci]), None, "fashion-mnist:train"),
-            Samples(pre(te_x[vi]), te_y[vi], "fashion-mnist:test"),
-        )
+        return DataSplit(Samples(pre(tr_x[ci]), None, "fashion-mnist:train"), Samples(pre(te_x[vi]), te_y[vi], "fashion-mnist:test"))
     path = Path(spec)
-    if not path.exists():
-        raise UserError(f"calibration source {spec!r} not found", "give an image folder, .npy/.npz, fashion-mnist or synthetic")
-    if path.is_dir():
-        if (path / "train-images-idx3-ubyte.gz").is_file():
-            return load(f"fashion-mnist:{path}", pre, input_shape, n_calib, n_val, seed)
-        images, labels = _load_images_folder(path)
-        return _split(preprocess_images(images, pre), labels, n_calib, n_val, seed, str(path))
-    if path.suffix.lower() in (".npy", ".npz"):
-        inputs, labels = _load_array_file(path, pre, input_shape)
-        return _split(inputs, labels, n_calib, n_val, seed, str(path))
-    raise UserError(f"cannot use {path} as calibration data", "give an image folder, .npy/.npz, fashion-mnist or synthetic")
+    if path.is_dir() and (path / "train-images-idx3-ubyte.gz").is_file():
+        return load(f"fashion-mnist:{path}", pre, input_shape, n_calib, n_val, seed)
+    inputs, labels = _read(spec, pre, input_shape)
+    return _split(inputs, labels, n_calib, n_val, seed, str(path))
 
 
 def check_fits(samples: Samples, input_shape: tuple[int, ...]) -> None:
@@ -174,9 +257,10 @@ def check_fits(samples: Samples, input_shape: tuple[int, ...]) -> None:
 
 
 def for_model(loaded, calib: str, calib_samples: int = DEFAULT_CALIBRATION, val_samples: int = DEFAULT_VALIDATION, seed: int = 0,
-              preprocess: dict | None = None) -> DataSplit:
-    """The calibration/validation split of ``calib`` for a LoadedModel, with the model's own preprocessing
-    (``preprocess`` overrides some of its fields: mean, std, scale, bgr...), checked against its input shape."""
+              preprocess: dict | None = None, val_data: str | None = None) -> DataSplit:
+    """The calibration/validation split of ``calib`` (validation from ``val_data`` when given) for a LoadedModel, with
+    the model's own preprocessing (``preprocess`` overrides some of its fields: mean, std, scale, bgr...), checked
+    against its input shape."""
     from dataclasses import fields, replace
 
     pre = loaded.data_preprocess()
@@ -186,7 +270,7 @@ def for_model(loaded, calib: str, calib_samples: int = DEFAULT_CALIBRATION, val_
         if unknown:
             raise UserError(f"unknown preprocessing field {', '.join(unknown)}", f"choose from {', '.join(sorted(known))}")
         pre = replace(pre, **{k: tuple(v) if isinstance(v, list) else v for k, v in preprocess.items()})
-    split = load(calib, pre, loaded.input_shape, calib_samples, val_samples, seed)
+    split = load(calib, pre, loaded.input_shape, calib_samples, val_samples, seed, val_data)
     for part in (split.calibration, split.validation):
         check_fits(part, loaded.input_shape)
     return split

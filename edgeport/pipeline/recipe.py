@@ -32,8 +32,8 @@ SCHEMA: dict[str, dict[str, tuple[str, tuple]]] = {
     "preprocess": {"size": ("integer", (int,)), "resize": ("integer", (int,)), "channels": ("integer", (int,)),
                    "mean": ("list[number]", _NUM), "std": ("list[number]", _NUM), "scale": ("string", (str,)),
                    "bgr": ("boolean", (bool,))},
-    "data": {"calib": ("string", (str,)), "calib_samples": ("integer", (int,)), "val_samples": ("integer", (int,)),
-             "seed": ("integer", (int,))},
+    "data": {"calib": ("string", (str,)), "val_data": ("string", (str,)), "calib_samples": ("integer", (int,)),
+             "val_samples": ("integer", (int,)), "seed": ("integer", (int,))},
     "quantize": {"method": ("string", (str,)), "io_dtype": ("string", (str,)), "allow_float": ("list[string]", (str,)),
                  "no_float": ("boolean", (bool,)),
                  # onnx-int8 (edgeport.exporters.onnx_int8): deploy preset, then explicit settings
@@ -70,6 +70,7 @@ class DataSection:
     calib_samples: int = 200
     val_samples: int = 500
     seed: int = 0
+    val_data: str | None = None  # held-out validation data of its own (as calib); None: a disjoint part of calib
 
 
 @dataclass(frozen=True)
@@ -246,17 +247,24 @@ def _model(ctx: _Ctx, t: dict) -> ModelSection:
 
 def _data(ctx: _Ctx, t: dict) -> DataSection:
     sec = ("data",)
-    calib = t.get("calib")
-    if calib is not None and calib not in DATA_WORDS:
-        name, _, rest = calib.partition(":")
-        if name == "fashion-mnist":
-            calib = f"fashion-mnist:{_local_path(ctx, sec, 'calib', rest, 'Fashion-MNIST folder')}"
+    specs = {}
+    for key, what in (("calib", "calibration data"), ("val_data", "validation data")):
+        spec = t.get(key)
+        name, _, rest = (spec or "").partition(":")
+        if spec is None or spec in DATA_WORDS or (name == "fashion-mnist" and rest in ("train", "test")):
+            pass  # words, not paths
+        elif name == "fashion-mnist":
+            spec = f"fashion-mnist:{_local_path(ctx, sec, key, rest, 'Fashion-MNIST folder')}"
         else:
-            calib = str(_local_path(ctx, sec, "calib", calib, "calibration data"))
+            spec = str(_local_path(ctx, sec, key, spec, what))
+        specs[key] = spec
+    if specs["val_data"] is not None and specs["calib"] is None:
+        raise ctx.fail(sec, "val_data", "val_data is held out from calibration data and [data] has no calib",
+                       'add [data] calib = "<image folder, .npy/.npz, fashion-mnist or synthetic>", or remove val_data')
     for key in ("calib_samples", "val_samples"):
         if key in t and t[key] < 1:
             raise ctx.fail(sec, key, f"{key} must be at least 1, got {t[key]}")
-    return DataSection(calib, t.get("calib_samples", 200), t.get("val_samples", 500), t.get("seed", 0))
+    return DataSection(specs["calib"], t.get("calib_samples", 200), t.get("val_samples", 500), t.get("seed", 0), specs["val_data"])
 
 
 def _choice(ctx: _Ctx, sec: tuple[str, ...], t: dict, key: str, allowed: tuple[str, ...]) -> None:

@@ -43,6 +43,7 @@ class RecipeResult:
     per_layer: dict | None = None  # target -> [{"layer", "sqnr_db"}]: filled by a per-layer diagnosis when one exists
     accuracy_control: list[dict] | None = None  # [quantize] max_accuracy_drop: ControlResult.to_dict() per int8 target
     recommendation: list[dict] = field(default_factory=list)  # per device, when the recipe benches several (bench.recommend)
+    made_with: dict = field(default_factory=dict)  # input_shape, weights, data, quantization, equalization: parity.json's
     error: str | None = None
     error_code: int | None = None
 
@@ -113,7 +114,8 @@ class Inputs:
             if d.calib is not None:
                 pre = replace(self.loaded.data_preprocess(), **{k: tuple(v) if isinstance(v, list) else v
                                                                 for k, v in self.recipe.preprocess.items()})
-                self._data = calibration.load(d.calib, pre, self.loaded.input_shape, d.calib_samples, d.val_samples, d.seed)
+                self._data = calibration.load(d.calib, pre, self.loaded.input_shape, d.calib_samples, d.val_samples, d.seed,
+                                              d.val_data)
                 for part in (self._data.calibration, self._data.validation):
                     calibration.check_fits(part, self.loaded.input_shape)
             self._data_done = True
@@ -158,7 +160,7 @@ def _data_files(calib: str | None) -> list[Path]:
         from edgeport.data import fashion_mnist
 
         rest = calib.partition(":")[2]
-        return [Path(rest) if rest else fashion_mnist.DEFAULT_DIR]
+        return [Path(rest) if rest not in ("", "train", "test") else fashion_mnist.DEFAULT_DIR]
     return [Path(calib)]
 
 
@@ -208,6 +210,10 @@ def _export_stage(recipe, inputs: Inputs, out: Path, cache: StageCache, clock: _
     result.per_layer = record.get("per_layer")
     result.accuracy_control = record.get("accuracy_control")
     result.model = record["model"]
+    if record.get("input_shape") is None:  # an entry from before input_shape was recorded: read it from the model
+        record = {**record, "input_shape": list(inputs.loaded.input_shape)}
+    result.made_with = {k: record.get(k) for k in ("input_shape", "weights", "quantization", "equalization")}
+    result.made_with["data"] = record.get("data")
     clock.stage("write artifacts")
     dest = Path(out) / recipe.name
     artifacts = []
@@ -272,7 +278,12 @@ def _build_export(recipe, inputs: Inputs, targets, key: str, cache: StageCache, 
         arts.append({"file": a.path.name, "target": a.target, "format": a.format, "sha256": a.sha256, "size": a.size,
                      "dtypes": a.dtypes, "parent": a.parent, "tools": tools,
                      "dtype_summary": {"compute_ops": ops, "weight_elements": dict(g.weight_dtypes)}})
+    calibration = None if data is None else {"source": data.calibration.source, "samples": len(data.calibration),
+                                             "synthetic": data.calibration.synthetic}
     record = {"model": loaded.name, "files": [a["file"] for a in arts], "artifacts": arts,
+              "input_shape": list(loaded.input_shape), "weights": str(loaded.weights) if loaded.weights else None,
+              "quantization": dict(quant.__dict__), "equalization": run.equalization,
+              "data": None if calibration is None else {"calibration": calibration},
               "fusion": {**run.prep.report.to_dict(), "max_rel_error": run.prep.equivalence.max_rel_error},
               "int8_problems": run.int8_problems, "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
               "per_layer": per_layer, "accuracy_control": control}
@@ -341,7 +352,8 @@ def changed_bytes(before: list[dict], after: list[dict]) -> list[dict]:
 def _validate_stage(recipe, inputs: Inputs, artifacts, targets, out, cache: StageCache, clock: _Clock, result: RecipeResult):
     clock.stage("validate")
     key = key_of({
-        "stage": "validate", "artifacts": [a.sha256 for a in artifacts], "data": hash_files(_data_files(recipe.data.calib)),
+        "stage": "validate", "artifacts": [a.sha256 for a in artifacts],
+        "data": hash_files(_data_files(recipe.data.calib) + _data_files(recipe.data.val_data)),
         "recipe": {s: recipe.raw.get(s) for s in ("model", "preprocess", "data", "thresholds", "export")},
         "tools": tool_versions(ALL_TOOLS), "edgeport": producer_sources(),
     })
@@ -354,26 +366,48 @@ def _validate_stage(recipe, inputs: Inputs, artifacts, targets, out, cache: Stag
 
         run = ExportRun(inputs.prepared(), list(artifacts), list(targets))
         validate_run(run, inputs.data, recipe.thresholds)
-        record = {"validation": run.validation.to_dict(), "warnings": run.warnings}
+        d = recipe.data
+        told = inputs.data.warnings(d.calib_samples, d.val_samples, any(t.precision == "int8" for t in targets)) if inputs.data else []
+        val = run.validation_data
+        record = {"validation": run.validation.to_dict(), "warnings": told + run.warnings,
+                  "data": {"source": val.source, "samples": len(val), "labelled": val.labels is not None}}
         cache.store("validate", key, record)
     result.validation = record["validation"]
-    result.warnings += [w.replace("--weights", "[model] weights").replace("--min-sqnr/--min-top1", "[thresholds.int8]")
-                        for w in record["warnings"]]
+    if result.made_with.get("data") is not None and record.get("data") is not None:
+        result.made_with["data"] = {**result.made_with["data"], "validation": record["data"]}
+    result.warnings += [_in_recipe_terms(w) for w in record["warnings"]]
     result.accuracy = accuracy_checks(recipe, result.validation)
     _write_parity(recipe, artifacts, out, result)
 
 
+# the CLI flags a library warning names -> the recipe keys that do the same (longest first: --calib-samples before --calib)
+_RECIPE_TERMS = (("--min-sqnr/--min-top1", "[thresholds.int8]"), ("--calib-samples", "[data] calib_samples"),
+                 ("--val-samples", "[data] val_samples"), ("--val-data", "[data] val_data"), ("--calib", "[data] calib"),
+                 ("--weights", "[model] weights"))
+
+
+def _in_recipe_terms(warning: str) -> str:
+    for flag, key in _RECIPE_TERMS:
+        warning = warning.replace(flag, key)
+    return warning
+
+
 def _write_parity(recipe, artifacts, out: Path, result: RecipeResult) -> None:
-    """parity.json beside the recipe's artifacts, as `edgeport export` writes it: bench and eval find each file's
-    record there (by sha256), and an export into the same folder merges with it."""
+    """parity.json beside the recipe's artifacts, with the keys `edgeport export` writes (edgeport.validation.parity_file.build):
+    bench and eval find each file's record there (by sha256), and an export of the same model and input shape into
+    the same folder merges with it."""
+    from edgeport.runtimes.cpu_features import describe_host
     from edgeport.validation import parity_file
 
     problems = list(result.int8_problems)
     validation = result.validation or {}
+    made = result.made_with
+    per_artifact = {"data": made.get("data"), "quantization": made.get("quantization")}
     parity_file.write(Path(out) / recipe.name, {
-        "schema": parity_file.SCHEMA, "model": result.model, "input_shape": list(recipe.model.input_shape or []) or None,
-        "weights": str(recipe.model.weights) if recipe.model.weights else None, "recipe": recipe.name,
-        "artifacts": [{**a.to_dict(), "path": str(a.path)} for a in artifacts], "int8_problems": problems,
+        "schema": parity_file.SCHEMA, "model": result.model, "input_shape": made.get("input_shape"),
+        "weights": made.get("weights"), "host": describe_host(), "fusion": result.fusion, "data": made.get("data"),
+        "quantization": made.get("quantization"), "equalization": made.get("equalization"), "recipe": recipe.name,
+        "artifacts": [{**a.to_dict(), "path": str(a.path), "made_with": per_artifact} for a in artifacts], "int8_problems": problems,
         "validation": validation, "passed": not problems and validation.get("passed", True),
     })
 

@@ -153,3 +153,51 @@ def test_random_weight_int8_is_said_loudly_to_be_not_judged(cli, tmp_path):
     strict = cli("export", "--model", "mobilenet_v3_small", "--input-shape", "1,3,64,64", "--target", "onnx-int8", "--calib",
                  "synthetic", "--calib-samples", "8", "--val-samples", "8", "--require-judged", "--out", tmp_path / "strict")
     assert strict.code == 3 and "onnx-int8 vs torch: not judged" in strict.err
+
+
+def _images(path, n, seed):
+    import numpy as np
+
+    np.save(path, np.random.default_rng(seed).integers(0, 256, (n, 32, 32, 3), dtype=np.uint8))
+    return path
+
+
+def test_a_small_calib_set_is_split_out_loud_and_val_data_keeps_it_whole(cli, tmp_path, byo_file):
+    calib, val = _images(tmp_path / "calib.npy", 20, 0), _images(tmp_path / "val.npy", 12, 1)
+    base = ["export", "--model", f"{byo_file}:build", "--input-shape", "1,3,32,32"]
+    res = cli(*base, "--calib", calib, "--out", tmp_path / "split")
+    assert res.code == 0, res.err
+    text = " ".join(res.out.split())
+    assert f"data: calibration 10 samples ({calib}), validation 10 samples ({calib}); one source of 20 samples split" in text
+    assert "WARNING: " in text and "its 20 samples were split in two, disjoint" in text
+    assert "--val-data" in text and "--calib-samples 10 --val-samples 10" in text
+    accepted = cli(*base, "--calib", calib, "--calib-samples", "10", "--val-samples", "10", "--out", tmp_path / "accepted")
+    assert accepted.code == 0 and "split in two, disjoint;" not in " ".join(accepted.out.split())  # asked for: no warning
+    whole = cli(*base, "--calib", calib, "--val-data", val, "--out", tmp_path / "whole")
+    assert whole.code == 0, whole.err
+    text = " ".join(whole.out.split())
+    assert f"data: calibration 20 samples ({calib}), validation 12 samples ({val})" in text and "split" not in text
+    record = json.loads((tmp_path / "whole" / "parity.json").read_text())["data"]
+    assert record["calibration"] == {"source": str(calib), "samples": 20, "synthetic": False}
+    assert record["validation"]["source"] == str(val) and record["validation"]["samples"] == 12
+
+
+def test_val_data_that_is_the_calib_data_is_a_usage_error(cli, tmp_path, byo_file):
+    calib = _images(tmp_path / "calib.npy", 20, 0)
+    res = cli("export", "--model", f"{byo_file}:build", "--input-shape", "1,3,32,32", "--calib", calib, "--val-data", calib,
+              "--out", tmp_path / "out")
+    assert res.code == 2 and "would not be held out" in _one_line_error(res)
+
+
+def test_int8_under_the_measured_minimum_of_calibration_samples_warns(cli, tmp_path, byo_file):
+    from edgeport.data.calibration import MIN_CALIBRATION, MIN_CALIBRATION_DOC
+
+    calib = _images(tmp_path / "calib.npy", 64, 0)
+    res = cli("export", "--model", f"{byo_file}:build", "--input-shape", "1,3,32,32", "--target", "onnx-int8", "--calib", calib,
+              "--calib-samples", "4", "--val-samples", "16", "--min-sqnr", "0", "--min-top1", "0", "--out", tmp_path / "out")
+    assert res.code == 0, res.err
+    text = " ".join(res.out.split())
+    assert f"int8 calibrated on 4 samples, fewer than {MIN_CALIBRATION}" in text and MIN_CALIBRATION_DOC in text
+    fp32 = cli("export", "--model", f"{byo_file}:build", "--input-shape", "1,3,32,32", "--calib", calib, "--calib-samples", "4",
+               "--val-samples", "16", "--out", tmp_path / "fp32")
+    assert fp32.code == 0 and "fewer than" not in fp32.out  # nothing is calibrated for a float target

@@ -78,6 +78,35 @@ def test_second_run_reuses_every_stage_and_says_so(work, tmp_path, run):
     assert all(t["cached"] for t in r["latency"])
 
 
+def test_a_runs_parity_records_match_an_exports_and_merge_with_them(work, tmp_path, run, cli):
+    """parity.json of a run carries what an export's does (input shape, weights, data, quantization per artifact), from
+    the built stage and from the cache alike, so an export of another target into the folder merges with it."""
+    import shutil
+
+    from edgeport.models import source
+
+    root, _ = work
+    shape = list(source.load("fmnist_shufflenet_v2_x0_5").input_shape)
+    again = run(root / "recipes" / "small.toml", "--out", tmp_path / "again", "--cache-dir", root / "cache")  # every stage reused
+    assert again.returncode == 0, again.stderr
+    for out in (root / "out", tmp_path / "again"):
+        ran = json.loads((out / "small" / "parity.json").read_text())
+        assert ran["input_shape"] == shape and ran["weights"] and ran["recipe"] == "small"
+        assert ran["data"]["calibration"] == {"source": "fashion-mnist:train", "samples": 32, "synthetic": False}
+        assert ran["data"]["validation"] == {"source": "fashion-mnist:test", "samples": 64, "labelled": True}
+        assert {a["made_with"]["quantization"]["method"] for a in ran["artifacts"]} == {"minmax"}
+    folder = tmp_path / "small"
+    shutil.copytree(root / "out" / "small", folder)
+    int8 = next(a for a in ran["artifacts"] if a["target"] == "onnx-int8")
+    res = cli("export", "--model", "fmnist_shufflenet_v2_x0_5", "--target", "onnx-fp32", "--calib", "fashion-mnist",
+              "--calib-samples", "32", "--val-samples", "64", "--out", folder)
+    assert res.code == 0, res.err
+    exported = json.loads((folder / "parity.json").read_text())
+    assert set(exported) <= set(ran) and exported["input_shape"] == shape
+    assert [a["sha256"] for a in exported["artifacts"] if a["target"] == "onnx-int8"] == [int8["sha256"]]  # the run's, kept
+    assert {(c["stage"], c["against"]) for c in exported["validation"]["checks"]} >= {("onnx-int8", "torch"), ("onnx-fp32", "torch")}
+
+
 def test_force_rebuilds_and_onnx_artifacts_are_reproducible(work, tmp_path, run):
     root, _ = work
     before = {a["target"]: a["sha256"] for a in json.loads((root / "out" / "manifest.json").read_text())["recipes"][0]["artifacts"]}

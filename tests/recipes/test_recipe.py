@@ -222,3 +222,20 @@ def test_a_symlink_beside_the_recipe_or_an_allowed_folder_may_point_outside(tmp_
     p = write(sub, GOOD.replace('name = "mobilenet_v2"', 'name = "mobilenet_v2"\nweights = "../shared/m.pt"'))
     assert "--allow-path" in error_of(p)
     assert recipe.parse(p, allowed=(shared,)).model.weights == (shared / "m.pt").resolve()
+
+
+def test_val_data_is_resolved_like_calib_and_needs_calib(tmp_path):
+    (tmp_path / "val").mkdir()
+    r = recipe.parse(write(tmp_path, GOOD.replace('calib = "synthetic"', 'calib = "synthetic"\nval_data = "val"')))
+    assert r.data.val_data == str((tmp_path / "val").resolve()) and r.data.calib == "synthetic"
+    splits = 'calib = "fashion-mnist:train"\nval_data = "fashion-mnist:test"'
+    r = recipe.parse(write(tmp_path, GOOD.replace('calib = "synthetic"', splits)))
+    assert (r.data.calib, r.data.val_data) == ("fashion-mnist:train", "fashion-mnist:test")  # splits are words, not paths
+    assert recipe.parse(write(tmp_path, GOOD)).data.val_data is None
+    outside = tmp_path.parent / "elsewhere-val"
+    outside.mkdir(exist_ok=True)
+    with pytest.raises(UserError, match=r"r\.toml:7: \[data\] validation data .* is outside the recipe's folder"):
+        recipe.parse(write(tmp_path, GOOD.replace('calib = "synthetic"', f'calib = "synthetic"\nval_data = "{outside}"')))
+    no_calib = GOOD.replace('calib = "synthetic"', 'val_data = "val"').replace('"onnx-fp32", "tflite-int8"', '"onnx-fp32"')
+    with pytest.raises(UserError, match="val_data is held out from calibration data and \\[data\\] has no calib"):
+        recipe.parse(write(tmp_path, no_calib))

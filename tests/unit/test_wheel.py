@@ -3,6 +3,7 @@ optional extra, and an ONNX-only install works from outside the checkout (slow: 
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import zipfile
@@ -70,3 +71,16 @@ def test_onnx_only_install_exports_and_says_how_to_get_tflite(wheel, tmp_path):
     assert "capture" not in no_tf.stdout and not (work / "out2").exists()  # refused before any work
     inspect = subprocess.run([edgeport, "inspect", "out/mobilenet_v2_x0_35.fp32.onnx"], cwd=work, capture_output=True, text=True)
     assert inspect.returncode == 0 and "made by edgeport" in inspect.stdout
+    # the qemu preflight from the installed package: ready (0) or, here without the tflite extra at least, 4 naming
+    # every missing requirement; never a traceback, and the packaged plugin source and guest runner are found
+    arm = subprocess.run([edgeport, "arm", "setup", "--check"], cwd=work, capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "COLUMNS": "300"})
+    assert arm.returncode in (0, 4) and "Traceback" not in arm.stdout + arm.stderr, arm.stdout + arm.stderr
+    assert "ok       insn_counter.c (plugin source)" in arm.stdout and "ok       device_runner.py" in arm.stdout
+    missing = [line.split()[1].rstrip(":") for line in arm.stdout.splitlines() if line.strip().startswith("missing ")]
+    if arm.returncode == 4:
+        error = [line for line in arm.stderr.splitlines() if line.strip()]
+        assert len(error) == 1 and missing and all(name in error[0] for name in missing), arm.stderr
+        assert "ai-edge-litert" in error[0] and "pip install 'edgeport[tflite]'" in error[0]  # an ONNX-only install
+    else:
+        assert not missing and "ready:" in arm.stdout
