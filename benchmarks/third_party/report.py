@@ -90,9 +90,9 @@ def _result(rec: dict) -> str:
     if status == "ok":
         return "ok" + (" (problems)" if rec.get("problems") and not all("SQNR" in p or "top-1" in p for p in rec["problems"]) else "")
     if status == "traceback":
-        return f"traceback: `{err.get('type', '').split('.')[-1]}` in {err.get('target') or '?'} ({rec.get('stage')})"
+        return f"traceback: `{err.get('type', '').split('.')[-1]}` in {_target(rec)} ({rec.get('stage')})"
     if status == "refused":
-        return f"refused: `{err.get('type')}` ({rec.get('stage')})"
+        return f"refused: `{err.get('type')}` in {_target(rec)}"
     return f"{status} ({rec.get('stage', '?')})"
 
 
@@ -108,13 +108,19 @@ def table(records: list[dict], n_targets: int) -> list[str]:
     return rows
 
 
+def _target(rec: dict) -> str:
+    """The target a failure happened in: from the traceback's frames, or the export stage it stopped in."""
+    stage = rec.get("stage") or ""
+    return (rec.get("error") or {}).get("target") or (stage.split()[-1] if stage.startswith("export ") else "?")
+
+
 def failures(records: list[dict]) -> list[str]:
     out = []
     for r in records:
         err = r.get("error") or {}
         if r.get("status") == "ok":
             continue
-        out.append(f"- **{r['model']}** ({r.get('status')}, stage `{r.get('stage')}`, target {err.get('target') or '?'}): "
+        out.append(f"- **{r['model']}** ({r.get('status')}, stage `{r.get('stage')}`, target {_target(r)}): "
                    f"`{err.get('type')}`")
         if r.get("status") == "traceback":
             out.append(f"  - message: `{err.get('message_first', '')[:300]}`"
@@ -123,6 +129,8 @@ def failures(records: list[dict]) -> list[str]:
             out.append(f"  - raised at `{err.get('innermost_frame')}`; deepest edgeport frame `{err.get('edgeport_frame')}`")
         elif r.get("status") == "refused":
             out.append(f"  - `{err.get('message')}` (exit {err.get('exit_code')}; hint: {err.get('hint')})")
+        if r.get("native_log"):
+            out.append("  - native log: " + "; ".join(f"`{ln[:160]}`" for ln in r["native_log"]["key_lines"][:4]))
         else:
             out.extend(f"  - `{line[:200]}`" for line in r.get("log_tail", []))
     return out or ["none"]
@@ -143,11 +151,16 @@ def delegation(records: list[dict]) -> list[str]:
 
 
 def render(summary: dict) -> str:
-    recs, n = summary["models"], len(summary["targets"])
+    family = ("cnn", "hybrid", "segmentation", "detection")
+    recs, n = sorted(summary["models"], key=lambda r: family.index(r.get("family", "cnn"))), len(summary["targets"])
     ok = [r for r in recs if r.get("status") == "ok" and len(r.get("files", [])) == n]
     one = [r for r in recs if _xnnpack(r) == "1"]
     tfl = [r for r in recs if _xnnpack(r) != "-"]
-    lines = [HEAD, "## Results", "",
+    from benchmarks.third_party.models import SPECS
+
+    missing = [s.name for s in SPECS if s.name not in {r["model"] for r in recs}]
+    partial = [f"**Partial run**: not yet run: {', '.join(missing)}.", ""] if missing else []
+    lines = [HEAD, "## Results", "", *partial,
              f"Targets: {', '.join(summary['targets'])}. {len(ok)} of {len(recs)} models wrote every file and returned; "
              f"{len(one)} of {len(tfl)} int8 .tflite files run in one XNNPACK partition.", "", *table(recs, n), "",
              "## Failures", "", *failures(recs), "", "## int8 .tflite files not in one XNNPACK partition", "",

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
+import shutil
 import time
 import traceback
 from pathlib import Path
@@ -50,6 +52,20 @@ def _traceback_record(exc: BaseException) -> dict:
         "target": _target_in_frames(exc.__traceback__),
         "tail": traceback.format_exception(exc)[-6:],
     }
+
+
+def _native_log(message: str, out: Path) -> dict | None:
+    """The native log an EdgeportError points at ("full log: PATH"): copied beside the record, with the lines
+    that say what failed (exception lines, onnx2tf's op name)."""
+    m = re.search(r"full log: (\S+?\.log)", message)
+    if not m or not Path(m.group(1)).is_file():
+        return None
+    text = Path(m.group(1)).read_text(errors="replace")
+    shutil.copy(m.group(1), out / "native.log")
+    keys = ("Error:", "error:", "onnx_op_name", "must be", "not supported", "failed")
+    text = re.sub(r"\x1b\[[0-9;]*m", "", text)  # onnx2tf colours its log
+    lines = [ln.strip()[:300] for ln in text.splitlines() if any(k in ln for k in keys) and "File \"" not in ln]
+    return {"file": str(out / "native.log"), "key_lines": lines[:8]}
 
 
 def _parity(p) -> dict | None:
@@ -116,6 +132,8 @@ def run(name: str, photos: Path, out: Path, targets: str, record: dict, progress
     else:
         record.update(status="ok", artifacts=_artifacts(result), passed=result.passed, problems=list(result.problems),
                       warnings=list(result.warnings), data=result.data)
+    if record["status"] != "ok":
+        record["native_log"] = _native_log(str(record["error"].get("message") or record["error"].get("message_first")), out)
     record["export_seconds"] = round(time.perf_counter() - t0, 1)
     if record["status"] != "ok":
         record["files_delegation"] = _files_delegation(out)

@@ -80,7 +80,8 @@ def main(argv=None) -> int:
     targets = QUICK if args.quick else FULL
     args.out.mkdir(parents=True, exist_ok=True)
     summary_path = args.out / ("sweep-quick.json" if args.quick else "sweep.json")
-    records = []
+    previous = json.loads(summary_path.read_text()) if args.models and summary_path.is_file() else {"models": []}
+    records = [r for r in previous["models"] if r["model"] not in {s.name for s in specs}]  # --models: merged in
     for i, spec in enumerate(specs, 1):
         print(f"[{i}/{len(specs)}] {spec.name} ...", flush=True)
         rec = run_model(spec.name, targets, args.out, args.photos, args.timeout)
