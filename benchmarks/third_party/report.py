@@ -110,8 +110,12 @@ def table(records: list[dict], n_targets: int) -> list[str]:
 
 def _target(rec: dict) -> str:
     """The target a failure happened in: from the traceback's frames, or the export stage it stopped in."""
-    stage = rec.get("stage") or ""
-    return (rec.get("error") or {}).get("target") or (stage.split()[-1] if stage.startswith("export ") else "?")
+    stage, err = rec.get("stage") or "", rec.get("error") or {}
+    if stage.startswith("export "):
+        return stage.split()[-1]
+    if stage == "validate" and str(err.get("edgeport_frame", "")).startswith("pipeline/"):
+        return "none (PyTorch reference, before any artifact)"
+    return err.get("target") or "?"
 
 
 def failures(records: list[dict]) -> list[str]:
@@ -141,13 +145,13 @@ def delegation(records: list[dict]) -> list[str]:
     for r in records:
         a = _art(r, "tflite-int8")
         d = a["delegation"] if a else next(iter(r.get("files_delegation", {}).values()), None)
-        if not d or "error" in d or d.get("partitions") == 1:
+        if not d or "error" in d or (d.get("partitions") == 1 and not d.get("slow")):
             continue
         slow = ", ".join(f"{k} x{v}" for k, v in sorted((d.get("slow") or {}).items(), key=lambda kv: -kv[1]))
         nodes = ", ".join(f"{n['op']} `{n['name']}`" for n in d.get("slow_nodes", [])[:8])
         out.append(f"- **{r['model']}**: {d.get('partitions')} partitions; outside XNNPACK: {slow or 'none'}"
                    + (f" (e.g. {nodes})" if nodes else ""))
-    return out or ["none: every int8 .tflite that was written runs in one XNNPACK partition"]
+    return out or ["none: every int8 .tflite that was written runs whole in one XNNPACK partition"]
 
 
 def render(summary: dict) -> str:
@@ -163,7 +167,7 @@ def render(summary: dict) -> str:
     lines = [HEAD, "## Results", "", *partial,
              f"Targets: {', '.join(summary['targets'])}. {len(ok)} of {len(recs)} models wrote every file and returned; "
              f"{len(one)} of {len(tfl)} int8 .tflite files run in one XNNPACK partition.", "", *table(recs, n), "",
-             "## Failures", "", *failures(recs), "", "## int8 .tflite files not in one XNNPACK partition", "",
+             "## Failures", "", *failures(recs), "", "## int8 .tflite files not whole in one XNNPACK partition", "",
              *delegation(recs), ""]
     return "\n".join(lines)
 

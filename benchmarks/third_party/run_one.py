@@ -24,19 +24,20 @@ import torch
 TARGET_NAMES = ("onnx-fp32", "onnx-int8", "tflite-fp32", "tflite-fp16", "tflite-int8")
 
 
-def _target_in_frames(tb) -> str | None:
-    """The target an exception was raised while working on: the innermost frame local naming one."""
+def _target_in_frames(tb, stage: str) -> str | None:
+    """The target an exception was raised while working on: the export stage's target, or in validation the
+    artifact validate_artifacts was running (None: before any artifact, e.g. the PyTorch reference)."""
+    if stage.startswith("export "):
+        return stage.split()[-1]
     found = None
     for frame, _ in traceback.walk_tb(tb):
-        for key in ("artifact", "art", "target", "t", "a"):
-            v = frame.f_locals.get(key)
-            name = getattr(v, "target", None) or getattr(v, "name", None) or v
-            if isinstance(name, str) and name in TARGET_NAMES:
-                found = name
+        v = frame.f_locals.get("artifact") if frame.f_code.co_name == "validate_artifacts" else None
+        if isinstance(getattr(v, "target", None), str) and v.target in TARGET_NAMES:
+            found = v.target
     return found
 
 
-def _traceback_record(exc: BaseException) -> dict:
+def _traceback_record(exc: BaseException, stage: str) -> dict:
     frames = traceback.extract_tb(exc.__traceback__)
     inside = [f for f in frames if "/edgeport/" in f.filename]
     where = inside[-1] if inside else (frames[-1] if frames else None)
@@ -49,7 +50,7 @@ def _traceback_record(exc: BaseException) -> dict:
         "edgeport_frame": f"{where.filename.split('/edgeport/')[-1] if where else '?'}:{where.lineno if where else '?'} "
                           f"in {where.name if where else '?'}",
         "innermost_frame": f"{frames[-1].filename}:{frames[-1].lineno} in {frames[-1].name}" if frames else None,
-        "target": _target_in_frames(exc.__traceback__),
+        "target": _target_in_frames(exc.__traceback__, stage) or "none (before any artifact)",
         "tail": traceback.format_exception(exc)[-6:],
     }
 
@@ -128,7 +129,7 @@ def run(name: str, photos: Path, out: Path, targets: str, record: dict, progress
                                                "exit_code": getattr(exc, "exit_code", None)})
     except Exception as exc:  # noqa: BLE001 - the sweep's job: any other exception is an edgeport failure to record
         traceback.print_exc()
-        record.update(status="traceback", error=_traceback_record(exc))
+        record.update(status="traceback", error=_traceback_record(exc, record.get("stage", "")))
     else:
         record.update(status="ok", artifacts=_artifacts(result), passed=result.passed, problems=list(result.problems),
                       warnings=list(result.warnings), data=result.data)
