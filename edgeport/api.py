@@ -190,6 +190,7 @@ def export(
     delegation: bool = True,
     on_stage: Callable[[str], None] = lambda s: None,
     cache: dict | None = None,
+    name: str | None = None,
 ) -> ExportResult:
     """Capture -> fuse (equivalence-checked) -> export each target -> verify int8 graphs -> validate every
     artifact in its own runtime against PyTorch; writes the artifacts and ``parity.json`` into ``out``.
@@ -215,7 +216,7 @@ def export(
         raise UserError(f"{', '.join(needs_calib) or 'bias correction'} needs calibration data",
                         "pass calib= (an image folder, an .npz, fashion-mnist, ...); calib='synthetic' only to try the flow")
     on_stage(f"loading {_label(model)}")
-    loaded = load_model(model, weights=weights, input_shape=input_shape, num_classes=num_classes, width=width)
+    loaded = load_model(model, weights=weights, input_shape=input_shape, num_classes=num_classes, width=width, name=name)
     if calib is not None:
         on_stage(f"{loaded.name}: reading calibration data ({calib})")
     data = load_data(loaded, calib, calib_samples=calib_samples, val_samples=val_samples, seed=seed, preprocess=preprocess,

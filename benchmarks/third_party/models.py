@@ -35,15 +35,18 @@ class SegmentationOut(torch.nn.Module):
 
 
 class DetectionHead(torch.nn.Module):
-    """SSD/SSDLite backbone + head without anchors, box decoding or NMS: (bbox_regression, cls_logits)."""
+    """SSD/SSDLite backbone + head without anchors, box decoding or NMS: (bbox_regression, cls_logits), or with
+    ``concat`` one tensor (N, anchors, 4 + classes), the single-output form edge deployments usually take."""
 
-    def __init__(self, model):
+    def __init__(self, model, concat: bool = False):
         super().__init__()
-        self.backbone, self.head = model.backbone, model.head
+        self.backbone, self.head, self.concat = model.backbone, model.head, concat
 
     def forward(self, x):
         features = list(self.backbone(x).values())
         out = self.head(features)
+        if self.concat:
+            return torch.cat([out["bbox_regression"], out["cls_logits"]], dim=-1)
         return out["bbox_regression"], out["cls_logits"]
 
 
@@ -66,9 +69,12 @@ def _segmentation(name: str):
     return lambda: SegmentationOut(_tv(name, weights_backbone=None)())
 
 
-def _ssdlite():
-    tv = import_vision()[0]
-    return DetectionHead(tv.models.detection.ssdlite320_mobilenet_v3_large(weights=None, weights_backbone=None))
+def _ssdlite(concat: bool = False):
+    def build():
+        tv = import_vision()[0]
+        return DetectionHead(tv.models.detection.ssdlite320_mobilenet_v3_large(weights=None, weights_backbone=None), concat)
+
+    return build
 
 
 SPECS = (
@@ -98,8 +104,10 @@ SPECS = (
          note="21-class logits at input size"),
     Spec("deeplabv3_mobilenet_v3_large", "segmentation", "torchvision",
          _segmentation("deeplabv3_mobilenet_v3_large"), note="ASPP, dilated convs"),
-    Spec("ssdlite320_mobilenet_v3_large", "detection", "torchvision", _ssdlite, size=320,
+    Spec("ssdlite320_mobilenet_v3_large", "detection", "torchvision", _ssdlite(), size=320,
          note="backbone + head, 2 outputs, no NMS"),
+    Spec("ssdlite320_mobilenet_v3_large_cat", "detection", "torchvision", _ssdlite(concat=True), size=320,
+         note="the same, boxes and scores in one output tensor"),
 )
 BY_NAME = {s.name: s for s in SPECS}
 

@@ -122,7 +122,7 @@ def run(name: str, photos: Path, out: Path, targets: str, record: dict, progress
 
     try:
         result = edgeport.export(model, targets, input_shape=(1, 3, spec.size, spec.size), calib=str(photos),
-                                 out=str(out), strict=False, on_stage=on_stage)
+                                 out=str(out), strict=False, on_stage=on_stage, name=spec.name)
     except EdgeportError as exc:
         record.update(status="refused", error={"type": type(exc).__name__, "message": str(exc).splitlines()[0][:400] if str(exc) else "",
                                                "message_lines": len(str(exc).splitlines()), "hint": getattr(exc, "hint", None),

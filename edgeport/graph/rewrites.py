@@ -334,6 +334,34 @@ def rewrite_for_edge(gm: fx.GraphModule) -> list[str]:
     return lines
 
 
+def l2_norm_as_sum_of_squares(gm: fx.GraphModule) -> list[str]:
+    """||x||_2 over some dims (F.normalize, XCA attention) as sqrt(sum(x*x)): the same value, spelled without
+    ONNX's ReduceL2, which onnx2tf 1.28.8 cannot convert with a single axis (it hands tf.norm an
+    ``np.int64`` axis: "'axis' must be None, an integer, or a tuple of 2 unique integers"; timm edgenext)."""
+    done = []
+    for node in list(gm.graph.nodes):
+        if node.op != "call_function" or node.target is not aten.linalg_vector_norm.default:
+            continue
+        args = list(node.args) + [None] * (3 - len(node.args))
+        x, order, dims = args[0], args[1] if len(node.args) > 1 else node.kwargs.get("ord", 2), args[2]
+        keepdim = node.args[3] if len(node.args) > 3 else node.kwargs.get("keepdim", False)
+        if order != 2 or dims is None or node.kwargs.get("dtype") is not None:
+            continue
+        with gm.graph.inserting_before(node):
+            square = gm.graph.call_function(aten.mul.Tensor, (x, x))
+            total = gm.graph.call_function(aten.sum.dim_IntList, (square, list(dims), keepdim))
+            root = gm.graph.call_function(aten.sqrt.default, (total,))
+        for n in (square, total, root):
+            n.meta = dict(node.meta)
+        node.replace_all_uses_with(root)
+        gm.graph.erase_node(node)
+        done.append(module_path(root))
+    if done:
+        gm.graph.lint()
+        gm.recompile()
+    return done
+
+
 def for_xnnpack_int8(program: torch.export.ExportedProgram, example: torch.Tensor) -> torch.export.ExportedProgram:
     """The fused program with h-swish/hard-sigmoid computed with ReLU6 (see above), for the TFLite targets
     only: in ONNX Runtime the same rewrite buys nothing in float and cost int8 accuracy (measured on the
@@ -343,6 +371,8 @@ def for_xnnpack_int8(program: torch.export.ExportedProgram, example: torch.Tenso
     from edgeport.graph.capture import capture
 
     gm = program.module()
-    if not relu6_hard_activations(gm):
+    hard = relu6_hard_activations(gm)
+    norms = l2_norm_as_sum_of_squares(gm)
+    if not hard and not norms:
         return program
     return capture(gm, example)

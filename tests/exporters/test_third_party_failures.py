@@ -159,3 +159,10 @@ def test_hswish_feeding_a_residual_add_stays_in_one_xnnpack_partition(tmp_path):
     assert int8.delegation["partitions"] == 1, int8.delegation["summary"]
     assert "HARD_SWISH" not in int8.delegation["slow"]
     assert int8.parity.judged and int8.parity.passed
+
+
+@pytest.mark.slow
+def test_l2_normalize_converts_to_tflite(tmp_path):
+    result = _export(tp.NormalizeNet, "tflite-fp32", tmp_path)
+    (fp32,) = result.artifacts
+    assert fp32.parity.judged and fp32.parity.passed
