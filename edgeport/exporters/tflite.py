@@ -231,6 +231,8 @@ def export_int8(req: ExportRequest, denylisted_nodes: tuple[str, ...] = (),
                 ) from None
         log.unlink(missing_ok=True)
     data, denylisted_nodes = _runnable(req, data, tuple(denylisted_nodes), ranges)
+    if not req.quant.no_float:
+        data = _one_partition(req, data, denylisted_nodes, ranges)
     dest = req.out_dir / TARGETS.get("tflite-int8").filename(req.name)
     io = {"io_dtype": req.quant.io_dtype, "quantization": {"method": req.quant.method,
                                                           "float_fallback": list(req.quant.float_fallback)}}
@@ -265,7 +267,7 @@ def _runnable(req: ExportRequest, data: bytes, denylisted: tuple[str, ...], rang
             path.write_bytes(data)
             runner = LiteRtRunner(path)
             try:
-                runner.run(req.calibration[: max(runner.batch, len(req.calibration) // runner.batch * runner.batch)])
+                runner.run(_check_inputs(req, runner.batch))
                 break
             except ArtifactFailed as exc:
                 node = getattr(exc, "node", None)
@@ -280,15 +282,88 @@ def _runnable(req: ExportRequest, data: bytes, denylisted: tuple[str, ...], rang
             calibrated = tflite_ptq.with_ranges(calibrated, ranges)
         data = tflite_ptq.quantize(calibrated, req.quant.io_dtype, denylisted)
     if kept:
-        # TFLite's quantizer leaves the ops after a denylisted op float when their inputs reach them through
-        # same-scale ops (RESHAPE, STRIDED_SLICE); measured on linear attention with every variant of
-        # mlir_quantize's options (denylisted ops or nodes, fully_quantize). They are named with the op they follow.
-        names = tflite_names(data, onnx_weight_norms(to_onnx(req)))
-        after = sorted(_critical_float(data) - _critical_float(first) - {k["tensor"] for k in kept})
-        kept += [{"layer": names.get(t, t), "op": "after " + kept[0]["op"], "tensor": t,
-                  "why": f"left float by TFLite's quantizer downstream of the float {kept[0]['layer']}"} for t in after]
-        req.cache.setdefault(AUTO_FLOAT, {})["tflite-int8"] = kept
+        _record_kept(req, first, data, kept)
     return data, denylisted
+
+
+CHECK_SAMPLES = 64  # calibration inputs each int8 file is run on before it is written
+
+
+def _check_inputs(req: ExportRequest, batch: int) -> np.ndarray:
+    n = max(batch, min(len(req.calibration), CHECK_SAMPLES) // batch * batch)
+    return req.calibration[:n]
+
+
+def _record_kept(req: ExportRequest, before: bytes, after: bytes, kept: list[dict]) -> None:
+    """Add ``kept`` (ops denylisted on purpose) to the run's AUTO_FLOAT record of tflite-int8, with the compute
+    ops TFLite's quantizer then left float downstream of them. It does that when their inputs reach them
+    through same-scale ops (RESHAPE, STRIDED_SLICE): measured on linear attention with every variant of
+    mlir_quantize's options (denylisted ops or nodes, fully_quantize); they are named with the op they follow."""
+    from edgeport.formats.layer_names import onnx_weight_norms, tflite_names
+
+    record = req.cache.setdefault(AUTO_FLOAT, {}).setdefault("tflite-int8", [])
+    known = {k["tensor"] for k in record + kept}
+    names = tflite_names(after, onnx_weight_norms(to_onnx(req)))
+    downstream = sorted(_critical_float(after) - _critical_float(before) - known)
+    record += kept + [{"layer": names.get(t, t), "op": "after " + kept[0]["op"], "tensor": t,
+                       "why": f"left float by TFLite's quantizer downstream of the float {kept[0]['layer']}"}
+                      for t in downstream]
+
+
+MAX_ISLAND_ROUNDS = 3
+
+
+def _one_partition(req: ExportRequest, data: bytes, denylisted: tuple[str, ...], ranges) -> bytes:
+    """The int8 model with the ops XNNPACK cannot run in int8 kept float, when that puts more of it in XNNPACK.
+
+    An op XNNPACK has no int8 kernel for (a transformer's SOFTMAX, LayerNorm's SQUARED_DIFFERENCE and RSQRT, a
+    BATCH_MATMUL of two activations, GELU, an ADD whose scales it cannot take) runs in LiteRT's builtin kernels
+    and cuts the graph into partitions, each switch costing a copy out of and back into XNNPACK. In float, XNNPACK
+    runs those ops itself, with QUANTIZE/DEQUANTIZE around them, inside one partition. Measured on a
+    MobileViT-style block (tests/fixtures/third_party.AttentionNet, x86, 1 thread): 10 partitions and 1.84 ms
+    in int8 -> 1 partition and 0.26 ms with these ops float. Kept only when the partitions decrease and the file
+    runs on the calibration data; each op is recorded like the other automatic fallbacks. ``--no-float`` skips it."""
+    from edgeport.errors import EdgeportError
+    from edgeport.exporters import tflite_ptq
+    from edgeport.formats.delegation import tflite_delegation
+    from edgeport.formats.layer_names import onnx_weight_norms, tflite_names
+    from edgeport.runtimes.litert_runner import LiteRtRunner
+
+    def delegation_of(model: bytes):
+        with tempfile.TemporaryDirectory(prefix="edgeport-int8-xnnpack-") as tmp:
+            path = Path(tmp) / "model.tflite"
+            path.write_bytes(model)
+            d = tflite_delegation(path)
+            try:
+                LiteRtRunner(path).run(_check_inputs(req, int(req.example.shape[0])))
+            except EdgeportError:
+                return d, False
+            return d, True
+
+    current, _ = delegation_of(data)
+    original = data
+    kept: list[dict] = []
+    for _ in range(MAX_ISLAND_ROUNDS):
+        if (current.partitions or 0) <= 1 or not current.slow_nodes:
+            break
+        names = tflite_names(data, onnx_weight_norms(to_onnx(req)))
+        slow = [(t, op) for t, op in current.slow_nodes if t not in denylisted]
+        if not slow:
+            break
+        calibrated = calibrated_model(req)
+        if ranges:
+            calibrated = tflite_ptq.with_ranges(calibrated, ranges)
+        trial = tflite_ptq.quantize(calibrated, req.quant.io_dtype, (*denylisted, *(t for t, _ in slow)))
+        after, runs = delegation_of(trial)
+        if not runs or (after.partitions or 0) >= (current.partitions or 0):
+            break
+        kept += [{"layer": names.get(t, t), "op": op, "tensor": t,
+                  "why": "XNNPACK has no int8 kernel for it: kept float, it runs inside the XNNPACK partition"}
+                 for t, op in slow]
+        data, current, denylisted = trial, after, (*denylisted, *(t for t, _ in slow))
+    if kept:
+        _record_kept(req, original, data, kept)
+    return data
 
 
 def _critical_float(data: bytes) -> set[str]:

@@ -182,7 +182,8 @@ def _auto_float_line(target: str, auto: list[dict], no_float: bool) -> str:
 
     counts = ", ".join(f"{n} {op}" for op, n in Counter(a["op"] for a in auto).items())
     layers = "; ".join(a["layer"] for a in auto[:3]) + ("; ..." if len(auto) > 3 else "")
-    return (f"{target}: kept float because int8 cannot run them: {counts} ({layers}); {auto[0]['why'][:100]}"
+    whys = "; ".join(w[:100] for w in list(dict.fromkeys(a["why"] for a in auto))[:2])
+    return (f"{target}: kept float because int8 cannot run them: {counts} ({layers}); {whys}"
             + ("" if no_float else " (--no-float makes this an error)"))
 
 
