@@ -40,7 +40,10 @@ full log (with any traceback) under `benchmarks/results/third_party/<model>/` (n
 
 - **files**: artifacts written, of the targets asked for.
 - **int8 float ops**: compute ops left float in the int8 graphs, as edgeport's int8 check reads them
-  (onnx-int8 / tflite-int8); `-`: that file was not made or not checked.
+  (onnx-int8 / tflite-int8); `(N auto)`: ops edgeport kept float on its own, named in the export's output
+  and parity.json (ops ORT's quantizer or LiteRT's int8 kernels cannot take, and ops XNNPACK has no int8 kernel
+  for, kept float so they run inside its partition; [quantization.md](quantization.md#ops-int8-cannot-run));
+  `-`: that file was not made or not checked.
 - **XNNPACK**: partitions of the int8 .tflite in ai-edge-litert's XNNPACK delegate (1 = whole graph on the
   fast path) and the number of nodes left to LiteRT's builtin kernels.
 - **fp32 parity**: onnx-fp32 and tflite-fp32 judged against PyTorch on the held-out photos (pass/FAIL).
@@ -60,7 +63,10 @@ def _art(rec: dict, target: str) -> dict | None:
 def _float_ops(rec: dict, target: str) -> str:
     a = _art(rec, target)
     cov = a and a.get("int8_coverage")
-    return "-" if not cov else str(cov.get("float", 0))
+    if not cov:
+        return "-"
+    auto = len(a.get("auto_float") or [])
+    return f"{cov.get('float', 0)}" + (f" ({auto} auto)" if auto else "")
 
 
 def _xnnpack(rec: dict) -> str:

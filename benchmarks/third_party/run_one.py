@@ -86,7 +86,8 @@ def _delegation(d: dict | None) -> dict | None:
 
 def _artifacts(result) -> list[dict]:
     return [{"target": a.target, "file": a.path.name, "size": a.size, "int8_coverage": a.int8_coverage,
-             "delegation": _delegation(a.delegation), "parity": _parity(a.parity)} for a in result.artifacts]
+             "delegation": _delegation(a.delegation), "parity": _parity(a.parity),
+             "auto_float": [{k: f[k] for k in ("layer", "op", "why")} for f in a.auto_float]} for a in result.artifacts]
 
 
 def _files_delegation(out: Path) -> dict:

@@ -9,7 +9,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY="${PY:-.venv/bin/python}"
-[ -x "$PY" ] || PY=/work/main/.venv/bin/python
 mkdir -p .cache
 if [ ! -d .cache/sweep-site/timm ] || [ ! -d .cache/sweep-site/torchvision ]; then
   "$PY" -m pip install --quiet --no-deps --target .cache/sweep-site torchvision==0.28.0 timm==1.0.31
