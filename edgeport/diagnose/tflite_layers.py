@@ -40,6 +40,10 @@ def diagnose_tflite(int8: bytes, calibrated: bytes, inputs_nchw: np.ndarray,
     batch = int(q_in["shape"][0])
     data = data[: len(data) // batch * batch]
     float_index = {t["name"]: t["index"] for t in fi.get_tensor_details()}
+    # a written file names its I/O "input"/"output" (tflite_compact.with_metadata): pair them by position
+    twin = {q["name"]: f["name"] for get in ("get_input_details", "get_output_details")
+            for q, f in zip(getattr(qi, get)(), getattr(fi, get)())}
+    float_index.update({q: float_index[f] for q, f in twin.items() if f in float_index})
     produced = {}  # output tensor index -> (op position, op name)
     for op in qi._get_ops_details():  # noqa: SLF001 - the public API has no op list; QuantizationDebugger uses it too
         for o in op["outputs"]:
@@ -69,9 +73,11 @@ def diagnose_tflite(int8: bytes, calibrated: bytes, inputs_nchw: np.ndarray,
     rows = []
     for _, t, scale, zero, op in rows_meta:
         acc, name = sums[t["name"]], t["name"]
-        mse = local.get(name)
+        calibrated_name = twin.get(name, name)  # what the converter's denylist and the local errors know it by
+        mse = local.get(calibrated_name)
         e2s = math.sqrt(mse) / scale if mse is not None and math.isfinite(mse) and scale > 0 else math.nan
-        rows.append(LayerError(name, names.get(name, name), op, name, scale, zero, acc.sqnr_db(), acc.rel_rmse(), e2s, len(rows)))
+        rows.append(LayerError(calibrated_name, names.get(name, name), op, calibrated_name, scale, zero, acc.sqnr_db(),
+                               acc.rel_rmse(), e2s, len(rows)))
     return rows
 
 

@@ -23,7 +23,7 @@ from edgeport.errors import UnsupportedOp, UserError
 from edgeport.exporters import AUTO_FLOAT, FP16, FP32, INT8, TARGETS, ExportRequest, Target, metadata, register_target
 from edgeport.exporters.onnx_fp32 import to_onnx
 from edgeport.exporters.tf_env import TF_HINT, converter_failure, import_tf, to_nhwc
-from edgeport.exporters.tflite_compact import share_quantization_vectors, with_metadata
+from edgeport.exporters.tflite_compact import io_renames, share_quantization_vectors, with_metadata
 from edgeport.quantization import options
 from edgeport.util import native_logs
 from edgeport.util.atomic_file import write_bytes
@@ -204,6 +204,7 @@ def export_int8(req: ExportRequest, denylisted_nodes: tuple[str, ...] = (),
     from edgeport.exporters import tflite_ptq
 
     _check_int8_request(req)
+    req.cache.get(AUTO_FLOAT, {}).pop("tflite-int8", None)  # this build finds its own (accuracy control rebuilds)
     if ranges is None:
         ranges = method_ranges(req)
     if req.quant.float_fallback:  # the user's layers, and accuracy control's on top
@@ -239,6 +240,9 @@ def export_int8(req: ExportRequest, denylisted_nodes: tuple[str, ...] = (),
     auto = req.cache.get(AUTO_FLOAT, {}).get("tflite-int8")
     if auto:
         io["quantization"]["auto_float"] = [a["layer"] for a in auto]
+        renames = io_renames(data)  # the written file's I/O are renamed: its coverage will use the new names
+        for a in auto:
+            a["tensor"] = renames.get(a["tensor"], a["tensor"])
     write_bytes(dest, _described(req, "tflite-int8", share_quantization_vectors(data), **io))
     return dest
 
@@ -329,18 +333,20 @@ def _one_partition(req: ExportRequest, data: bytes, denylisted: tuple[str, ...],
     from edgeport.formats.layer_names import onnx_weight_norms, tflite_names
     from edgeport.runtimes.litert_runner import LiteRtRunner
 
-    def delegation_of(model: bytes):
+    def delegation_of(model: bytes, run: bool = True):
         with tempfile.TemporaryDirectory(prefix="edgeport-int8-xnnpack-") as tmp:
             path = Path(tmp) / "model.tflite"
             path.write_bytes(model)
             d = tflite_delegation(path)
+            if not run:  # already run by _runnable
+                return d, True
             try:
                 LiteRtRunner(path).run(_check_inputs(req, int(req.example.shape[0])))
             except EdgeportError:
                 return d, False
             return d, True
 
-    current, _ = delegation_of(data)
+    current, _ = delegation_of(data, run=False)
     original = data
     kept: list[dict] = []
     for _ in range(MAX_ISLAND_ROUNDS):

@@ -102,13 +102,35 @@ def share_quantization_vectors(model: bytes) -> bytes:
 METADATA_NAME = "edgeport"
 
 
-def with_metadata(model: bytes, text: str) -> bytes:
-    """``model`` with a metadata entry ``edgeport`` holding ``text`` (an earlier one replaced). Tensor names stay
-    the converter's: the per-layer diagnosis and accuracy control match them against the calibrated float model
-    and pass them to the converter's denylist."""
+IO_NAMES = ("input", "output")  # what a written file's graph inputs and outputs are called (several: _1, _2...)
+
+
+def io_renames(model: bytes) -> dict[str, str]:
+    """The converter's names of the main graph's inputs/outputs (``serving_default_input:0``,
+    ``PartitionedCall:0``) -> the names :func:`with_metadata` gives them."""
     from ai_edge_litert import schema_py_generated as schema
 
+    graph = schema.Model.GetRootAs(bytearray(model), 0).Subgraphs(0)
+    out = {}
+    for count, get, base in ((graph.InputsLength(), graph.Inputs, IO_NAMES[0]), (graph.OutputsLength(), graph.Outputs, IO_NAMES[1])):
+        for i in range(count):
+            out[graph.Tensors(get(i)).Name().decode()] = base if i == 0 else f"{base}_{i}"
+    return out
+
+
+def with_metadata(model: bytes, text: str) -> bytes:
+    """``model`` with a metadata entry ``edgeport`` holding ``text`` (an earlier one replaced), and its main graph's
+    inputs and outputs named as :func:`io_renames` says. The per-layer diagnosis pairs a written file's I/O tensors
+    with the calibrated model's by position (edgeport.diagnose.tflite_layers), so the converter's denylist still
+    gets the names it knows."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    renames = io_renames(model)
     tree = schema.ModelT.InitFromPackedBuf(bytearray(model), 0)
+    for tensor in tree.subgraphs[0].tensors if tree.subgraphs else []:
+        old = tensor.name.decode() if isinstance(tensor.name, bytes) else str(tensor.name)
+        if old in renames:
+            tensor.name = renames[old].encode()
     tree.buffers = tree.buffers or []
     payload = schema.BufferT()
     payload.data = np.frombuffer(text.encode(), dtype=np.uint8)

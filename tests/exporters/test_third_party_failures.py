@@ -123,6 +123,11 @@ def test_segmentation_tflite_output_is_mapped_back_to_nchw(tmp_path):
     (fp32,) = result.artifacts
     assert _metadata(fp32.path)["output_permutation"] == [0, 3, 1, 2]
     assert fp32.parity.judged and fp32.parity.passed, fp32.parity
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=str(fp32.path))  # the file's own I/O names, not serving_default_input:0
+    assert [d["name"] for d in it.get_input_details()] == ["input"]
+    assert [d["name"] for d in it.get_output_details()] == ["output"]
 
 
 @pytest.mark.slow
