@@ -321,7 +321,7 @@ def _one_partition(req: ExportRequest, data: bytes, denylisted: tuple[str, ...],
     """The int8 model with the ops XNNPACK cannot run in int8 kept float, when that puts more of it in XNNPACK.
 
     An op XNNPACK has no int8 kernel for (a transformer's SOFTMAX, LayerNorm's SQUARED_DIFFERENCE and RSQRT, a
-    BATCH_MATMUL of two activations, GELU, an ADD whose scales it cannot take) runs in LiteRT's builtin kernels
+    BATCH_MATMUL of two activations, GELU) runs in LiteRT's builtin kernels
     and cuts the graph into partitions, each switch costing a copy out of and back into XNNPACK. In float, XNNPACK
     runs those ops itself, with QUANTIZE/DEQUANTIZE around them, inside one partition. Measured on a
     MobileViT-style block (tests/fixtures/third_party.AttentionNet, x86, 1 thread): 10 partitions and 1.84 ms
@@ -330,6 +330,7 @@ def _one_partition(req: ExportRequest, data: bytes, denylisted: tuple[str, ...],
     from edgeport.errors import EdgeportError
     from edgeport.exporters import tflite_ptq
     from edgeport.formats.delegation import tflite_delegation
+    from edgeport.formats.int8_coverage import CRITICAL_TFLITE_OPS
     from edgeport.formats.layer_names import onnx_weight_norms, tflite_names
     from edgeport.runtimes.litert_runner import LiteRtRunner
 
@@ -353,7 +354,9 @@ def _one_partition(req: ExportRequest, data: bytes, denylisted: tuple[str, ...],
         if (current.partitions or 0) <= 1 or not current.slow_nodes:
             break
         names = tflite_names(data, onnx_weight_norms(to_onnx(req)))
-        slow = [(t, op) for t, op in current.slow_nodes if t not in denylisted]
+        # conv / depthwise / FC / ADD stay int8 (the int8 check requires them): an ADD XNNPACK refuses is an
+        # int8 ADD whose scales it cannot take (random-weight nets' h-swish +3), left to LiteRT and reported
+        slow = [(t, op) for t, op in current.slow_nodes if t not in denylisted and op not in CRITICAL_TFLITE_OPS]
         if not slow:
             break
         calibrated = calibrated_model(req)
