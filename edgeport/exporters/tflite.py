@@ -323,10 +323,12 @@ def _one_partition(req: ExportRequest, data: bytes, denylisted: tuple[str, ...],
     An op XNNPACK has no int8 kernel for (a transformer's SOFTMAX, LayerNorm's SQUARED_DIFFERENCE and RSQRT, a
     BATCH_MATMUL of two activations, GELU) runs in LiteRT's builtin kernels
     and cuts the graph into partitions, each switch costing a copy out of and back into XNNPACK. In float, XNNPACK
-    runs those ops itself, with QUANTIZE/DEQUANTIZE around them, inside one partition. Measured on a
-    MobileViT-style block (tests/fixtures/third_party.AttentionNet, x86, 1 thread): 10 partitions and 1.84 ms
-    in int8 -> 1 partition and 0.26 ms with these ops float. Kept only when the partitions decrease and the file
-    runs on the calibration data; each op is recorded like the other automatic fallbacks. ``--no-float`` skips it."""
+    runs those ops itself, with QUANTIZE/DEQUANTIZE around them, in its partition. Measured on a MobileViT-style
+    block (tests/fixtures/third_party.AttentionNet, x86, 1 thread, a loaded machine): 10 partitions and 1.84 ms in
+    int8 -> 1 partition and 0.26 ms with every such op float, LayerNorm's ADD (variance + eps) included. Conv,
+    depthwise, FC and ADD stay int8 here (the int8 check requires them), so that block keeps 3 partitions.
+    Kept only when the partitions decrease and the file runs on the calibration data; each op is recorded like
+    the other automatic fallbacks. ``--no-float`` skips it."""
     from edgeport.errors import EdgeportError
     from edgeport.exporters import tflite_ptq
     from edgeport.formats.delegation import tflite_delegation
