@@ -266,9 +266,7 @@ def _runnable(req: ExportRequest, data: bytes, denylisted: tuple[str, ...], rang
     kept: list[dict] = []
     first = data
     for _ in range(MAX_AUTO_FLOAT + 1):
-        with tempfile.TemporaryDirectory(prefix="edgeport-int8-check-") as tmp:
-            path = Path(tmp) / "model.tflite"
-            path.write_bytes(data)
+        with _as_file(data) as path:
             runner = LiteRtRunner(path)
             try:
                 runner.run(_check_inputs(req, runner.batch))
@@ -288,6 +286,15 @@ def _runnable(req: ExportRequest, data: bytes, denylisted: tuple[str, ...], rang
     if kept:
         _record_kept(req, first, data, kept)
     return data, denylisted
+
+
+@contextlib.contextmanager
+def _as_file(data: bytes):
+    """An in-memory .tflite model as a temporary file (LiteRT, the coverage and delegation readers take paths)."""
+    with tempfile.TemporaryDirectory(prefix="edgeport-int8-check-") as tmp:
+        path = Path(tmp) / "model.tflite"
+        path.write_bytes(data)
+        yield path
 
 
 CHECK_SAMPLES = 64  # calibration inputs each int8 file is run on before it is written
@@ -337,9 +344,7 @@ def _one_partition(req: ExportRequest, data: bytes, denylisted: tuple[str, ...],
     from edgeport.runtimes.litert_runner import LiteRtRunner
 
     def delegation_of(model: bytes, run: bool = True):
-        with tempfile.TemporaryDirectory(prefix="edgeport-int8-xnnpack-") as tmp:
-            path = Path(tmp) / "model.tflite"
-            path.write_bytes(model)
+        with _as_file(model) as path:
             d = tflite_delegation(path)
             if not run:  # already run by _runnable
                 return d, True
@@ -381,9 +386,7 @@ def _critical_float(data: bytes) -> set[str]:
     """The compute ops (tensor names) an int8 .tflite model computes in float."""
     from edgeport.formats.int8_coverage import coverage_of
 
-    with tempfile.TemporaryDirectory(prefix="edgeport-int8-check-") as tmp:
-        path = Path(tmp) / "model.tflite"
-        path.write_bytes(data)
+    with _as_file(data) as path:
         return set(coverage_of(path).critical_float())
 
 
