@@ -364,6 +364,7 @@ def _one_partition(req: ExportRequest, data: bytes, denylisted: tuple[str, ...],
         # conv / depthwise / FC / ADD stay int8 (the int8 check requires them): an ADD XNNPACK refuses is an
         # int8 ADD whose scales it cannot take (random-weight nets' h-swish +3), left to LiteRT and reported
         slow = [(t, op) for t, op in current.slow_nodes if t not in denylisted and op not in CRITICAL_TFLITE_OPS]
+        slow += _refused_next_to_float(data, current.slow_nodes, {*denylisted, *(t for t, _ in slow)})
         if not slow:
             break
         calibrated = calibrated_model(req)
@@ -380,6 +381,24 @@ def _one_partition(req: ExportRequest, data: bytes, denylisted: tuple[str, ...],
     if kept:
         _record_kept(req, original, data, kept)
     return data
+
+
+def _refused_next_to_float(data: bytes, slow_nodes, floating: set[str]) -> list[tuple[str, str]]:
+    """The ADDs XNNPACK refuses in int8 that sit next to an op kept float (``floating``), through Q/DQ.
+
+    LayerNorm's ``variance + eps`` and attention's ``scores + bias`` are int8 ADDs whose scales XNNPACK
+    rejects (a tiny constant beside a wide activation); they sit between ops the islands keep float (RSQRT,
+    SOFTMAX), so left int8 each one is a partition of its own. Float, XNNPACK runs it in the island. Measured
+    on the sweep's hybrids (docs/third-party.md). An ADD whose neighbours are int8 (h-swish's ``x + 3``
+    between a conv and RELU6) stays int8: floating it would cut the graph instead."""
+    from edgeport.formats.delegation import tflite_neighbours
+
+    refused = [(t, op) for t, op in slow_nodes if op == "ADD" and t not in floating]
+    if not refused:
+        return []
+    with _as_file(data) as path:
+        near = tflite_neighbours(path)
+    return [(t, op) for t, op in refused if near.get(t, set()) & floating]
 
 
 def _critical_float(data: bytes) -> set[str]:

@@ -149,6 +149,40 @@ def tflite_delegation(path) -> Delegation:
                       Counter(), slow_nodes, partitions=sum(o["op_name"] == "DELEGATE" for o in ops))
 
 
+PASS_THROUGH_OPS = frozenset({"QUANTIZE", "DEQUANTIZE"})  # dtype changes between an int8 op and a float one
+
+
+def tflite_neighbours(path) -> dict[str, set[str]]:
+    """Op (named by its first output tensor) -> the ops next to it in a .tflite graph: the producers of its
+    inputs and the consumers of its outputs, looking through QUANTIZE/DEQUANTIZE (which only change dtype)."""
+    from edgeport.runtimes.litert_runner import LiteRtRunner
+
+    interp = LiteRtRunner(Path(path), threads=1).interpreter
+    names = {t["index"]: t["name"] for t in interp.get_tensor_details()}
+    ops = [o for o in interp._get_ops_details() if o["op_name"] != "DELEGATE"]
+    producer = {int(t): o for o in ops for t in o["outputs"]}
+    consumers: dict[int, list[dict]] = {}
+    for o in ops:
+        for t in o["inputs"]:
+            consumers.setdefault(int(t), []).append(o)
+
+    def across(o: dict, upstream: bool) -> list[dict]:
+        if o["op_name"] not in PASS_THROUGH_OPS:
+            return [o]
+        if upstream:
+            return [n for t in o["inputs"] if int(t) in producer for n in across(producer[int(t)], True)]
+        return [n for t in o["outputs"] for c in consumers.get(int(t), []) for n in across(c, False)]
+
+    out: dict[str, set[str]] = {}
+    for o in ops:
+        if o["op_name"] in PASS_THROUGH_OPS or not len(o["outputs"]):
+            continue
+        near = [n for t in o["inputs"] if int(t) in producer for n in across(producer[int(t)], True)]
+        near += [n for t in o["outputs"] for c in consumers.get(int(t), []) for n in across(c, False)]
+        out[names[int(o["outputs"][0])]] = {names[int(n["outputs"][0])] for n in near if len(n["outputs"])}
+    return out
+
+
 def delegated_nodes(ops: list[dict]) -> dict[int, int]:
     """Original node index -> index of the DELEGATE node that took it, from a post-delegation node list
     (dicts with ``index``, ``op_name``, ``inputs``, ``outputs`` as ``Interpreter._get_ops_details`` gives)."""
