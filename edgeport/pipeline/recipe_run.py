@@ -22,6 +22,7 @@ from edgeport.errors import EdgeportError
 from edgeport.pipeline import stage_cache
 from edgeport.pipeline.artifact import ALL_TOOLS, Artifact, tool_versions
 from edgeport.pipeline.recipe import Recipe
+from edgeport.pipeline.shards import ShardSpec
 from edgeport.pipeline.stage_cache import StageCache, hash_files, key_of, producer_sources
 from edgeport.util.atomic_file import atomic_path, write_text
 
@@ -529,11 +530,13 @@ def parse_recipes(paths: list[Path], allowed: tuple[Path, ...] = ()) -> list[Rec
 
 def run_recipes(recipes: list[Recipe], out: Path, cache_dir: Path | None = None, force: bool = False, wait: bool = False,
                 start: Callable[[Recipe], Callable[[str], None]] = lambda r: (lambda s: None),
-                done: Callable[[RecipeResult], None] = lambda res: None) -> RunResult:
+                done: Callable[[RecipeResult], None] = lambda res: None, shard: ShardSpec | None = None) -> RunResult:
     """Run parsed recipes one after another into ``out`` (locked against a concurrent run), then write
     manifest.json, report.md, report.html and junit.xml. ``start(recipe)`` returns the stage callback of that
-    recipe; ``done(result)`` is called after each."""
+    recipe; ``done(result)`` is called after each. With ``shard``, only that shard's part of ``recipes``
+    (edgeport.pipeline.shards) runs and the manifest records the split for ``edgeport report merge``."""
     from edgeport import report
+    from edgeport.pipeline import shards
     from edgeport.pipeline.out_lock import locked
     from edgeport.report import manifest
 
@@ -541,10 +544,12 @@ def run_recipes(recipes: list[Recipe], out: Path, cache_dir: Path | None = None,
     started, t0 = time.time(), time.perf_counter()
     results = []
     with locked(out, wait=wait):
-        for r in recipes:
+        for r in recipes if shard is None else shards.select(recipes, shard):
             res = run_recipe(r, out, cache, start(r))
             results.append(res)
             done(res)
         m = manifest.build(results, started, time.perf_counter() - t0, force, cache.root)
+        if shard is not None:
+            m["shard"] = shards.record(recipes, shard)
         written = tuple(report.write_all(out, m))
     return RunResult(tuple(results), m, written)
