@@ -20,21 +20,16 @@ def merge(
     wait: bool = typer.Option(False, "--wait", help="If another run holds --out, wait for it instead of failing."),
 ) -> None:
     """Join the shards' outputs into what one unsharded run writes; exit 3 if a recipe failed its thresholds."""
-    from edgeport.errors import EdgeportError, ParityFailed
+    from edgeport.pipeline.recipe_run import run_failure
     from edgeport.report.merge import merge as merge_shards
 
     manifest, written = merge_shards(shards, out, wait=wait)
     for path in written:
         console.print(f"wrote {path}")
-    recipes = manifest["recipes"]
-    console.print(f"{len(recipes)} recipe(s) from {len(shards)} shard folder(s)")
-    errors = [r for r in recipes if r["error"]]
-    if errors:  # as `edgeport run` exits after its reports: the first recipe error, else the failed thresholds
-        raise EdgeportError(f"{errors[0]['name']}: {errors[0]['error']}", f"see {out / 'report.md'}")
-    failed = [r for r in recipes if not r["passed"]]
-    if failed:
-        raise ParityFailed(f"{len(failed)} recipe(s) failed thresholds: "
-                           + "; ".join(f"{r['name']}: {r['failures'][0]}" for r in failed), f"see {out / 'report.md'}")
+    console.print(f"{len(manifest['recipes'])} recipe(s) from {len(shards)} shard folder(s)")
+    failure = run_failure(manifest["recipes"], out)  # as `edgeport run` exits, after the reports are written
+    if failure is not None:
+        raise failure
 
 
 def register(app: typer.Typer) -> None:

@@ -498,19 +498,28 @@ class RunResult:
         return all(r.passed and not r.error for r in self.results)
 
     def failure(self, out: Path) -> EdgeportError | None:
-        """The typed error a caller raises for this run (the first recipe error, else the failed thresholds)."""
-        from edgeport.errors import ParityFailed
+        """The typed error a caller raises for this run (``run_failure``)."""
+        from edgeport.report.manifest import recipe_entry
 
-        errors = [r for r in self.results if r.error]
-        if errors:
-            e = EdgeportError(f"{errors[0].recipe.name}: {errors[0].error}", f"see {out / 'report.md'}")
-            e.exit_code = errors[0].error_code or 1
-            return e
-        failed = [r for r in self.results if not r.passed]
-        if failed:
-            return ParityFailed(f"{len(failed)} recipe(s) failed thresholds: "
-                                + "; ".join(f"{r.recipe.name}: {r.failures[0]}" for r in failed), f"see {out / 'report.md'}")
-        return None
+        return run_failure([recipe_entry(r) for r in self.results], out)
+
+
+def run_failure(recipes: list[dict], out: Path) -> EdgeportError | None:
+    """The typed error a run's manifest entries (edgeport.report.manifest.recipe_entry) call for, after the reports
+    in ``out`` are written: the first recipe error (with its exit code), else the failed thresholds (exit 3). One
+    rule for `edgeport run` and `edgeport report merge`, so a merged run exits as the unsharded run would."""
+    from edgeport.errors import ParityFailed
+
+    errors = [r for r in recipes if r["error"]]
+    if errors:
+        e = EdgeportError(f"{errors[0]['name']}: {errors[0]['error']}", f"see {out / 'report.md'}")
+        e.exit_code = errors[0].get("error_code") or 1
+        return e
+    failed = [r for r in recipes if not r["passed"]]
+    if failed:
+        return ParityFailed(f"{len(failed)} recipe(s) failed thresholds: "
+                            + "; ".join(f"{r['name']}: {r['failures'][0]}" for r in failed), f"see {out / 'report.md'}")
+    return None
 
 
 def parse_recipes(paths: list[Path], allowed: tuple[Path, ...] = ()) -> list[Recipe]:

@@ -260,3 +260,15 @@ def test_merge_refuses_a_damaged_artifact(runs, tmp_path):
     (damaged / art).write_bytes(b"not an onnx file")
     with pytest.raises(ShardConflict, match="not the file its manifest.json describes"):
         merge([damaged, runs / "s2"], tmp_path / "merged")
+
+
+def test_a_merged_run_fails_as_the_unsharded_run_would(tmp_path):
+    from edgeport.pipeline.recipe_run import run_failure
+
+    ok = {"name": "alpha", "error": None, "error_code": None, "passed": True, "failures": []}
+    bad = {"name": "beta", "error": None, "error_code": None, "passed": False, "failures": ["onnx-int8: sqnr 9 < 15"]}
+    broken = {"name": "gamma", "error": "tflite-int8 needs tensorflow", "error_code": 4, "passed": False, "failures": []}
+    assert run_failure([ok], tmp_path) is None
+    assert run_failure([ok, bad], tmp_path).exit_code == 3
+    err = run_failure([ok, bad, broken], tmp_path)
+    assert err.exit_code == 4 and err.message.startswith("gamma: tflite-int8 needs tensorflow")
