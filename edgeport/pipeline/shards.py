@@ -5,8 +5,8 @@
 saves: a recipe's targets share most of their work. Every target is made from ``torch-fused`` (capture + fuse +
 equivalence check) and every ONNX/TFLite target from onnx-fp32; tflite-fp16 and tflite-int8 reuse the SavedModel
 onnx2tf made for tflite-fp32 (edgeport.exporters.chain). Measured on recipes/mobilenet_v2.toml (docs/ci.md), the
-stages every target needs (load, capture + fuse, onnx-fp32: 23.6 s) are ~40 % of a cold export; a shard given
-tflite-int8 alone would still build torch-fused, onnx-fp32 and tflite-fp32 (48 s) to make its 14 s target, and
+stages every target needs (load, capture + fuse, onnx-fp32: 23.6 s) are 37 % of a cold export (63.7 s); a shard given
+tflite-int8 alone would still build torch-fused, onnx-fp32 and tflite-fp32 (39.5 s) to make its 14.3 s target, and
 a shard given one bench device would rebuild the whole export to have files to time. Validation compares each
 file with its parent, and parity.json, the cache's export entry and the report are per recipe too. So a recipe
 is never split, nothing is built twice, and the stage cache keys are exactly those of an unsharded run: a
