@@ -440,19 +440,23 @@ def quantize(
 
 
 def run(recipes: Path | str | Iterable[Path | str], *, out: str | Path = "artifacts", cache_dir: str | Path | None = None,
-        force: bool = False, wait: bool = False, strict: bool = True, allow_paths: Iterable[str | Path] = ()):
+        force: bool = False, wait: bool = False, strict: bool = True, allow_paths: Iterable[str | Path] = (),
+        shard: tuple[int, int] | str | None = None):
     """Run recipes end to end (capture -> fuse -> quantize -> export -> validate -> bench, each stage cached by
     content) and write manifest.json, report.md, report.html and junit.xml into ``out``: a RunResult
     (edgeport.pipeline.recipe_run). With ``strict``, a recipe error or failed threshold raises after the reports
-    are written (the result is on the exception as ``.result``)."""
+    are written (the result is on the exception as ``.result``). ``shard=(K, N)`` (or ``"K/N"``) runs only the K-th
+    of N disjoint parts of the recipes (edgeport.pipeline.shards); ``merge_reports`` joins the N outputs."""
     from edgeport.pipeline.recipe_run import parse_recipes, run_recipes
+    from edgeport.pipeline.shards import parse_spec
 
     paths = [Path(recipes)] if isinstance(recipes, (str, Path)) else [Path(r) for r in recipes]
     if not paths:
         raise UsageError("no recipe given", "pass recipe TOML files (edgeport recipe new writes one)")
+    spec = parse_spec(shard) if shard is not None else None
     out = Path(out)
     parsed = parse_recipes(paths, tuple(Path(p) for p in allow_paths))
-    result = run_recipes(parsed, out, cache_dir=Path(cache_dir) if cache_dir else None, force=force, wait=wait)
+    result = run_recipes(parsed, out, cache_dir=Path(cache_dir) if cache_dir else None, force=force, wait=wait, shard=spec)
     failure = result.failure(out) if strict else None
     if failure is not None:
         failure.result = result

@@ -46,9 +46,9 @@ def _register_commands() -> None:
 
     for module in (models_cmd, export_cmd, validate_cmd, eval_cmd, bench_cmd, inspect_cmd):
         module.register(app)
-    from edgeport.cli import recipe_cmd, run_cmd  # edgeport run / edgeport recipe new
+    from edgeport.cli import ci_cmd, recipe_cmd, report_cmd, run_cmd  # run / recipe new / report merge / ci matrix
 
-    for module in (run_cmd, recipe_cmd):
+    for module in (run_cmd, recipe_cmd, report_cmd, ci_cmd):
         module.register(app)
     from edgeport.cli import arm_cmd  # edgeport arm setup (qemu-pi4/pi5 userland)
 

@@ -23,10 +23,14 @@ def run(
     allow_path: list[Path] = typer.Option([], "--allow-path", help="A folder outside the recipes' own that their data "
                                            "and weights may come from (repeatable)."),
     cache_dir: Path = typer.Option(None, "--cache-dir", help="Stage cache (default $EDGEPORT_CACHE or ~/.cache/edgeport)."),
+    shard: str = typer.Option(None, "--shard", metavar="K/N", help="Run only the K-th of N disjoint, balanced parts of the "
+                              "recipes (one CI job each; `edgeport report merge` joins their outputs; docs/ci.md)."),
 ) -> None:
     """Run recipes end to end; report everything, then exit 3 if any artifact failed its thresholds."""
     from edgeport.pipeline.recipe_run import parse_recipes, run_recipes
+    from edgeport.pipeline.shards import parse_spec
 
+    spec = parse_spec(shard) if shard is not None else None
     parsed = parse_recipes(recipes, tuple(allow_path))
     t0 = time.perf_counter()
     progress = Progress(SpinnerColumn(), TextColumn("[bold]{task.fields[recipe]}[/]"), BarColumn(), MofNCompleteColumn(),
@@ -56,7 +60,9 @@ def run(
         _summary(res)
 
     with progress:
-        result = run_recipes(parsed, out, cache_dir=cache_dir, force=force, wait=wait, start=start, done=done)
+        result = run_recipes(parsed, out, cache_dir=cache_dir, force=force, wait=wait, start=start, done=done, shard=spec)
+    if spec is not None:
+        console.print(f"shard {spec}: {len(result.results)} of {len(parsed)} recipe(s)")
     for path in result.written:
         console.print(f"wrote {path}")
     console.print(f"{len(result.results)} recipe(s) in {result.manifest['wall_s']:.1f} s")

@@ -22,6 +22,7 @@ from edgeport.errors import EdgeportError
 from edgeport.pipeline import stage_cache
 from edgeport.pipeline.artifact import ALL_TOOLS, Artifact, tool_versions
 from edgeport.pipeline.recipe import Recipe
+from edgeport.pipeline.shards import ShardSpec
 from edgeport.pipeline.stage_cache import StageCache, hash_files, key_of, producer_sources
 from edgeport.util.atomic_file import atomic_path, write_text
 
@@ -497,19 +498,28 @@ class RunResult:
         return all(r.passed and not r.error for r in self.results)
 
     def failure(self, out: Path) -> EdgeportError | None:
-        """The typed error a caller raises for this run (the first recipe error, else the failed thresholds)."""
-        from edgeport.errors import ParityFailed
+        """The typed error a caller raises for this run (``run_failure``)."""
+        from edgeport.report.manifest import recipe_entry
 
-        errors = [r for r in self.results if r.error]
-        if errors:
-            e = EdgeportError(f"{errors[0].recipe.name}: {errors[0].error}", f"see {out / 'report.md'}")
-            e.exit_code = errors[0].error_code or 1
-            return e
-        failed = [r for r in self.results if not r.passed]
-        if failed:
-            return ParityFailed(f"{len(failed)} recipe(s) failed thresholds: "
-                                + "; ".join(f"{r.recipe.name}: {r.failures[0]}" for r in failed), f"see {out / 'report.md'}")
-        return None
+        return run_failure([recipe_entry(r) for r in self.results], out)
+
+
+def run_failure(recipes: list[dict], out: Path) -> EdgeportError | None:
+    """The typed error a run's manifest entries (edgeport.report.manifest.recipe_entry) call for, after the reports
+    in ``out`` are written: the first recipe error (with its exit code), else the failed thresholds (exit 3). One
+    rule for `edgeport run` and `edgeport report merge`, so a merged run exits as the unsharded run would."""
+    from edgeport.errors import ParityFailed
+
+    errors = [r for r in recipes if r["error"]]
+    if errors:
+        e = EdgeportError(f"{errors[0]['name']}: {errors[0]['error']}", f"see {out / 'report.md'}")
+        e.exit_code = errors[0].get("error_code") or 1
+        return e
+    failed = [r for r in recipes if not r["passed"]]
+    if failed:
+        return ParityFailed(f"{len(failed)} recipe(s) failed thresholds: "
+                            + "; ".join(f"{r['name']}: {r['failures'][0]}" for r in failed), f"see {out / 'report.md'}")
+    return None
 
 
 def parse_recipes(paths: list[Path], allowed: tuple[Path, ...] = ()) -> list[Recipe]:
@@ -529,11 +539,13 @@ def parse_recipes(paths: list[Path], allowed: tuple[Path, ...] = ()) -> list[Rec
 
 def run_recipes(recipes: list[Recipe], out: Path, cache_dir: Path | None = None, force: bool = False, wait: bool = False,
                 start: Callable[[Recipe], Callable[[str], None]] = lambda r: (lambda s: None),
-                done: Callable[[RecipeResult], None] = lambda res: None) -> RunResult:
+                done: Callable[[RecipeResult], None] = lambda res: None, shard: ShardSpec | None = None) -> RunResult:
     """Run parsed recipes one after another into ``out`` (locked against a concurrent run), then write
     manifest.json, report.md, report.html and junit.xml. ``start(recipe)`` returns the stage callback of that
-    recipe; ``done(result)`` is called after each."""
+    recipe; ``done(result)`` is called after each. With ``shard``, only that shard's part of ``recipes``
+    (edgeport.pipeline.shards) runs and the manifest records the split for ``edgeport report merge``."""
     from edgeport import report
+    from edgeport.pipeline import shards
     from edgeport.pipeline.out_lock import locked
     from edgeport.report import manifest
 
@@ -541,10 +553,12 @@ def run_recipes(recipes: list[Recipe], out: Path, cache_dir: Path | None = None,
     started, t0 = time.time(), time.perf_counter()
     results = []
     with locked(out, wait=wait):
-        for r in recipes:
+        for r in recipes if shard is None else shards.select(recipes, shard):
             res = run_recipe(r, out, cache, start(r))
             results.append(res)
             done(res)
         m = manifest.build(results, started, time.perf_counter() - t0, force, cache.root)
+        if shard is not None:
+            m["shard"] = shards.record(recipes, shard)
         written = tuple(report.write_all(out, m))
     return RunResult(tuple(results), m, written)

@@ -13,6 +13,7 @@ from edgeport.report.tables import (
     cell,
     control_rows,
     per_layer_rows,
+    shard_line,
     stage_rows,
 )
 
@@ -93,6 +94,8 @@ def build(m: dict) -> str:
     head = (f"<h1>edgeport run: <span class={'ok' if m['passed'] else 'FAIL'}>{status}</span></h1>"
             f"<p class=note>{len(m['recipes'])} recipe(s) · wall time {m['wall_s']:.1f} s · edgeport {escape(m['edgeport'])} · "
             f"{escape(env['host']['cpu'])} · Python {escape(env['python'])}</p>")
+    if m.get("shard"):  # edgeport run --shard K/N: one part of a run; `edgeport report merge` joins the parts
+        head += f"<p class=note>shard {escape(shard_line(m['shard']))}</p>"
     body = head + "\n".join(_recipe(r) for r in m["recipes"])
     return (f"<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8><title>edgeport report</title>"
             f"<style>{CSS}</style></head><body>\n{body}\n</body></html>\n")

@@ -35,6 +35,7 @@ def recipe_entry(r) -> dict:
         "passed": r.passed,
         "failures": r.failures,
         "error": r.error,
+        "error_code": getattr(r, "error_code", None),  # the exit code the error calls for (edgeport.errors)
         "warnings": r.warnings,
         "artifacts": r.artifacts,
         "fusion": r.fusion,

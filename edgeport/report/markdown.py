@@ -10,6 +10,7 @@ from edgeport.report.tables import (
     cell,
     control_rows,
     per_layer_rows,
+    shard_line,
     stage_rows,
 )
 
@@ -20,6 +21,8 @@ def build(m: dict) -> str:
     lines = [f"# edgeport run: {status}", "",
              f"{len(m['recipes'])} recipe(s), wall time {m['wall_s']:.1f} s, edgeport {m['edgeport']}, "
              f"host: {env['host']['cpu']}", ""]
+    if m.get("shard"):  # edgeport run --shard K/N: one part of a run; `edgeport report merge` joins the parts
+        lines += [f"Shard {shard_line(m['shard'])}", ""]
     for r in m["recipes"]:
         mark = "✅" if r["passed"] else "❌"
         reused = f" — reused from cache: {', '.join(r['reused_stages'])}" if r["reused_stages"] else ""

@@ -39,6 +39,12 @@ def cell(row: dict, key: str) -> str:
     return f"{v:,.1f}" if key == "size_kb" else str(v)
 
 
+def shard_line(shard: dict) -> str:
+    """A sharded run's part (manifest ``shard``, edgeport.pipeline.shards.record) in one line."""
+    return (f"{shard['index']}/{shard['count']}: {len(shard['assigned'])} of {len(shard['recipes'])} recipe(s) "
+            f"({', '.join(shard['assigned']) or 'none'}); `edgeport report merge` joins the {shard['count']} shards")
+
+
 def stage_rows(r: dict) -> list[tuple[str, str]]:
     return [(name, f"{s:.2f}") for name, s in r["durations_s"].items()]
 
