@@ -16,7 +16,7 @@ benchmarks/results/hswish_residual.json and stdout.
 Measured (112x112, 32 channels, 4 units; instructions per inference, qemu-pi5 / qemu-pi4): edgeport's int8 form
 27.07M / 74.44M, int8 HARD_SWISH in LiteRT's kernels 25.57M / 72.94M (5 partitions), float HARD_SWISH island
 25.00M / 72.37M. edgeport's all-int8 form is one partition but costs 1.06x the builtin HARD_SWISH here (two
-int8 elementwise ops and the residual's MUL by 6 against one LUT-free kernel): the fully-int8 graph is bought
+int8 elementwise ops and the residual's MUL by 6 against one kernel): the fully-int8 graph is bought
 with instructions, which docs/third-party.md reports.
 """
 
