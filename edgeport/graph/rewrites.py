@@ -362,6 +362,51 @@ def l2_norm_as_sum_of_squares(gm: fx.GraphModule) -> list[str]:
     return done
 
 
+CONSTANT_PAD_OPS = {aten.constant_pad_nd.default, aten.pad.default}
+
+
+def constant_pad_as_zero_pad(gm: fx.GraphModule) -> list[str]:
+    """A constant pad with a value v != 0 (EfficientViT's linear attention pads v with ones) as a zero pad plus a
+    constant tensor that holds v where the padding is and 0 elsewhere: the same values exactly (x + 0 = x).
+    TFLite writes a non-zero pad as PADV2, which LiteRT's XNNPACK delegate takes in neither int8 nor float
+    (measured on timm efficientvit_b0: 4 PADV2 in builtin kernels, 5 partitions); PAD and ADD it runs."""
+    done = []
+    for node in list(gm.graph.nodes):
+        if node.op != "call_function" or node.target not in CONSTANT_PAD_OPS:
+            continue
+        x, pad = node.args[0], list(node.args[1])
+        if node.target is aten.pad.default:  # pad(x, pad, mode="constant", value=None)
+            mode = node.args[2] if len(node.args) > 2 else node.kwargs.get("mode", "constant")
+            value = node.args[3] if len(node.args) > 3 else node.kwargs.get("value")
+            if mode != "constant":
+                continue
+        else:  # constant_pad_nd(x, pad, value=0)
+            value = node.args[2] if len(node.args) > 2 else node.kwargs.get("value", 0.0)
+        val = x.meta.get("val") if isinstance(x, fx.Node) else None
+        k = len(pad) // 2
+        if not value or val is None or any(p < 0 for p in pad) or not all(isinstance(d, int) for d in val.shape[-k:]):
+            continue
+        inner = torch.zeros(tuple(val.shape[-k:]), dtype=val.dtype)
+        padded = torch.nn.functional.pad(inner, pad, value=float(value))
+        mask = padded.reshape((1,) * (val.dim() - k) + tuple(padded.shape))
+        name = f"edgeport_pad_value_{len(done)}"
+        while hasattr(gm, name):
+            name += "_"
+        const = set_param(gm, gm.graph, node, name, mask)
+        with gm.graph.inserting_before(node):
+            zero = gm.graph.call_function(aten.constant_pad_nd.default, (x, pad, 0.0))
+            out = gm.graph.call_function(aten.add.Tensor, (zero, const))
+        for n in (zero, out):
+            n.meta = dict(node.meta)
+        node.replace_all_uses_with(out)
+        gm.graph.erase_node(node)
+        done.append(module_path(out))
+    if done:
+        gm.graph.lint()
+        gm.recompile()
+    return done
+
+
 def for_xnnpack_int8(program: torch.export.ExportedProgram, example: torch.Tensor) -> torch.export.ExportedProgram:
     """The fused program with h-swish/hard-sigmoid computed with ReLU6 (see above), for the TFLite targets
     only: in ONNX Runtime the same rewrite buys nothing in float and cost int8 accuracy (measured on the
@@ -373,6 +418,7 @@ def for_xnnpack_int8(program: torch.export.ExportedProgram, example: torch.Tenso
     gm = program.module()
     hard = relu6_hard_activations(gm)
     norms = l2_norm_as_sum_of_squares(gm)
-    if not hard and not norms:
+    pads = constant_pad_as_zero_pad(gm)
+    if not hard and not norms and not pads:
         return program
     return capture(gm, example)

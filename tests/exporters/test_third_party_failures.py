@@ -151,6 +151,8 @@ def test_int8_div_that_litert_refuses_is_kept_float(tmp_path):
     record = json.loads(result.parity_file.read_text())
     (entry,) = record["artifacts"]
     assert entry["auto_float"][0]["op"] == "DIV" and int8.auto_float[0]["op"] == "DIV"
+    # its pad of v with ones is a zero pad plus a constant (PADV2 runs in neither int8 nor float XNNPACK)
+    assert int8.delegation["partitions"] == 1 and "PADV2" not in int8.delegation["slow"], int8.delegation["summary"]
     strict = _export(tp.LinearAttentionNet, "tflite-int8", tmp_path / "strict", quant=edgeport.QuantOptions(no_float=True))
     assert any("left float" in p for p in strict.problems), strict.problems
 

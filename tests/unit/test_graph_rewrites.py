@@ -225,3 +225,24 @@ def test_scaled_h_swish_through_a_scalar_add_and_an_unfolded_batchnorm_needs_no_
     assert len(notes) == 1 and _scalar_muls(gm) == []
     x = torch.randn(4, 3, 16, 16) * 4
     assert check_equivalence(model, gm, {"x": x}, batch=1).max_rel_error < 1e-5
+
+
+class _Pads(nn.Module):
+    def forward(self, x):  # EfficientViT's pad of v with ones; a zero pad; a reflect pad
+        a = nn.functional.pad(x, (0, 0, 0, 1), value=1.0)[..., 1:, :]
+        b = nn.functional.pad(x, (1, 0, 0, 0))[..., 1:]
+        c = nn.functional.pad(x, (1, 1, 1, 1), mode="reflect")[..., 2:, 1:-1]
+        return a * 2 + b - c
+
+
+def test_nonzero_constant_pad_becomes_zero_pad_plus_constant_with_equal_outputs():
+    from edgeport.graph.rewrites import constant_pad_as_zero_pad
+
+    model, x = _Pads().eval(), torch.randn(1, 3, 4, 5)
+    gm = capture(model, x).module()
+    assert len(constant_pad_as_zero_pad(gm)) == 1  # only the pad with value 1; zero and reflect pads stay
+    values = [n.args[2] if n.target is aten.constant_pad_nd.default else (n.args + (None, None))[2:4]
+              for n in gm.graph.nodes if n.target in (aten.constant_pad_nd.default, aten.pad.default)]
+    assert sorted(map(str, values)) == ["('reflect', None)", "(None, None)", "0.0"], values
+    with torch.no_grad():
+        assert torch.equal(gm(x), model(x))
