@@ -16,6 +16,9 @@ Routes (``--routes``; all by default):
 - ``minmax``, ``percentile``, ``entropy``, ``mse``, each also ``+bc`` (``--bias-correction``): ``edgeport.quantize``
   with ``calib=<54 images>``, ``val_data=<all 63>`` (one capture and onnx2tf conversion per group of methods).
 - ``cle`` (minmax + ``--cle``) and ``mse+cle+bc``: ``edgeport.export`` with that calibration/validation.
+- ``rr-off`` / ``mse+bc+rr-off``: onnx-int8 only, minmax / mse + bias correction, ``--onnx-reduce-range off``:
+  8-bit weights where ``auto`` picks 7-bit (x86 without VNNI, as this table's machine; ``auto`` on such a CPU is
+  what ``defaults`` and the other routes get).
 - ``onnx2tf``: onnx2tf 1.28.8's own full-integer quantization (``onnx2tf -oiqt -cind input calib.npy 0 1``) of
   edgeport's fp32 ONNX, calibrated on the 54 images (already preprocessed, NHWC), run in LiteRT.
 - ``ort-qdq``: onnxruntime ``quantize_static`` (QDQ, int8 activations and weights, per-tensor, MinMax: its
@@ -51,7 +54,8 @@ DOC = ROOT / "docs" / "real-weights.md"
 HELD_OUT = ("chelsea", "gravel", "motorcycle_right")  # never calibrated on (a cat, a texture, a vehicle)
 INT8 = ("tflite-int8", "onnx-int8")
 METHODS = ("minmax", "percentile", "entropy", "mse")
-ROUTES = ("defaults", *METHODS, *(f"{m}+bc" for m in METHODS), "cle", "mse+cle+bc", "onnx2tf", "ort-qdq", "ort-qdq-pc")
+ROUTES = ("defaults", *METHODS, *(f"{m}+bc" for m in METHODS), "cle", "mse+cle+bc", "rr-off", "mse+bc+rr-off", "onnx2tf", "ort-qdq",
+          "ort-qdq-pc")
 BEGIN, END = "<!-- quality table: begin (benchmarks/real_weights/quality.py --doc) -->", "<!-- quality table: end -->"
 
 
@@ -176,11 +180,11 @@ def run_methods(n: Network, methods: list[str], bc: bool) -> dict:
     return routes
 
 
-def run_export(n: Network, route: str, quant) -> dict:
+def run_export(n: Network, route: str, quant, targets=INT8) -> dict:
     import edgeport
 
     t = time.perf_counter()
-    r = edgeport.export(n.model, list(INT8), input_shape=n.shape, calib=n.calib_dir, val_data=n.all_dir, preprocess=n.pre,
+    r = edgeport.export(n.model, list(targets), input_shape=n.shape, calib=n.calib_dir, val_data=n.all_dir, preprocess=n.pre,
                         quant=quant, out=n.work / route.replace("+", "_"), strict=False, name=n.net.name)
     secs = round(time.perf_counter() - t, 1)
     return {a.target: {**n.score(a.path), **_verdict(a.parity.passed if a.parity else False, a.parity.failures if a.parity else ()),
@@ -278,6 +282,12 @@ def run_network(name: str, routes: list[str], dirs) -> dict:
     if "mse+cle+bc" in routes:
         q = replace(edgeport.QuantOptions(), method="mse", cle=True, bias_correction=True)
         attempt(["mse+cle+bc"], lambda: {"mse+cle+bc": run_export(n, "mse+cle+bc", q)})
+    if "rr-off" in routes:
+        q = edgeport.QuantOptions(onnx_reduce_range="off")
+        attempt(["rr-off"], lambda: {"rr-off": run_export(n, "rr-off", q, ("onnx-int8",))})
+    if "mse+bc+rr-off" in routes:
+        q = edgeport.QuantOptions(method="mse", bias_correction=True, onnx_reduce_range="off")
+        attempt(["mse+bc+rr-off"], lambda: {"mse+bc+rr-off": run_export(n, "mse+bc+rr-off", q, ("onnx-int8",))})
     if "onnx2tf" in routes:
         attempt(["onnx2tf"], lambda: {"onnx2tf": run_onnx2tf(n)})
     if "ort-qdq" in routes:
@@ -305,6 +315,8 @@ ROUTE_TEXT = {
     "defaults": "edgeport defaults (one folder of 63 images; edgeport splits it)",
     "cle": "edgeport `--cle` (minmax)",
     "mse+cle+bc": "edgeport `--calib-method mse --cle --bias-correction`",
+    "rr-off": "edgeport `--onnx-reduce-range off` (minmax; 8-bit weights on a CPU without VNNI)",
+    "mse+bc+rr-off": "edgeport `--calib-method mse --bias-correction --onnx-reduce-range off`",
     "onnx2tf": "onnx2tf 1.28.8 `-oiqt` (54 images)",
     "ort-qdq": "onnxruntime `quantize_static` QDQ, per-tensor (54 images)",
     "ort-qdq-pc": "onnxruntime `quantize_static` QDQ, per-channel (54 images)",
@@ -353,6 +365,7 @@ def main() -> None:
     ap.add_argument("--routes", default=",".join(ROUTES), help=f"comma-separated, from: {', '.join(ROUTES)}")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "real_weights")
     ap.add_argument("--doc", action="store_true", help=f"replace the table in {DOC.relative_to(ROOT)}")
+    ap.add_argument("--render", action="store_true", help="run nothing: rewrite the table from <out>/quality.json")
     ap.add_argument("--merge", action="store_true",
                     help="keep the networks and routes of an earlier <out>/quality.json that this run does not redo")
     args = ap.parse_args()
@@ -362,6 +375,9 @@ def main() -> None:
     unknown = [n for n in names if n not in models.BY_NAME]
     if bad or unknown:
         sys.exit(f"unknown route(s) {bad} / network(s) {unknown}: routes {', '.join(ROUTES)}; networks {', '.join(models.BY_NAME)}")
+    if args.render:
+        saved = json.loads((args.out / "quality.json").read_text())
+        return write_tables(saved["networks"], saved["command"], args.out, args.doc)
     why = models.missing()
     if why:
         sys.exit(why)
@@ -380,10 +396,14 @@ def main() -> None:
     versions = _versions()
     (args.out / "quality.json").write_text(json.dumps({"command": command, "versions": versions, "held_out": HELD_OUT,
                                                        "networks": records}, indent=1, default=str) + "\n")
+    write_tables(records, command, args.out, args.doc)
+
+
+def write_tables(records: list[dict], command: str, out: Path, doc: bool) -> None:
     md = markdown(records, command)
-    (args.out / "quality.md").write_text(md)
+    (out / "quality.md").write_text(md)
     print(md)
-    if args.doc:
+    if doc:
         text = DOC.read_text()
         start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
         DOC.write_text(text[:start] + "\n" + md + text[end:])
