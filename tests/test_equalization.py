@@ -62,6 +62,19 @@ def _run(gm, x):
         return torch.cat([gm(x[i : i + 1]) for i in range(len(x))])
 
 
+def _run_upto(gm, node, x):
+    """The value of ``node`` for inputs ``x`` (a copy of the graph that outputs it)."""
+    import copy as _copy
+
+    g = _copy.deepcopy(gm)
+    target = next(n for n in g.graph.nodes if n.name == node.name)
+    out = next(n for n in g.graph.nodes if n.op == "output")
+    out.args = ((target,),)
+    g.recompile()
+    with torch.no_grad():
+        return torch.cat([g(x[i : i + 1])[0] for i in range(len(x))])
+
+
 def _rel(a, b):
     return float((a - b).abs().max() / a.abs().max())
 
@@ -106,16 +119,45 @@ def test_cle_leaves_the_users_model_alone_and_skips_nonequivariant_ops():
     assert not torch.equal(gm.get_parameter("c2.weight"), saved["c2.weight"])
 
 
-def test_relu6_becomes_relu_in_equalized_pairs_and_is_reported():
+def test_relu6_becomes_relu_only_where_it_never_clips_on_the_calibration_data():
+    x = _inputs()
     gm = _fused(_imbalance(Chain(act=nn.ReLU6)))
-    assert any(n.target in (aten.hardtanh.default, aten.hardtanh_.default) for n in gm.graph.nodes)
+    (act,) = [n for n in gm.graph.nodes if n.target in (aten.hardtanh.default, aten.hardtanh_.default)]
+    top = float(_run_upto(gm, act.args[0], x).max())
+    assert top > 6  # the imbalanced chain's ReLU6 clips on these inputs
+    report = equalize(gm, x.numpy(), cle=True, bias_correction=False)  # exact rule (the default)
+    assert report.relu6_replaced == [] and len(report.pairs) == 3, report.skipped
+    assert any("clips on the calibration data" in why for _, why in report.skipped), report.skipped
+    assert report.relu6_max and max(report.relu6_max.values()) == pytest.approx(top, rel=1e-5)
+    assert "1 pairs skipped: their ReLU6 clips" in report.summary() and report.float_max_rel < 1e-5
+    small = x / (2 * top)  # the same model on inputs where the ReLU6 stays below 6: equalized, exactly
+    gm = _fused(_imbalance(Chain(act=nn.ReLU6)))
     report = equalize(gm, None, cle=True, bias_correction=False)
-    assert len(report.relu6_replaced) == 1
+    assert report.relu6_replaced == [] and any("no calibration data" in why for _, why in report.skipped)
+    gm = _fused(_imbalance(Chain(act=nn.ReLU6)))
+    before = _run(gm, small)
+    report = equalize(gm, small.numpy(), cle=True, bias_correction=False)
+    assert len(report.relu6_replaced) == 1 and _rel(before, _run(gm, small)) < 1e-5
     assert not any(n.target in (aten.hardtanh.default, aten.hardtanh_.default) for n in gm.graph.nodes)
     assert "1 ReLU6 -> ReLU" in report.summary()
     d = report.to_dict()
     assert len(d["relu6_replaced"]) == 1 and len(d["pairs"]) == 4
     json.dumps(d)
+
+
+def test_cle_refuses_to_change_the_float_model_unless_asked():
+    """DFQ's rule (ReLU6 -> ReLU in every pair) on data where the ReLU6 clips moves the float model: refused by
+    the tolerance, done with relu6="replace" (the user's consent), and then measured in the report."""
+    from unittest import mock
+
+    from edgeport.quantization.equalization import EqualizationRefused
+
+    x = _inputs()
+    with mock.patch("edgeport.quantization.equalization._exact_relu6_pairs", lambda gm, pairs, *a: pairs):
+        with pytest.raises(EqualizationRefused, match=r"--cle would change the float model: SQNR .* dB < 60 dB"):
+            equalize(_fused(_imbalance(Chain(act=nn.ReLU6))), x.numpy(), cle=True, bias_correction=False)
+    report = equalize(_fused(_imbalance(Chain(act=nn.ReLU6))), x.numpy(), cle=True, bias_correction=False, relu6="replace")
+    assert len(report.relu6_replaced) == 1 and report.cle_sqnr_db < 60
 
 
 def test_fake_quant_per_channel():
@@ -244,6 +286,6 @@ def test_relu6_pairs_can_be_skipped_instead():
     gm = _fused(_imbalance(Chain(act=nn.ReLU6)))
     x = _inputs()
     before = _run(gm, x)
-    report = equalize(gm, None, cle=True, bias_correction=False, replace_relu6=False)
+    report = equalize(gm, None, cle=True, bias_correction=False, relu6="keep")
     assert len(report.pairs) == 3 and report.relu6_replaced == [] and "ReLU6" in report.skipped[0][1]
     assert _rel(before, _run(gm, x)) < 1e-5
