@@ -8,7 +8,8 @@ int8 is PT2E static quantization with ExecuTorch's ``XNNPACKQuantizer`` (per-cha
 per-tensor affine int8 activations, int32 biases): ``prepare_pt2e`` -> calibration on the run's calibration
 inputs (``req.calibration``, the same array every int8 target uses, one batch of the program's size at a time)
 -> ``convert_pt2e`` -> re-export -> lower. Before quantization the graph gets the h-swish / hard-sigmoid rewrite
-of :func:`edgeport.graph.rewrites.for_xnnpack_int8` (x * relu6(x + 3), the 1/6 folded into the next weights).
+the tflite targets use (x * relu6(x + 3), the 1/6 folded into the next weights), and both targets get a spatial
+mean that keeps its dims (:func:`edgeport.graph.rewrites.for_executorch`).
 Measured on MobileNetV3-Small (96x96, random weights, 16 samples): ExecuTorch's quantizer has no int8 pattern
 for hardswish / hardsigmoid, so without the rewrite 19 Hardswish, 18 Clamp, 9 Add and 9 Div run in fp32 inside
 the XNNPACK partition (with a Convert pair around each); with it every compute op of the partition is int8
@@ -72,6 +73,10 @@ def lower(req: ExportRequest, program, target: str, **facts) -> bytes:
     with native_logs.captured() as log:
         try:
             edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()], constant_methods=constants)
+            config = getattr(edge, "_config_methods", None)  # the constant methods to_executorch will emit
+            if constants and isinstance(config, dict) and METADATA_METHOD in config:
+                layers = delegated_layers(edge.exported_program())
+                config[METADATA_METHOD] = metadata.for_target(req.metadata, target, "NCHW", **facts, layers=layers)
             data = bytes(edge.to_executorch().buffer)
         except Exception as exc:  # noqa: BLE001 - ExecuTorch's passes raise anything; one line here, all of it in the log
             kept = _keep_log(log, exc)
@@ -81,6 +86,23 @@ def lower(req: ExportRequest, program, target: str, **facts) -> bytes:
     return data
 
 
+def delegated_layers(edge_program) -> dict[str, str]:
+    """debug handle -> PyTorch module path of every op handed to a delegate (the handle each XNNPACK node keeps in
+    the .pte), so reports name a program's ops the way the model does (edgeport.formats.pte_file.layer_names)."""
+    from edgeport.graph.fuse import module_path
+
+    out: dict[str, str] = {}
+    for _, module in edge_program.graph_module.named_modules():
+        original = getattr(module, "original_module", None)
+        if original is None:
+            continue
+        for node in original.graph.nodes:
+            handle = node.meta.get("debug_handle")
+            if node.op == "call_function" and handle is not None and node.meta.get("nn_module_stack"):
+                out.setdefault(str(handle), module_path(node))
+    return out
+
+
 def _write(req: ExportRequest, target: str, data: bytes) -> Path:
     dest = req.out_dir / TARGETS.get(target).filename(req.name)
     write_bytes(dest, data)  # atomic: a failed export never leaves a half-written .pte
@@ -88,8 +110,11 @@ def _write(req: ExportRequest, target: str, data: bytes) -> Path:
 
 
 def export_fp32(req: ExportRequest) -> Path:
+    from edgeport.graph.rewrites import for_executorch
+
     _check(req)
-    return _write(req, "executorch-fp32", lower(req, req.program, "executorch-fp32"))
+    program, rewrites = for_executorch(req.program, req.example, int8=False)
+    return _write(req, "executorch-fp32", lower(req, program, "executorch-fp32", rewrites=rewrites))
 
 
 # --- int8 ---------------------------------------------------------------------------------------------------------
@@ -126,7 +151,8 @@ def _float_filter(gm, requests: tuple[str, ...]):
 
 
 def quantize(req: ExportRequest):
-    """The int8 program (torch.export of the PT2E-converted graph), ready for :func:`lower`."""
+    """The int8 program (torch.export of the PT2E-converted graph), ready for :func:`lower`, and the rewrites
+    :func:`edgeport.graph.rewrites.for_executorch` made before quantizing."""
     import torch
 
     calibration = _check_int8(req)  # before any import: a bad request fails fast, with or without executorch
@@ -134,9 +160,9 @@ def quantize(req: ExportRequest):
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    from edgeport.graph.rewrites import for_xnnpack_int8
+    from edgeport.graph.rewrites import for_executorch
 
-    program = for_xnnpack_int8(req.program, req.example)
+    program, rewrites = for_executorch(req.program, req.example, int8=True)
     gm = program.module()
     quantizer = XNNPACKQuantizer().set_global(quantizer_config(req.quant.method))
     if req.quant.float_fallback:
@@ -161,7 +187,7 @@ def quantize(req: ExportRequest):
             raise UnsupportedOp(f"ExecuTorch's XNNPACKQuantizer could not quantize the model: {_one_line(exc)}",
                                 f"export executorch-fp32, or keep that layer float (--allow-float); full log: {kept}") from None
     log.unlink(missing_ok=True)
-    return quantized
+    return quantized, rewrites
 
 
 class _MethodRanges:
@@ -202,10 +228,11 @@ def _collector(prepared, quant) -> _MethodRanges | None:
 
 
 def export_int8(req: ExportRequest) -> Path:
-    quantized = quantize(req)
-    facts = {"io_dtype": "float32", "quantization": {"method": req.quant.method, "float_fallback": list(req.quant.float_fallback),
-                                                     "cle": req.quant.cle, "bias_correction": req.quant.bias_correction,
-                                                     "quantizer": "XNNPACKQuantizer per-channel symmetric"}}
+    quantized, rewrites = quantize(req)
+    q = req.quant
+    facts = {"io_dtype": "float32", "rewrites": rewrites,
+             "quantization": {"method": q.method, "float_fallback": list(q.float_fallback), "cle": q.cle,
+                              "bias_correction": q.bias_correction, "quantizer": "XNNPACKQuantizer per-channel symmetric"}}
     return _write(req, "executorch-int8", lower(req, quantized, "executorch-int8", **facts))
 
 

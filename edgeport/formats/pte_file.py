@@ -57,6 +57,14 @@ class PteFormat(FileFormat):
                 types.append(op.op)
         return Coverage(int8, floats, names, types, format=self.name, critical=CRITICAL_PTE_OPS)
 
+    def layer_names(self, path: Path, fp32_onnx) -> dict[str, str]:
+        """op key ("xnnpack0/12") -> PyTorch module path, from the debug handles the export recorded in the file's
+        metadata (``layers``); ops without one (layout ops, a program from elsewhere) are left out."""
+        from edgeport.formats.pte_program import read
+
+        layers = (self.metadata(path) or {}).get("layers") or {}
+        return {op.name: layers[str(op.debug_handle)] for op in read(path).ops if str(op.debug_handle) in layers}
+
     def delegation(self, path: Path):
         from importlib.metadata import version
 

@@ -376,3 +376,92 @@ def for_xnnpack_int8(program: torch.export.ExportedProgram, example: torch.Tenso
     if not hard and not norms:
         return program
     return capture(gm, example)
+
+
+# --- a spatial mean that keeps its dims, for ExecuTorch's XNNPACK partitioner -----------------------------------------
+#
+# ExecuTorch 1.5's XNNPACK partitioner takes aten.mean.dim only with keepdim=True over the last two dims of a 4-D
+# tensor (it becomes XNNPACK's global average pooling); a classifier head's x.mean((2, 3)) ran in ExecuTorch's
+# portable kernels in fp32 and split the graph into two XNNPACK partitions (measured on tests/fixtures/byo_model.py
+# and ShuffleNetV2's head). mean(x, (2, 3)) == flatten(mean(x, (2, 3), keepdim=True), 1) exactly.
+
+MEAN_OPS = {aten.mean.dim}
+
+
+def spatial_mean_keepdim(gm: fx.GraphModule) -> list[str]:
+    """Rewrite spatial means of 4-D tensors that drop their dims as keepdim means + flatten; returns their names."""
+    done = []
+    for node in list(gm.graph.nodes):
+        if node.op != "call_function" or node.target not in MEAN_OPS or node.kwargs.get("dtype") is not None:
+            continue
+        x, dims = node.args[0], node.args[1] if len(node.args) > 1 else None
+        keepdim = node.args[2] if len(node.args) > 2 else node.kwargs.get("keepdim", False)
+        val = x.meta.get("val") if isinstance(x, fx.Node) else None
+        if keepdim or dims is None or val is None or val.dim() != 4 or sorted(d % 4 for d in dims) != [2, 3]:
+            continue
+        with gm.graph.inserting_before(node):
+            kept = gm.graph.call_function(aten.mean.dim, (x, list(dims), True))
+            flat = gm.graph.call_function(aten.flatten.using_ints, (kept, 1))
+        for n in (kept, flat):
+            n.meta = dict(node.meta)
+        node.replace_all_uses_with(flat)
+        gm.graph.erase_node(node)
+        done.append(module_path(flat))
+    if done:
+        gm.graph.lint()
+        gm.recompile()
+    return done
+
+
+# --- scalar operands as 4-D constants, for ExecuTorch's XNNPACK layout pass ------------------------------------------
+#
+# ExecuTorch's XNNPACK backend runs 4-D activations in NHWC and its ChannelsLastTaggedReshapePass makes every input
+# of an elementwise op share one layout; an operand that is not 4-D cannot be NHWC, so x + 3 (a scalar, lifted to a
+# 0-D tensor by the quantizer) put a transpose to NCHW before the add and one back after it: 18 extra int8
+# StaticTranspose nodes in MobileNetV3-Small's h-swishes (38 vs 20). The same constant shaped (1, 1, 1, 1) broadcasts
+# to the same values and is NHWC as well as NCHW.
+
+SCALAR_OPERAND_OPS = {aten.add.Tensor, aten.sub.Tensor, aten.mul.Tensor}
+
+
+def scalar_operands_4d(gm: fx.GraphModule) -> list[str]:
+    """Give add/sub/mul of a 4-D tensor and a Python number a (1, 1, 1, 1) constant operand instead."""
+    done = []
+    for node in list(gm.graph.nodes):
+        if node.op != "call_function" or node.target not in SCALAR_OPERAND_OPS or node.kwargs or len(node.args) != 2:
+            continue
+        x, c = node.args
+        val = x.meta.get("val") if isinstance(x, fx.Node) else None
+        if isinstance(c, bool) or not isinstance(c, (int, float)) or val is None or val.dim() != 4 or not val.dtype.is_floating_point:
+            continue
+        name = f"_edgeport_operand_{len(done)}"
+        while hasattr(gm, name):
+            name += "_"
+        const = set_param(gm, gm.graph, node, name, torch.full((1, 1, 1, 1), float(c), dtype=val.dtype))
+        node.args = (x, const)
+        done.append(module_path(node))
+    if done:
+        gm.graph.lint()
+        gm.recompile()
+    return done
+
+
+def for_executorch(program: torch.export.ExportedProgram, example: torch.Tensor,
+                   int8: bool) -> tuple[torch.export.ExportedProgram, list[str]]:
+    """The fused program as the ExecuTorch targets lower it: spatial means with keepdim (both targets), for int8
+    h-swish / hard-sigmoid with ReLU6 (:func:`relu6_hard_activations`: ExecuTorch's XNNPACKQuantizer has no int8
+    pattern for hardswish, so XNNPACK ran them in fp32 between Convert nodes), then scalar operands as 4-D
+    constants (:func:`scalar_operands_4d`). Returns the program (``program``
+    itself when nothing changed) and one note per rewrite; the .pte's parity check against PyTorch covers them."""
+    from edgeport.graph.capture import capture
+
+    gm = program.module()
+    notes = [f"spatial mean kept 4-D for XNNPACK: {m}" for m in spatial_mean_keepdim(gm)]
+    if int8:
+        notes += [f"{a} with ReLU6" for a in relu6_hard_activations(gm)]
+    scalars = scalar_operands_4d(gm)
+    if scalars:
+        notes.append(f"{len(scalars)} scalar operand(s) as (1, 1, 1, 1) constants (no NCHW transposes in XNNPACK)")
+    if not notes:
+        return program, []
+    return capture(gm, example), notes

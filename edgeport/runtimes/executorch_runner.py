@@ -9,7 +9,6 @@ larger batch is run in chunks of it. Threads: the wheel's XNNPACK threadpool is 
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -67,17 +66,7 @@ class ExecuTorchRunner:
 
         if tuple(x.shape) != tuple(self._shape):
             raise UserError(f"input of shape {x.shape} does not fit the .pte input {tuple(self._shape)}")
-        try:
-            with native_logs.captured() as log:
-                out = self.method.execute([torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))])
-        except (RuntimeError, ValueError) as exc:
-            keep = Path(tempfile.mkstemp(prefix="edgeport-executorch-", suffix=".log")[1])
-            keep.write_text(f"{exc}\n{log.read_text(errors='replace') if log.exists() else ''}")
-            log.unlink(missing_ok=True)
-            why = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-            raise ArtifactFailed(f"ExecuTorch failed to run {self.path.name}: {why}", f"log: {keep}") from None
-        log.unlink(missing_ok=True)
-        return out[0].detach().numpy().astype(np.float32, copy=True)
+        return self.method.execute([torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))])[0].numpy().astype(np.float32, copy=True)
 
     def invoker(self, batch: np.ndarray | None = None):
         """A no-argument callable running one inference on a fixed input (seeded noise without ``batch``)."""
@@ -93,5 +82,20 @@ class ExecuTorchRunner:
         return lambda: method.execute(inputs)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
+        """Outputs for a float NCHW batch, in chunks of the program's batch; a runtime failure is an ArtifactFailed
+        naming a log file that keeps ExecuTorch's own messages."""
         batch = np.asarray(batch, dtype=np.float32)
-        return np.concatenate([self._execute(batch[i : i + self.batch]) for i in range(0, len(batch), self.batch)])
+        with native_logs.captured() as log:  # ExecuTorch logs a failing kernel's reason to stderr
+            try:
+                out = np.concatenate([self._execute(batch[i : i + self.batch]) for i in range(0, len(batch), self.batch)])
+            except (RuntimeError, ValueError) as exc:
+                failure = exc
+            else:
+                failure = None
+        if failure is None:
+            log.unlink(missing_ok=True)
+            return out
+        with open(log, "a") as fh:
+            fh.write(f"\n{failure}\n")
+        why = str(failure).splitlines()[0][:200] if str(failure) else type(failure).__name__
+        raise ArtifactFailed(f"ExecuTorch failed to run {self.path.name}: {why}", f"log: {log}") from None
