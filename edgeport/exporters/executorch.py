@@ -98,7 +98,7 @@ def delegated_layers(edge_program) -> dict[str, str]:
             continue
         for node in original.graph.nodes:
             handle = node.meta.get("debug_handle")
-            if node.op == "call_function" and handle is not None and node.meta.get("nn_module_stack"):
+            if node.op == "call_function" and handle is not None and module_path(node) != node.name:  # a real module path
                 out.setdefault(str(handle), module_path(node))
     return out
 

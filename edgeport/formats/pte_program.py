@@ -122,11 +122,13 @@ def read(path: Path | str) -> PteProgram:
     from executorch.exir._serialize._program import deserialize_pte_binary
 
     data = path.read_bytes()
+    if len(data) < 8 or data[4:6] != b"ET":  # the program flatbuffer's file identifier: ET12 in 1.5
+        raise UserError(f"{path} is not an ExecuTorch program (no ET file identifier)", REEXPORT_HINT)
     try:
         program = deserialize_pte_binary(data).program
+        plans = {p.name: p for p in program.execution_plan}
     except Exception as exc:  # noqa: BLE001 - a damaged flatbuffer fails anywhere inside the generated reader
         raise UserError(f"{path} is not a readable ExecuTorch program ({type(exc).__name__})", REEXPORT_HINT) from None
-    plans = {p.name: p for p in program.execution_plan}
     if "forward" not in plans:
         raise UserError(f"{path} has no forward method (methods: {', '.join(plans) or 'none'})", REEXPORT_HINT)
     plan = plans["forward"]

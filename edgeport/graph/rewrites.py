@@ -446,9 +446,68 @@ def scalar_operands_4d(gm: fx.GraphModule) -> list[str]:
     return done
 
 
+# --- a BatchNorm that follows no conv, as a depthwise 1x1 conv -----------------------------------------------------------
+#
+# Fusion folds every BN into the conv or linear before it; one that follows something else (an add, a concatenation)
+# stays. ExecuTorch's XNNPACKQuantizer has no pattern for a standalone batch_norm: XNNPACK ran it in fp32 (as a
+# depthwise conv, between Convert nodes), and the ops after it too (measured on tests/fixtures/byo_model.py: the BN and
+# the mean after it float). In eval mode BN(x) = x * s + t per channel, s = gamma / sqrt(var + eps),
+# t = beta - mean * s: a depthwise 1x1 conv, which the quantizer takes in int8.
+
+
+def batchnorm_as_depthwise(gm: fx.GraphModule) -> list[str]:
+    """Rewrite eval-mode 2-D batch norms left after fusion as depthwise 1x1 convs; returns their names."""
+    from edgeport.graph.fuse import attr_tensor
+
+    done = []
+    for node in list(gm.graph.nodes):
+        if node.op != "call_function" or node.target not in BN_OPS or len(node.args) < 8 or node.args[5]:
+            continue
+        x, weight, bias, mean, var = node.args[:5]
+        val = x.meta.get("val") if isinstance(x, fx.Node) else None
+        mean_t, var_t = attr_tensor(gm, mean), attr_tensor(gm, var)
+        if val is None or val.dim() != 4 or mean_t is None or var_t is None:
+            continue
+        gamma = attr_tensor(gm, weight) if weight is not None else torch.ones_like(mean_t)
+        beta = attr_tensor(gm, bias) if bias is not None else torch.zeros_like(mean_t)
+        if gamma is None or beta is None:
+            continue
+        scale = gamma / torch.sqrt(var_t + float(node.args[7]))
+        shift = beta - mean_t * scale
+        channels = int(val.shape[1])
+        name = module_path(node) if module_path(node) != node.name else f"bn_as_depthwise_{len(done)}"
+        w = set_param(gm, gm.graph, node, _free(gm, f"{name}.dw_weight"), scale.reshape(channels, 1, 1, 1).to(val.dtype))
+        b = set_param(gm, gm.graph, node, _free(gm, f"{name}.dw_bias"), shift.to(val.dtype))
+        node.target = aten.conv2d.default
+        node.args = (x, w, b, [1, 1], [0, 0], [1, 1], channels)
+        node.kwargs = {}
+        done.append(name)
+    if done:
+        gm.graph.eliminate_dead_code()
+        gm.graph.lint()
+        gm.recompile()
+    return done
+
+
+def _free(gm: fx.GraphModule, target: str) -> str:
+    """``target`` if nothing in ``gm`` has that name yet (its owner module must exist), else a generated name."""
+    owner, _, name = target.rpartition(".")
+    try:
+        mod = gm.get_submodule(owner) if owner else gm
+    except AttributeError:
+        mod = None
+    if mod is not None and not hasattr(mod, name):
+        return target
+    n = 0
+    while hasattr(gm, f"_edgeport_{name}_{n}"):
+        n += 1
+    return f"_edgeport_{name}_{n}"
+
+
 def for_executorch(program: torch.export.ExportedProgram, example: torch.Tensor,
                    int8: bool) -> tuple[torch.export.ExportedProgram, list[str]]:
-    """The fused program as the ExecuTorch targets lower it: spatial means with keepdim (both targets), for int8
+    """The fused program as the ExecuTorch targets lower it: spatial means with keepdim and BatchNorms left by fusion
+    as depthwise convs (:func:`batchnorm_as_depthwise`) for both targets, for int8
     h-swish / hard-sigmoid with ReLU6 (:func:`relu6_hard_activations`: ExecuTorch's XNNPACKQuantizer has no int8
     pattern for hardswish, so XNNPACK ran them in fp32 between Convert nodes), then scalar operands as 4-D
     constants (:func:`scalar_operands_4d`). Returns the program (``program``
@@ -457,6 +516,7 @@ def for_executorch(program: torch.export.ExportedProgram, example: torch.Tensor,
 
     gm = program.module()
     notes = [f"spatial mean kept 4-D for XNNPACK: {m}" for m in spatial_mean_keepdim(gm)]
+    notes += [f"BatchNorm after no conv as a depthwise 1x1 conv: {b}" for b in batchnorm_as_depthwise(gm)]
     if int8:
         notes += [f"{a} with ReLU6" for a in relu6_hard_activations(gm)]
     scalars = scalar_operands_4d(gm)

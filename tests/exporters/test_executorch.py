@@ -91,7 +91,8 @@ def test_int8_is_int8_in_xnnpack_and_close(exported):
     _, paths, x, ref = exported
     cov = coverage_of(paths["executorch-int8"])
     assert cov.format == "executorch" and cov.float_total == 0 and cov.int8_total >= 10, cov.line()
-    assert cov.int8_ops["Conv2d"] >= 2 and cov.int8_ops["DepthwiseConv2d"] == 1 and cov.int8_ops["FullyConnected"] == 1
+    # the BN that follows no conv becomes a depthwise 1x1 conv (graph.rewrites.batchnorm_as_depthwise), int8 too
+    assert cov.int8_ops["Conv2d"] >= 2 and cov.int8_ops["DepthwiseConv2d"] == 2 and cov.int8_ops["FullyConnected"] == 1
     p = compare(ref, open_runtime(paths["executorch-int8"]).run(x))
     assert p.sqnr_db >= INT8.min_sqnr_db, p
     fp32 = coverage_of(paths["executorch-fp32"])
@@ -194,11 +195,18 @@ def test_converter_failure_is_one_line_with_a_log_and_no_file(prepared, tmp_path
 
 
 @needs_executorch
-def test_damaged_pte_is_a_user_error(tmp_path, cli):
+def test_damaged_pte_is_a_user_error(tmp_path, cli, exported):
+    def exported_bytes() -> bytes:
+        return exported[1]["executorch-int8"].read_bytes()
+
     bad = tmp_path / "broken.int8.pte"
     bad.write_bytes(b"\x00" * 64 + b"not a program")
     res = cli("inspect", bad)
-    assert res.code == 1 and "Traceback" not in res.out + res.err and "ExecuTorch" in res.err
+    assert res.code == 1 and "Traceback" not in res.out + res.err and "not an ExecuTorch program" in res.err, res.err
+    truncated = tmp_path / "cut.pte"
+    truncated.write_bytes(exported_bytes()[:200])
+    res = cli("inspect", truncated)
+    assert res.code == 1 and "Traceback" not in res.out + res.err, res.err
     from edgeport.runtimes import open_runtime
 
     with pytest.raises(UserError):
