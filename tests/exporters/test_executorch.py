@@ -213,6 +213,13 @@ def test_damaged_pte_is_a_user_error(tmp_path, cli, exported):
         open_runtime(bad)
 
 
+def test_per_layer_is_refused_for_executorch_with_what_is_missing(cli, tmp_path):
+    res = cli("export", "--model", "mobilenet_v2_x0_35", "--input-shape", "1,3,64,64", "--target", "executorch-int8",
+              "--calib", "synthetic", "--per-layer", "--out", tmp_path / "o")
+    assert res.code == 2 and "does not diagnose executorch-int8" in res.err and "ETDump" in res.err, res.err
+    assert not (tmp_path / "o").exists()
+
+
 def test_metadata_entry_is_the_shared_one():
     text = metadata.for_target({"model": "m"}, "executorch-int8", "NCHW", io_dtype="float32")
     assert json.loads(text) == {"model": "m", "target": "executorch-int8", "input_layout": "NCHW", "io_dtype": "float32"}
