@@ -246,6 +246,10 @@ def test_zoo_family_exports_both_targets(name, cli, tmp_path):
     judged = {c["stage"]: c for c in parity["validation"]["checks"] if c["against"] == "torch"}
     assert judged["executorch-fp32"]["judged"] and judged["executorch-fp32"]["passed"], judged["executorch-fp32"]
     _assert_all_int8_in_xnnpack(tmp_path / f"{name}.int8.pte")
+    if name == "mobilenet_v2":  # every ReLU6 follows a conv: fused into it, none left as a Clamp node
+        from edgeport.formats.delegation import delegation_of
+
+        assert "Clamp:int8" not in delegation_of(tmp_path / f"{name}.int8.pte").fast
 
 
 def _assert_all_int8_in_xnnpack(path: Path) -> None:
