@@ -103,7 +103,29 @@ def delegated_layers(edge_program) -> dict[str, str]:
     return out
 
 
+CHECK_SAMPLES = 8  # inputs each program is run on in ExecuTorch's runtime before it is written
+
+
+def _runs(req: ExportRequest, data: bytes) -> None:
+    """Load the program in ExecuTorch's runtime and run it on a few calibration inputs (the example input for a
+    float target without them): XNNPACK compiles the delegate at load time and can refuse a node the partitioner
+    took (measured: int8 ShuffleNetV2's zero pad before a max pool, "Failed to create StaticConstantPad node").
+    An ArtifactFailed (exit 3) naming the runtime's reason and its log; nothing is written."""
+    import tempfile
+
+    from edgeport.runtimes.executorch_runner import ExecuTorchRunner
+
+    batch = int(req.example.shape[0])
+    enough = req.calibration is not None and len(req.calibration) >= batch
+    inputs = req.calibration[: max(batch, CHECK_SAMPLES // batch * batch)] if enough else req.example.numpy()
+    with tempfile.TemporaryDirectory(prefix="edgeport-pte-check-") as tmp:
+        path = Path(tmp) / "program.pte"
+        path.write_bytes(data)
+        ExecuTorchRunner(path).run(np.ascontiguousarray(inputs, dtype=np.float32))
+
+
 def _write(req: ExportRequest, target: str, data: bytes) -> Path:
+    _runs(req, data)
     dest = req.out_dir / TARGETS.get(target).filename(req.name)
     write_bytes(dest, data)  # atomic: a failed export never leaves a half-written .pte
     return dest

@@ -504,6 +504,39 @@ def _free(gm: fx.GraphModule, target: str) -> str:
     return f"_edgeport_{name}_{n}"
 
 
+def maxpool_padding_back(gm: fx.GraphModule) -> list[str]:
+    """Undo :func:`zero_pad_maxpool` (a TFLite-only need): ``max_pool2d(constant_pad_nd(x, p, 0))`` of a non-negative
+    ``x`` back to ``max_pool2d(x, padding=p)``. ExecuTorch's XNNPACK takes a padded max pool in int8, but its runtime
+    refused the int8 StaticConstantPad the rewrite leaves ("xnn_status_invalid_parameter", int8 ShuffleNetV2: the
+    program did not load). Exact for the same reason as the rewrite: the windows' maxima are the same."""
+    done = []
+    for node in list(gm.graph.nodes):
+        if node.op != "call_function" or node.target not in MAXPOOL_OPS:
+            continue
+        args = list(node.args) + [None] * (6 - len(node.args))
+        pad, kernel, stride, padding, dilation, ceil_mode = args[:6]
+        if not (isinstance(pad, fx.Node) and pad.target == aten.constant_pad_nd.default and len(pad.users) == 1):
+            continue
+        value = pad.args[2] if len(pad.args) > 2 else 0.0
+        sizes = list(pad.args[1])
+        kernel = list(kernel) * (2 if len(kernel) == 1 else 1)
+        if value != 0 or any(padding or [0, 0]) or ceil_mode or len(sizes) != 4 or not _non_negative(pad.args[0]):
+            continue
+        pw, pw2, ph, ph2 = sizes
+        if pw != pw2 or ph != ph2 or ph > kernel[0] // 2 or pw > kernel[1] // 2:
+            continue
+        new_args = [pad.args[0], kernel, stride or kernel, [ph, pw]]
+        if dilation is not None:
+            new_args.append(dilation)
+        node.args = tuple(new_args)
+        gm.graph.erase_node(pad)
+        done.append(module_path(node))
+    if done:
+        gm.graph.lint()
+        gm.recompile()
+    return done
+
+
 def for_executorch(program: torch.export.ExportedProgram, example: torch.Tensor,
                    int8: bool) -> tuple[torch.export.ExportedProgram, list[str]]:
     """The fused program as the ExecuTorch targets lower it: spatial means with keepdim and BatchNorms left by fusion
@@ -516,6 +549,7 @@ def for_executorch(program: torch.export.ExportedProgram, example: torch.Tensor,
 
     gm = program.module()
     notes = [f"spatial mean kept 4-D for XNNPACK: {m}" for m in spatial_mean_keepdim(gm)]
+    notes += [f"max-pool padding back inside the pool: {m}" for m in maxpool_padding_back(gm)]
     notes += [f"BatchNorm after no conv as a depthwise 1x1 conv: {b}" for b in batchnorm_as_depthwise(gm)]
     if int8:
         notes += [f"{a} with ReLU6" for a in relu6_hard_activations(gm)]

@@ -29,15 +29,28 @@ class ExecuTorchRunner:
 
         self.version = version("executorch")
         self.path = Path(path)
-        try:
-            with native_logs.silenced():  # cpuinfo's lines about /sys files it cannot read
+        with native_logs.captured() as log:  # cpuinfo's lines about /sys files; the reason a program fails to load
+            failure, stage = None, "program"
+            try:
                 runtime = Runtime.get()
                 self._set_threads(threads)
                 self.program = runtime.load_program(str(self.path))
+                stage = "method"  # the file is a program; its method (the XNNPACK graph) is compiled now
                 self.method = self.program.load_method("forward")
-        except (RuntimeError, ValueError) as exc:
-            raise UserError(f"ExecuTorch cannot load {self.path}: {str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}",
-                            REEXPORT_HINT) from None
+            except (RuntimeError, ValueError) as exc:
+                failure = exc
+        if failure is None:
+            log.unlink(missing_ok=True)
+        else:
+            native = [line.strip() for line in log.read_text(errors="replace").splitlines()
+                      if "fail" in line.lower() and "cpuinfo" not in line]  # cpuinfo's /sys probes are not the reason
+            why = native[0] if native else (str(failure).splitlines()[0][:200] if str(failure) else type(failure).__name__)
+            with open(log, "a") as fh:
+                fh.write(f"\n{failure}\n")
+            if stage == "program":
+                raise UserError(f"ExecuTorch cannot load {self.path}: {why[:200]}", f"{REEXPORT_HINT}; log: {log}")
+            raise ArtifactFailed(f"ExecuTorch cannot load {self.path.name}: {why[:240]}",
+                                 f"the program does not run in executorch {self.version}; log: {log}")
         if self.method is None:
             raise UserError(f"{self.path} has no forward method", REEXPORT_HINT)
         meta = self.method.metadata
