@@ -136,7 +136,7 @@ def _bench_local(device, artifacts, counts, budget, model, weights, input_shape,
     record = {
         "device": device,
         "host": {"cpu": cpu.describe(), "arch": cpu.arch, "vnni": cpu.vnni, "explanation": vnni_explanation(cpu.vnni, cpu.arch)},
-        "tools": artifact_info.tool_versions(("onnxruntime", "ai-edge-litert", "numpy")),
+        "tools": artifact_info.tool_versions(("onnxruntime", "ai-edge-litert", "executorch", "numpy")),
         "timings": [{**t.to_dict(), "x_fp32": ratios.get((t.artifact, t.threads)),
                      "x_torch": t.p50_ms / eager[t.threads] if t.threads in eager else None} for t in timings],
         "delegation": [d.to_dict() for d in delegations],

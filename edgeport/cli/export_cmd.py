@@ -30,7 +30,7 @@ def export(
     calib_samples: int = opt.CALIB_SAMPLES,
     val_samples: int = opt.VAL_SAMPLES,
     seed: int = opt.SEED,
-    calib_method: str = typer.Option("minmax", "--calib-method", help=f"int8 activation ranges (onnx-int8 and tflite-int8): "
+    calib_method: str = typer.Option("minmax", "--calib-method", help=f"int8 activation ranges (every int8 target): "
         f"{help_list(CALIBRATION_METHODS)}; compare them with `edgeport quantize --compare-methods`.", rich_help_panel=opt.QUANT_PANEL),
     io_dtype: str = opt.IO_DTYPE,
     allow_float: list[str] = opt.ALLOW_FLOAT,
@@ -127,6 +127,11 @@ def _check_per_layer(targets, quant, calib) -> None:
         raise UsageError("--per-layer diagnoses int8 targets, and none is asked for", "add onnx-int8 or tflite-int8 to --target")
     if not calib:
         raise UserError("--per-layer needs calibration data (int8 targets do)", "add --calib (an image folder, fashion-mnist, ...)")
+    from edgeport.diagnose.per_layer import NOT_DIAGNOSED
+
+    for t in targets:
+        if t.precision == "int8" and t.format in NOT_DIAGNOSED:
+            raise UsageError(*NOT_DIAGNOSED[t.format])
     if any(t.name == "onnx-int8" for t in targets) and quant.onnx_format != "qdq":
         raise UsageError("--per-layer reads QDQ onnx-int8 models only",
                          "use --onnx-format qdq (QOperator has no float tensor between layers)")

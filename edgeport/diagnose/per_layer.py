@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeport.diagnose.metrics import FLAG_ERROR_TO_SCALE, ErrorSums, LayerError, short_name, worst_first  # noqa: F401
+from edgeport.errors import UsageError
 
 PER_LAYER_FILE = "per_layer.json"
 
@@ -54,6 +55,13 @@ class Diagnosis:
         return {t: [r.to_dict() for r in sorted(rows, key=lambda r: r.position)] for t, rows in self.per_target.items()}
 
 
+# formats edgeport cannot diagnose layer by layer yet: (message, hint)
+NOT_DIAGNOSED = {"executorch": (
+    "--per-layer does not diagnose executorch-int8 yet",
+    "ExecuTorch's devtools can compare intermediate outputs (ETRecord + an ETDump with debug buffers, Inspector), which "
+    "edgeport does not drive yet; diagnose onnx-int8 or tflite-int8 of the same model")}
+
+
 def diagnose_run(run, inputs_nchw: np.ndarray, source: str = "") -> Diagnosis:
     """Diagnose every int8 artifact of an export run (:class:`edgeport.pipeline.export_flow.ExportRun`) on ``inputs_nchw``.
 
@@ -76,12 +84,15 @@ def diagnose_run(run, inputs_nchw: np.ndarray, source: str = "") -> Diagnosis:
             from edgeport.diagnose.onnx_layers import diagnose_onnx
 
             out[art.target] = diagnose_onnx(onnx_fp32.to_onnx(req), onnx.load(str(art.path)), inputs)
-        else:
+        elif art.format == "tflite":
             from edgeport.diagnose.tflite_layers import diagnose_tflite
             from edgeport.formats.layer_names import onnx_weight_norms
 
             out[art.target] = diagnose_tflite(Path(art.path).read_bytes(), tflite_exporter.calibrated_model(req), inputs,
                                               onnx_weight_norms(onnx_fp32.to_onnx(req)))
+        else:
+            why = NOT_DIAGNOSED.get(art.format, (f"no per-layer diagnosis for {art.format} files", "diagnose onnx-int8 or tflite-int8"))
+            raise UsageError(*why)
         seconds[art.target] = time.perf_counter() - start
     return Diagnosis(out, len(inputs), source, seconds)
 

@@ -52,7 +52,7 @@ INT8 = Thresholds(min_sqnr_db=15.0, min_top1=0.9)  # top-1 is meaningful only on
 @dataclass(frozen=True)
 class Target:
     name: str  # "onnx-fp32"
-    format: str  # "onnx" | "tflite"
+    format: str  # "onnx" | "tflite" | "executorch"
     precision: str  # "fp32" | "fp16" | "int8"
     export: Callable[[ExportRequest], Path]
     thresholds: Thresholds  # default parity thresholds against the PyTorch reference
@@ -97,7 +97,7 @@ def load_all() -> None:
         from edgeport.exporters import onnx_int8  # noqa: F401
     except ImportError:
         pass
-    from edgeport.exporters import tflite  # noqa: F401
+    from edgeport.exporters import executorch, tflite  # noqa: F401
 
 
 def target_names() -> list[str]:

@@ -30,6 +30,10 @@ from pathlib import Path
 
 from edgeport.errors import RuntimeMissing, UserError
 
+# formats whose runtime hands partitions to XNNPACK: (what is counted, where the rest runs, the same in a sentence)
+_PARTITIONED = {"tflite": ("nodes", "builtin kernels", "LiteRT's builtin kernels"),
+                "executorch": ("compute ops", "portable kernels", "ExecuTorch's portable kernels")}
+
 
 def _counts(c: Counter) -> str:
     return ", ".join(f"{k} x{v}" for k, v in sorted(c.items(), key=lambda kv: (-kv[1], kv[0]))) or "none"
@@ -45,7 +49,7 @@ class Delegation:
     """
 
     path: str
-    format: str  # "tflite" | "onnx"
+    format: str  # "tflite" | "onnx" | "executorch"
     engine: str  # e.g. "XNNPACK delegate (ai-edge-litert 2.3.0)"
     fast: Counter = field(default_factory=Counter)
     slow: Counter = field(default_factory=Counter)
@@ -68,10 +72,10 @@ class Delegation:
         return self.slow + self.float_ops
 
     def summary(self) -> str:
-        if self.format == "tflite":
-            head = (f"{self.engine}: {sum(self.fast.values())}/{self.total} nodes delegated in "
+        if self.format in _PARTITIONED:
+            head = (f"{self.engine}: {sum(self.fast.values())}/{self.total} {_PARTITIONED[self.format][0]} delegated in "
                     f"{self.partitions} partition{'s' if self.partitions != 1 else ''}")
-            return f"{head}; builtin kernels: {_counts(self.slow)}"
+            return f"{head}; {_PARTITIONED[self.format][1]}: {_counts(self.slow)}"
         if not self.quantized:
             return f"{self.engine}: float model, {self.total} compute nodes ({_counts(self.float_ops)})"
         return (f"{self.engine}: integer kernels {sum(self.fast.values())}/{self.total}; float between DQ/Q: "
@@ -80,7 +84,7 @@ class Delegation:
     def lines(self) -> list[str]:
         """The summary, then one line per group with counts per op type."""
         out = [self.summary()]
-        if self.format == "tflite":
+        if self.format in _PARTITIONED:
             out.append(f"  delegated: {_counts(self.fast)}")
         elif self.quantized:
             out.append(f"  integer kernels: {_counts(self.fast)}")
@@ -95,7 +99,8 @@ class Delegation:
         left = self.left_out
         if not left:
             return None
-        where = "run in LiteRT's builtin kernels, not XNNPACK" if self.format == "tflite" else "run in float in onnxruntime"
+        where = (f"run in {_PARTITIONED[self.format][2]}, not XNNPACK" if self.format in _PARTITIONED
+                 else "run in float in onnxruntime")
         return f"{Path(self.path).name}: {sum(left.values())} op(s) {where}: {_counts(left)}"
 
     def to_dict(self) -> dict:

@@ -422,3 +422,186 @@ def for_xnnpack_int8(program: torch.export.ExportedProgram, example: torch.Tenso
     if not hard and not norms and not pads:
         return program
     return capture(gm, example)
+
+
+# --- a spatial mean that keeps its dims, for ExecuTorch's XNNPACK partitioner -----------------------------------------
+#
+# ExecuTorch 1.5's XNNPACK partitioner takes aten.mean.dim only with keepdim=True over the last two dims of a 4-D
+# tensor (it becomes XNNPACK's global average pooling); a classifier head's x.mean((2, 3)) ran in ExecuTorch's
+# portable kernels in fp32 and split the graph into two XNNPACK partitions (measured on tests/fixtures/byo_model.py
+# and ShuffleNetV2's head). mean(x, (2, 3)) == flatten(mean(x, (2, 3), keepdim=True), 1) exactly.
+
+MEAN_OPS = {aten.mean.dim}
+
+
+def spatial_mean_keepdim(gm: fx.GraphModule) -> list[str]:
+    """Rewrite spatial means of 4-D tensors that drop their dims as keepdim means + flatten; returns their names."""
+    done = []
+    for node in list(gm.graph.nodes):
+        if node.op != "call_function" or node.target not in MEAN_OPS or node.kwargs.get("dtype") is not None:
+            continue
+        x, dims = node.args[0], node.args[1] if len(node.args) > 1 else None
+        keepdim = node.args[2] if len(node.args) > 2 else node.kwargs.get("keepdim", False)
+        val = x.meta.get("val") if isinstance(x, fx.Node) else None
+        if keepdim or dims is None or val is None or val.dim() != 4 or sorted(d % 4 for d in dims) != [2, 3]:
+            continue
+        with gm.graph.inserting_before(node):
+            kept = gm.graph.call_function(aten.mean.dim, (x, list(dims), True))
+            flat = gm.graph.call_function(aten.flatten.using_ints, (kept, 1))
+        for n in (kept, flat):
+            n.meta = dict(node.meta)
+        node.replace_all_uses_with(flat)
+        gm.graph.erase_node(node)
+        done.append(module_path(flat))
+    if done:
+        gm.graph.lint()
+        gm.recompile()
+    return done
+
+
+# --- scalar operands as 4-D constants, for ExecuTorch's XNNPACK layout pass ------------------------------------------
+#
+# ExecuTorch's XNNPACK backend runs 4-D activations in NHWC and its ChannelsLastTaggedReshapePass makes every input
+# of an elementwise op share one layout; an operand that is not 4-D cannot be NHWC, so x + 3 (a scalar, lifted to a
+# 0-D tensor by the quantizer) put a transpose to NCHW before the add and one back after it: 18 extra int8
+# StaticTranspose nodes in MobileNetV3-Small's h-swishes (38 vs 20). The same constant shaped (1, 1, 1, 1) broadcasts
+# to the same values and is NHWC as well as NCHW.
+
+SCALAR_OPERAND_OPS = {aten.add.Tensor, aten.sub.Tensor, aten.mul.Tensor}
+
+
+def scalar_operands_4d(gm: fx.GraphModule) -> list[str]:
+    """Give add/sub/mul of a 4-D tensor and a Python number a (1, 1, 1, 1) constant operand instead."""
+    done = []
+    for node in list(gm.graph.nodes):
+        if node.op != "call_function" or node.target not in SCALAR_OPERAND_OPS or node.kwargs or len(node.args) != 2:
+            continue
+        x, c = node.args
+        val = x.meta.get("val") if isinstance(x, fx.Node) else None
+        if isinstance(c, bool) or not isinstance(c, (int, float)) or val is None or val.dim() != 4 or not val.dtype.is_floating_point:
+            continue
+        name = f"_edgeport_operand_{len(done)}"
+        while hasattr(gm, name):
+            name += "_"
+        const = set_param(gm, gm.graph, node, name, torch.full((1, 1, 1, 1), float(c), dtype=val.dtype))
+        node.args = (x, const)
+        done.append(module_path(node))
+    if done:
+        gm.graph.lint()
+        gm.recompile()
+    return done
+
+
+# --- a BatchNorm that follows no conv, as a depthwise 1x1 conv -----------------------------------------------------------
+#
+# Fusion folds every BN into the conv or linear before it; one that follows something else (an add, a concatenation)
+# stays. ExecuTorch's XNNPACKQuantizer has no pattern for a standalone batch_norm: XNNPACK ran it in fp32 (as a
+# depthwise conv, between Convert nodes), and the ops after it too (measured on tests/fixtures/byo_model.py: the BN and
+# the mean after it float). In eval mode BN(x) = x * s + t per channel, s = gamma / sqrt(var + eps),
+# t = beta - mean * s: a depthwise 1x1 conv, which the quantizer takes in int8.
+
+
+def batchnorm_as_depthwise(gm: fx.GraphModule) -> list[str]:
+    """Rewrite eval-mode 2-D batch norms left after fusion as depthwise 1x1 convs; returns their names."""
+    from edgeport.graph.fuse import attr_tensor
+
+    done = []
+    for node in list(gm.graph.nodes):
+        if node.op != "call_function" or node.target not in BN_OPS or len(node.args) < 8 or node.args[5]:
+            continue
+        x, weight, bias, mean, var = node.args[:5]
+        val = x.meta.get("val") if isinstance(x, fx.Node) else None
+        mean_t, var_t = attr_tensor(gm, mean), attr_tensor(gm, var)
+        if val is None or val.dim() != 4 or mean_t is None or var_t is None:
+            continue
+        gamma = attr_tensor(gm, weight) if weight is not None else torch.ones_like(mean_t)
+        beta = attr_tensor(gm, bias) if bias is not None else torch.zeros_like(mean_t)
+        if gamma is None or beta is None:
+            continue
+        scale = gamma / torch.sqrt(var_t + float(node.args[7]))
+        shift = beta - mean_t * scale
+        channels = int(val.shape[1])
+        name = module_path(node) if module_path(node) != node.name else f"bn_as_depthwise_{len(done)}"
+        w = set_param(gm, gm.graph, node, _free(gm, f"{name}.dw_weight"), scale.reshape(channels, 1, 1, 1).to(val.dtype))
+        b = set_param(gm, gm.graph, node, _free(gm, f"{name}.dw_bias"), shift.to(val.dtype))
+        node.target = aten.conv2d.default
+        node.args = (x, w, b, [1, 1], [0, 0], [1, 1], channels)
+        node.kwargs = {}
+        done.append(name)
+    if done:
+        gm.graph.eliminate_dead_code()
+        gm.graph.lint()
+        gm.recompile()
+    return done
+
+
+def _free(gm: fx.GraphModule, target: str) -> str:
+    """``target`` if nothing in ``gm`` has that name yet (its owner module must exist), else a generated name."""
+    owner, _, name = target.rpartition(".")
+    try:
+        mod = gm.get_submodule(owner) if owner else gm
+    except AttributeError:
+        mod = None
+    if mod is not None and not hasattr(mod, name):
+        return target
+    n = 0
+    while hasattr(gm, f"_edgeport_{name}_{n}"):
+        n += 1
+    return f"_edgeport_{name}_{n}"
+
+
+def maxpool_padding_back(gm: fx.GraphModule) -> list[str]:
+    """Undo :func:`zero_pad_maxpool` (a TFLite-only need): ``max_pool2d(constant_pad_nd(x, p, 0))`` of a non-negative
+    ``x`` back to ``max_pool2d(x, padding=p)``. ExecuTorch's XNNPACK takes a padded max pool in int8, but its runtime
+    refused the int8 StaticConstantPad the rewrite leaves ("xnn_status_invalid_parameter", int8 ShuffleNetV2: the
+    program did not load). Exact for the same reason as the rewrite: the windows' maxima are the same."""
+    done = []
+    for node in list(gm.graph.nodes):
+        if node.op != "call_function" or node.target not in MAXPOOL_OPS:
+            continue
+        args = list(node.args) + [None] * (6 - len(node.args))
+        pad, kernel, stride, padding, dilation, ceil_mode = args[:6]
+        if not (isinstance(pad, fx.Node) and pad.target == aten.constant_pad_nd.default and len(pad.users) == 1):
+            continue
+        value = pad.args[2] if len(pad.args) > 2 else 0.0
+        sizes = list(pad.args[1])
+        kernel = list(kernel) * (2 if len(kernel) == 1 else 1)
+        if value != 0 or any(padding or [0, 0]) or ceil_mode or len(sizes) != 4 or not _non_negative(pad.args[0]):
+            continue
+        pw, pw2, ph, ph2 = sizes
+        if pw != pw2 or ph != ph2 or ph > kernel[0] // 2 or pw > kernel[1] // 2:
+            continue
+        new_args = [pad.args[0], kernel, stride or kernel, [ph, pw]]
+        if dilation is not None:
+            new_args.append(dilation)
+        node.args = tuple(new_args)
+        gm.graph.erase_node(pad)
+        done.append(module_path(node))
+    if done:
+        gm.graph.lint()
+        gm.recompile()
+    return done
+
+
+def for_executorch(program: torch.export.ExportedProgram, example: torch.Tensor,
+                   int8: bool) -> tuple[torch.export.ExportedProgram, list[str]]:
+    """The fused program as the ExecuTorch targets lower it: spatial means with keepdim and BatchNorms left by fusion
+    as depthwise convs (:func:`batchnorm_as_depthwise`) for both targets, for int8
+    h-swish / hard-sigmoid with ReLU6 (:func:`relu6_hard_activations`: ExecuTorch's XNNPACKQuantizer has no int8
+    pattern for hardswish, so XNNPACK ran them in fp32 between Convert nodes), then scalar operands as 4-D
+    constants (:func:`scalar_operands_4d`). Returns the program (``program``
+    itself when nothing changed) and one note per rewrite; the .pte's parity check against PyTorch covers them."""
+    from edgeport.graph.capture import capture
+
+    gm = program.module()
+    notes = [f"spatial mean kept 4-D for XNNPACK: {m}" for m in spatial_mean_keepdim(gm)]
+    notes += [f"max-pool padding back inside the pool: {m}" for m in maxpool_padding_back(gm)]
+    notes += [f"BatchNorm after no conv as a depthwise 1x1 conv: {b}" for b in batchnorm_as_depthwise(gm)]
+    if int8:
+        notes += [f"{a} with ReLU6" for a in relu6_hard_activations(gm)]
+    scalars = scalar_operands_4d(gm)
+    if scalars:
+        notes.append(f"{len(scalars)} scalar operand(s) as (1, 1, 1, 1) constants (no NCHW transposes in XNNPACK)")
+    if not notes:
+        return program, []
+    return capture(gm, example), notes

@@ -10,7 +10,7 @@ from pathlib import Path
 
 TOOL_PACKAGES = ("edgeport", "torch", "onnx", "onnxscript", "onnxruntime", "onnxsim", "numpy")
 # every tool that can change an artifact of `edgeport run` (stage keys, manifest)
-ALL_TOOLS = TOOL_PACKAGES + ("tensorflow", "tf_keras", "onnx2tf", "onnx_graphsurgeon", "ai-edge-litert")
+ALL_TOOLS = TOOL_PACKAGES + ("tensorflow", "tf_keras", "onnx2tf", "onnx_graphsurgeon", "ai-edge-litert", "executorch", "torchao")
 
 
 def sha256_of(path: Path) -> str:

@@ -53,7 +53,9 @@ def test_every_reference_model_has_a_valid_recipe():
     for p in SHIPPED:
         r = recipe.parse(p)
         assert r.name == p.stem and r.model.ref == p.stem
-        assert set(r.targets) == set(target_names())
+        # every target but the ExecuTorch ones (issue 18's first slice): adding them to the reference recipes makes
+        # `edgeport run recipes/*.toml` (CI) need the executorch extra and a few minutes of lowering per model
+        assert set(r.targets) == {t for t in target_names() if not t.startswith("executorch-")}
 
 
 def test_trained_recipes_judge_accuracy_on_fashion_mnist():
@@ -174,7 +176,7 @@ def test_recipe_new_writes_a_template_that_parses(cli, tmp_path):
     text = dest.read_text()
     assert text.count("#") > 20  # commented
     r = recipe.parse(dest)
-    assert r.model.ref == "mobilenet_v3_small" and len(r.targets) == 5
+    assert r.model.ref == "mobilenet_v3_small" and set(r.targets) == set(target_names())  # every registered target
     again = cli("recipe", "new", "mobilenet_v3_small", "--out", dest)
     assert again.code == 1 and "already exists" in again.err
 

@@ -1,0 +1,303 @@
+"""executorch-fp32, executorch-int8: the run's fused graph -> ExecuTorch program (.pte) with the XNNPACK delegate.
+
+Both come from ``req.program`` (the captured, fused, equivalence-checked graph every target starts from, with
+``--cle``/``--bias-correction`` already applied by the export flow) through ExecuTorch's documented flow:
+``to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])`` -> ``to_executorch()``.
+
+int8 is PT2E static quantization with ExecuTorch's ``XNNPACKQuantizer`` (per-channel symmetric int8 weights,
+per-tensor affine int8 activations, int32 biases): ``prepare_pt2e`` -> calibration on the run's calibration
+inputs (``req.calibration``, the same array every int8 target uses, one batch of the program's size at a time)
+-> ``convert_pt2e`` -> re-export -> lower. Before quantization the graph gets the h-swish / hard-sigmoid rewrite
+the tflite targets use (x * relu6(x + 3), the 1/6 folded into the next weights), and both targets get a spatial
+mean that keeps its dims (:func:`edgeport.graph.rewrites.for_executorch`).
+Measured on MobileNetV3-Small (96x96, random weights, 16 samples): ExecuTorch's quantizer has no int8 pattern
+for hardswish / hardsigmoid, so without the rewrite 19 Hardswish, 18 Clamp, 9 Add and 9 Div run in fp32 inside
+the XNNPACK partition (with a Convert pair around each); with it every compute op of the partition is int8
+(see tests/exporters/test_executorch.py and docs/executorch.md for the numbers).
+
+The user's options:
+
+* calibration method: ``minmax`` uses torchao's MinMaxObserver (the observed min/max; ExecuTorch's default
+  observer is a HistogramObserver, which is not what "minmax" means); ``percentile``, ``entropy`` and ``mse``
+  take their ranges from :class:`edgeport.quantization.ranges.RangeCollector` (the code the tflite target uses)
+  fed by every activation observer during calibration, and written into the observers before ``convert_pt2e``.
+* ``--cle`` / ``--bias-correction``: applied to the fused graph before any target (edgeport.pipeline.export_flow).
+* ``--allow-float LAYER``: nodes under that module path are left out of the quantizer's annotation
+  (``set_filter_function``), so they stay float; a name matching nothing is a UserError.
+* ``--io-dtype`` is tflite-int8's: a .pte takes and returns float32 (quantize/dequantize are inside the
+  XNNPACK partition); a value other than the default is refused here with a typed error.
+* ``--dynamic-batch``: not supported yet (a fixed batch, like the tflite targets): typed error.
+* automatic float fallbacks (ops the runtime refuses in int8) are not implemented for .pte: an int8 op that
+  XNNPACK cannot take stays in the file as found, and the int8 check after export names it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+from edgeport.errors import UnsupportedOp, UserError
+from edgeport.exporters import FP32, INT8, TARGETS, ExportRequest, Target, metadata, register_target
+from edgeport.formats.pte_program import EXECUTORCH_HINT, METADATA_METHOD, import_executorch
+from edgeport.util import native_logs
+from edgeport.util.atomic_file import write_bytes
+
+
+def _check(req: ExportRequest) -> None:
+    if req.dynamic_batch:
+        raise UserError("ExecuTorch targets need a fixed batch size", "drop --dynamic-batch for executorch-* targets")
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
+
+
+def _keep_log(log: Path, exc: BaseException) -> Path:
+    """The captured native output plus the Python traceback, kept in the log file the error names."""
+    with open(log, "a") as fh:
+        fh.write("\n" + "".join(traceback.format_exception(exc)))
+    return log
+
+
+def lower(req: ExportRequest, program, target: str, **facts) -> bytes:
+    """``program`` lowered to XNNPACK and serialized; edgeport's metadata rides along as a constant method."""
+    import_executorch()
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    constants = {METADATA_METHOD: metadata.for_target(req.metadata, target, "NCHW", **facts)} if req.metadata else None
+    with native_logs.captured() as log:
+        try:
+            edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()], constant_methods=constants)
+            config = getattr(edge, "_config_methods", None)  # the constant methods to_executorch will emit
+            if constants and isinstance(config, dict) and METADATA_METHOD in config:
+                layers = delegated_layers(edge.exported_program())
+                config[METADATA_METHOD] = metadata.for_target(req.metadata, target, "NCHW", **facts, layers=layers)
+            data = bytes(edge.to_executorch().buffer)
+        except Exception as exc:  # noqa: BLE001 - ExecuTorch's passes raise anything; one line here, all of it in the log
+            kept = _keep_log(log, exc)
+            raise UnsupportedOp(f"ExecuTorch could not lower the model for {target}: {_one_line(exc)}",
+                                f"export the onnx/tflite targets, or replace that op in the model; full log: {kept}") from None
+    log.unlink(missing_ok=True)
+    return data
+
+
+def delegated_layers(edge_program) -> dict[str, str]:
+    """debug handle -> PyTorch module path of every op handed to a delegate (the handle each XNNPACK node keeps in
+    the .pte), so reports name a program's ops the way the model does (edgeport.formats.pte_file.layer_names)."""
+    from edgeport.graph.fuse import module_path
+
+    out: dict[str, str] = {}
+    for _, module in edge_program.graph_module.named_modules():
+        original = getattr(module, "original_module", None)
+        if original is None:
+            continue
+        for node in original.graph.nodes:
+            handle = node.meta.get("debug_handle")
+            if node.op == "call_function" and handle is not None and module_path(node) != node.name:  # a real module path
+                out.setdefault(str(handle), module_path(node))
+    return out
+
+
+CHECK_SAMPLES = 8  # inputs each program is run on in ExecuTorch's runtime before it is written
+
+
+def _runs(req: ExportRequest, data: bytes) -> None:
+    """Load the program in ExecuTorch's runtime and run it on a few calibration inputs (the example input for a
+    float target without them): XNNPACK compiles the delegate at load time and can refuse a node the partitioner
+    took (measured: int8 ShuffleNetV2's zero pad before a max pool, "Failed to create StaticConstantPad node").
+    An ArtifactFailed (exit 3) naming the runtime's reason and its log; nothing is written."""
+    import tempfile
+
+    from edgeport.runtimes.executorch_runner import ExecuTorchRunner
+
+    batch = int(req.example.shape[0])
+    enough = req.calibration is not None and len(req.calibration) >= batch
+    inputs = req.calibration[: max(batch, CHECK_SAMPLES // batch * batch)] if enough else req.example.numpy()
+    with tempfile.TemporaryDirectory(prefix="edgeport-pte-check-") as tmp:
+        path = Path(tmp) / "program.pte"
+        path.write_bytes(data)
+        ExecuTorchRunner(path).run(np.ascontiguousarray(inputs, dtype=np.float32))
+
+
+def _write(req: ExportRequest, target: str, data: bytes) -> Path:
+    _runs(req, data)
+    dest = req.out_dir / TARGETS.get(target).filename(req.name)
+    write_bytes(dest, data)  # atomic: a failed export never leaves a half-written .pte
+    return dest
+
+
+def export_fp32(req: ExportRequest) -> Path:
+    from edgeport.graph.rewrites import for_executorch
+
+    _check(req)
+    program, rewrites = for_executorch(req.program, req.example, int8=False)
+    return _write(req, "executorch-fp32", lower(req, program, "executorch-fp32", rewrites=rewrites))
+
+
+# --- int8 ---------------------------------------------------------------------------------------------------------
+
+def _check_int8(req: ExportRequest) -> np.ndarray:
+    _check(req)
+    from edgeport.exporters.onnx_int8 import check_calibration
+
+    if req.quant.io_dtype not in ("int8",):  # "int8" is the option's default: a .pte's I/O is float32 either way
+        raise UserError(f"executorch-int8 takes and returns float32; --io-dtype {req.quant.io_dtype} is a tflite-int8 option",
+                        "drop --io-dtype, or export executorch-int8 in a separate run")
+    return check_calibration(req.calibration, tuple(req.example.shape))
+
+
+def quantizer_config(method: str):
+    """ExecuTorch's per-channel symmetric XNNPACK config, with a MinMaxObserver on activations (see the module
+    docstring: the observed range, which the other methods then replace)."""
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import get_symmetric_quantization_config
+    from torchao.quantization.pt2e import MinMaxObserver
+
+    config = get_symmetric_quantization_config(is_per_channel=True)
+    act = dataclasses.replace(config.input_activation, observer_or_fake_quant_ctr=MinMaxObserver.with_args(eps=2**-12))
+    return dataclasses.replace(config, input_activation=act, output_activation=act)
+
+
+def _fused_clamp_quantizer():
+    """XNNPACKQuantizer that quantizes a conv/linear followed by ReLU6 (hardtanh) the way it quantizes conv + ReLU:
+    no observer between the two, one on the clamp's output.
+
+    ExecuTorch's quantizer treats hardtanh as an op that shares its input's observer, so the int8 program ran
+    conv -> quantize -> clamp -> quantize, with the conv's pre-activation range as the clamp's scale: XNNPACK got a
+    separate int8 Clamp after every conv (measured: 35 Clamp nodes in MobileNetV2) while its partitioner fuses a
+    hardtanh into the conv when nothing stands between them (gemm_configs ``fused_acts``), as it does for ReLU.
+    Here the conv's output annotation moves to the clamp, so the conv output is observed after the clamp (the
+    range the int8 tensor really holds: ReLU6's [0, 6] instead of the pre-activation's) and XNNPACK fuses it."""
+    import torch
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer
+    from torchao.quantization.pt2e.quantizer import QuantizationAnnotation
+    from torchao.quantization.pt2e.quantizer.quantizer import Q_ANNOTATION_KEY
+
+    aten = torch.ops.aten
+    producers = {aten.conv2d.default, aten.conv1d.default, aten.linear.default}
+    clamps = {aten.hardtanh.default, aten.hardtanh_.default}
+
+    class FusedClampQuantizer(XNNPACKQuantizer):
+        def annotate(self, model):
+            model = super().annotate(model)
+            for node in model.graph.nodes:
+                if node.op != "call_function" or node.target not in clamps:
+                    continue
+                producer = node.args[0]
+                if getattr(producer, "target", None) not in producers or len(producer.users) != 1:
+                    continue
+                before, after = producer.meta.get(Q_ANNOTATION_KEY), node.meta.get(Q_ANNOTATION_KEY)
+                spec = getattr(before, "output_qspec", None)
+                if before is None or after is None or spec is None or type(spec).__name__ != "QuantizationSpec":
+                    continue  # left float (--allow-float) or annotated some other way: as the quantizer made it
+                before.output_qspec = None
+                node.meta[Q_ANNOTATION_KEY] = QuantizationAnnotation(input_qspec_map={}, output_qspec=spec, _annotated=True)
+            return model
+
+    return FusedClampQuantizer()
+
+
+def _float_filter(gm, requests: tuple[str, ...]):
+    """A node filter for XNNPACKQuantizer.set_filter_function: False for nodes under the requested module paths."""
+    from edgeport.formats.layer_names import requested, resolve
+    from edgeport.graph.fuse import module_path
+
+    names = {n.name: module_path(n) for n in gm.graph.nodes if n.op == "call_function"}
+    kept = set(resolve(names, requests))  # a UserError naming close layer names when a request matches nothing
+    return lambda node: node.name not in kept and not requested(node.name, module_path(node), requests)
+
+
+def quantize(req: ExportRequest):
+    """The int8 program (torch.export of the PT2E-converted graph), ready for :func:`lower`, and the rewrites
+    :func:`edgeport.graph.rewrites.for_executorch` made before quantizing."""
+    import torch
+
+    calibration = _check_int8(req)  # before any import: a bad request fails fast, with or without executorch
+    import_executorch()
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    from edgeport.graph.rewrites import for_executorch
+
+    program, rewrites = for_executorch(req.program, req.example, int8=True)
+    gm = program.module()
+    quantizer = _fused_clamp_quantizer().set_global(quantizer_config(req.quant.method))
+    if req.quant.float_fallback:
+        quantizer.set_filter_function(_float_filter(gm, req.quant.float_fallback))
+    batch = int(req.example.shape[0])
+    usable = len(calibration) // batch * batch
+    if usable == 0:
+        raise UserError(f"{len(calibration)} calibration samples cannot fill one batch of {batch}", f"pass at least {batch}")
+    with native_logs.captured() as log:
+        try:
+            prepared = prepare_pt2e(gm, quantizer)
+            collector = _collector(prepared, req.quant)
+            with torch.no_grad():
+                for i in range(0, usable, batch):
+                    prepared(torch.from_numpy(calibration[i : i + batch]))
+            if collector is not None:
+                collector.apply()
+            converted = convert_pt2e(prepared)
+            quantized = torch.export.export(converted, (req.example,), strict=False)
+        except Exception as exc:  # noqa: BLE001
+            kept = _keep_log(log, exc)
+            raise UnsupportedOp(f"ExecuTorch's XNNPACKQuantizer could not quantize the model: {_one_line(exc)}",
+                                f"export executorch-fp32, or keep that layer float (--allow-float); full log: {kept}") from None
+    log.unlink(missing_ok=True)
+    return quantized, rewrites
+
+
+class _MethodRanges:
+    """Feeds every activation observer's input to a RangeCollector during calibration; ``apply`` then writes the
+    method's (min, max) into the observers, whose calculate_qparams turns them into scale/zero point."""
+
+    def __init__(self, observers: dict, method: str, percentile: float):
+        from edgeport.quantization.ranges import RangeCollector
+
+        self.observers = observers
+        self.collector = RangeCollector(method, percentile)
+        self.hooks = [obs.register_forward_hook(self._hook(name)) for name, obs in observers.items()]
+
+    def _hook(self, name: str):
+        def hook(module, args, output):
+            self.collector.collect({name: args[0].detach().float().numpy()})
+        return hook
+
+    def apply(self) -> None:
+        import torch
+
+        for h in self.hooks:
+            h.remove()
+        for name, (lo, hi) in self.collector.ranges().items():
+            obs = self.observers[name]
+            obs.min_val = torch.tensor(float(lo))
+            obs.max_val = torch.tensor(float(hi))
+
+
+def _collector(prepared, quant) -> _MethodRanges | None:
+    """None for minmax (the observers are the method); else the collector of ``quant.method``'s ranges."""
+    if quant.method == "minmax":
+        return None
+    from torchao.quantization.pt2e import MinMaxObserver
+
+    observers = {name: m for name, m in prepared.named_modules() if type(m) is MinMaxObserver}
+    return _MethodRanges(observers, quant.method, quant.percentile)
+
+
+def export_int8(req: ExportRequest) -> Path:
+    quantized, rewrites = quantize(req)
+    q = req.quant
+    facts = {"io_dtype": "float32", "rewrites": rewrites,
+             "quantization": {"method": q.method, "float_fallback": list(q.float_fallback), "cle": q.cle,
+                              "bias_correction": q.bias_correction, "quantizer": "XNNPACKQuantizer per-channel symmetric"}}
+    return _write(req, "executorch-int8", lower(req, quantized, "executorch-int8", **facts))
+
+
+_NEEDS = {"requires": ("executorch",), "install_hint": EXECUTORCH_HINT}  # the executorch extra
+register_target(Target("executorch-fp32", "executorch", "fp32", export_fp32, FP32, parent="torch-fused",
+                       writer="executorch to_edge_transform_and_lower (XNNPACK)", **_NEEDS))
+register_target(Target("executorch-int8", "executorch", "int8", export_int8, INT8, parent="executorch-fp32",
+                       writer="executorch XNNPACKQuantizer (PT2E) + XNNPACK", **_NEEDS))
