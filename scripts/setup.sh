@@ -9,7 +9,7 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip
 # torch alone and first: 'torch==2.13.0' resolves to the machine's CPU build (a bare 'torch' could pull CUDA).
 .venv/bin/python -m pip install -q torch==2.13.0
-.venv/bin/python -m pip install -q -c constraints.txt -e ".[test,tflite]"
+.venv/bin/python -m pip install -q -c constraints.txt -e ".[test,tflite,executorch]"
 # Real data for calibration, validation and the trained reference models (Debian's package, offline).
 if [ ! -f /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz ]; then
     if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi

@@ -160,7 +160,9 @@ def delegation(records: list[dict]) -> list[str]:
     return out or ["none: every int8 .tflite that was written runs whole in one XNNPACK partition"]
 
 
-def render(summary: dict) -> str:
+def render(summary: dict, notes: str = "") -> str:
+    """The doc's text from the sweep's records; ``notes`` (notes.md beside sweep.json: which code each row
+    ran, what was measured beside the sweep) goes under the results heading."""
     family = ("cnn", "hybrid", "segmentation", "detection")
     recs, n = sorted(summary["models"], key=lambda r: family.index(r.get("family", "cnn"))), len(summary["targets"])
     ok = [r for r in recs if r.get("status") == "ok" and len(r.get("files", [])) == n]
@@ -170,7 +172,7 @@ def render(summary: dict) -> str:
 
     missing = [s.name for s in SPECS if s.name not in {r["model"] for r in recs}]
     partial = [f"**Partial run**: not yet run: {', '.join(missing)}.", ""] if missing else []
-    lines = [HEAD, "## Results", "", *partial,
+    lines = [HEAD, "## Results", "", *([notes.strip(), ""] if notes.strip() else []), *partial,
              f"Targets: {', '.join(summary['targets'])}. {len(ok)} of {len(recs)} models wrote every file and returned; "
              f"{len(one)} of {len(tfl)} int8 .tflite files run in one XNNPACK partition.", "", *table(recs, n), "",
              "## Failures", "", *failures(recs), "", "## int8 .tflite files not whole in one XNNPACK partition", "",
@@ -179,7 +181,8 @@ def render(summary: dict) -> str:
 
 
 def write_doc(summary_path: Path, doc: Path) -> None:
-    doc.write_text(render(json.loads(Path(summary_path).read_text())))
+    notes = Path(summary_path).with_name("notes.md")
+    doc.write_text(render(json.loads(Path(summary_path).read_text()), notes.read_text() if notes.is_file() else ""))
 
 
 if __name__ == "__main__":
