@@ -333,7 +333,8 @@ def _one_partition(req: ExportRequest, data: bytes, denylisted: tuple[str, ...],
     runs those ops itself, with QUANTIZE/DEQUANTIZE around them, in its partition. Measured on a MobileViT-style
     block (tests/fixtures/third_party.AttentionNet, x86, 1 thread, a loaded machine): 10 partitions and 1.84 ms in
     int8 -> 1 partition and 0.26 ms with every such op float, LayerNorm's ADD (variance + eps) included. Conv,
-    depthwise, FC and ADD stay int8 here (the int8 check requires them), so that block keeps 3 partitions.
+    depthwise, FC and ADD stay int8 (the int8 check requires them), except an ADD XNNPACK refuses next to an op
+    kept float (:func:`_refused_next_to_float`, LayerNorm's): that block is then one partition.
     Kept only when the partitions decrease and the file runs on the calibration data; each op is recorded like
     the other automatic fallbacks. ``--no-float`` skips it."""
     from edgeport.errors import EdgeportError
@@ -362,7 +363,7 @@ def _one_partition(req: ExportRequest, data: bytes, denylisted: tuple[str, ...],
             break
         names = tflite_names(data, onnx_weight_norms(to_onnx(req)))
         # conv / depthwise / FC / ADD stay int8 (the int8 check requires them): an ADD XNNPACK refuses is an
-        # int8 ADD whose scales it cannot take (random-weight nets' h-swish +3), left to LiteRT and reported
+        # int8 ADD whose scales it cannot take, left to LiteRT and reported unless it sits next to a float op
         slow = [(t, op) for t, op in current.slow_nodes if t not in denylisted and op not in CRITICAL_TFLITE_OPS]
         slow += _refused_next_to_float(data, current.slow_nodes, {*denylisted, *(t for t, _ in slow)})
         if not slow:

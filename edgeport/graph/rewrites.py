@@ -278,6 +278,13 @@ def relu_before_cat(gm: fx.GraphModule) -> list[str]:
     return done
 
 
+def _free_root_name(gm: fx.GraphModule, name: str) -> str:
+    """``name``, or ``name`` followed by underscores, whichever the graph module has no attribute for yet."""
+    while hasattr(gm, name):
+        name += "_"
+    return name
+
+
 def _pool_weight_name(gm: fx.GraphModule, node: fx.Node, n: int) -> str:
     """``<pool module>.weight``, so the depthwise conv is reported under the pool's own name (layer_names). A pool
     has no parameters, so the graph module has no submodule for it yet: an empty one is added. A generated name
@@ -389,9 +396,7 @@ def constant_pad_as_zero_pad(gm: fx.GraphModule) -> list[str]:
         inner = torch.zeros(tuple(val.shape[-k:]), dtype=val.dtype)
         padded = torch.nn.functional.pad(inner, pad, value=float(value))
         mask = padded.reshape((1,) * (val.dim() - k) + tuple(padded.shape))
-        name = f"edgeport_pad_value_{len(done)}"
-        while hasattr(gm, name):
-            name += "_"
+        name = _free_root_name(gm, f"edgeport_pad_value_{len(done)}")
         const = set_param(gm, gm.graph, node, name, mask)
         with gm.graph.inserting_before(node):
             zero = gm.graph.call_function(aten.constant_pad_nd.default, (x, pad, 0.0))
@@ -480,9 +485,7 @@ def scalar_operands_4d(gm: fx.GraphModule) -> list[str]:
         val = x.meta.get("val") if isinstance(x, fx.Node) else None
         if isinstance(c, bool) or not isinstance(c, (int, float)) or val is None or val.dim() != 4 or not val.dtype.is_floating_point:
             continue
-        name = f"_edgeport_operand_{len(done)}"
-        while hasattr(gm, name):
-            name += "_"
+        name = _free_root_name(gm, f"_edgeport_operand_{len(done)}")
         const = set_param(gm, gm.graph, node, name, torch.full((1, 1, 1, 1), float(c), dtype=val.dtype))
         node.args = (x, const)
         done.append(module_path(node))
