@@ -41,6 +41,9 @@ class ExportRequest:
 # req.cache key: target -> ops an exporter kept float on its own because the converter or runtime cannot run
 # them in int8 ([{"layer", "op", "tensor", "why"}]); export_flow reports them and does not count them as stuck.
 AUTO_FLOAT = "auto-float"
+# req.cache key: target -> int8 inputs whose calibrated range an exporter widened so the runtime's fast kernel
+# takes their op, the op itself staying int8 ([{"layer", "tensor", "range"}]; see exporters.tflite_add_ranges).
+WIDENED_RANGES = "widened-ranges"
 
 # max|Δ| alone passes any net with tiny logits (random init: ~1e-8), so a scale-free SQNR floor joins it.
 # Measured: fp32 artifacts 110-130 dB, fp16-weight artifacts 62-75 dB.

@@ -20,7 +20,18 @@ from pathlib import Path
 import numpy as np
 
 from edgeport.errors import UnsupportedOp, UserError
-from edgeport.exporters import AUTO_FLOAT, FP16, FP32, INT8, TARGETS, ExportRequest, Target, metadata, register_target
+from edgeport.exporters import (
+    AUTO_FLOAT,
+    FP16,
+    FP32,
+    INT8,
+    TARGETS,
+    WIDENED_RANGES,
+    ExportRequest,
+    Target,
+    metadata,
+    register_target,
+)
 from edgeport.exporters.onnx_fp32 import to_onnx
 from edgeport.exporters.tf_env import TF_HINT, converter_failure, import_tf, to_nhwc
 from edgeport.exporters.tflite_compact import io_renames, share_quantization_vectors, with_metadata
@@ -204,7 +215,8 @@ def export_int8(req: ExportRequest, denylisted_nodes: tuple[str, ...] = (),
     from edgeport.exporters import tflite_ptq
 
     _check_int8_request(req)
-    req.cache.get(AUTO_FLOAT, {}).pop("tflite-int8", None)  # this build finds its own (accuracy control rebuilds)
+    for found in (AUTO_FLOAT, WIDENED_RANGES):  # this build finds its own (accuracy control rebuilds)
+        req.cache.get(found, {}).pop("tflite-int8", None)
     if ranges is None:
         ranges = method_ranges(req)
     if req.quant.float_fallback:  # the user's layers, and accuracy control's on top
@@ -238,6 +250,9 @@ def export_int8(req: ExportRequest, denylisted_nodes: tuple[str, ...] = (),
     io = {"io_dtype": req.quant.io_dtype, "quantization": {"method": req.quant.method,
                                                           "float_fallback": list(req.quant.float_fallback)}}
     auto = req.cache.get(AUTO_FLOAT, {}).get("tflite-int8")
+    widened = req.cache.get(WIDENED_RANGES, {}).get("tflite-int8")
+    if widened:
+        io["quantization"]["widened_for_xnnpack"] = [w["layer"] for w in widened]
     if auto:
         io["quantization"]["auto_float"] = [a["layer"] for a in auto]
         renames = io_renames(data)  # the written file's I/O are renamed: its coverage will use the new names
@@ -338,7 +353,7 @@ def _one_partition(req: ExportRequest, data: bytes, denylisted: tuple[str, ...],
     Kept only when the partitions decrease and the file runs on the calibration data; each op is recorded like
     the other automatic fallbacks. ``--no-float`` skips it."""
     from edgeport.errors import EdgeportError
-    from edgeport.exporters import tflite_ptq
+    from edgeport.exporters import tflite_add_ranges, tflite_ptq
     from edgeport.formats.delegation import tflite_delegation
     from edgeport.formats.int8_coverage import CRITICAL_TFLITE_OPS
     from edgeport.formats.layer_names import onnx_weight_norms, tflite_names
@@ -358,6 +373,7 @@ def _one_partition(req: ExportRequest, data: bytes, denylisted: tuple[str, ...],
     current, _ = delegation_of(data, run=False)
     original = data
     kept: list[dict] = []
+    widened: dict[str, dict] = {}
     for _ in range(MAX_ISLAND_ROUNDS):
         if (current.partitions or 0) <= 1 or not current.slow_nodes:
             break
@@ -366,11 +382,17 @@ def _one_partition(req: ExportRequest, data: bytes, denylisted: tuple[str, ...],
         # int8 ADD whose scales it cannot take, left to LiteRT and reported unless it sits next to a float op
         slow = [(t, op) for t, op in current.slow_nodes if t not in denylisted and op not in CRITICAL_TFLITE_OPS]
         slow += _refused_next_to_float(data, current.slow_nodes, {*denylisted, *(t for t, _ in slow)})
-        if not slow:
+        # an int8 ADD refused for a tiny input (a zero-init residual branch) stays int8 with that input widened
+        refused_adds = {t for t, op in current.slow_nodes if op == "ADD"} - {t for t, _ in slow} - set(denylisted)
+        fixes = tflite_add_ranges.add_fixes(data, refused_adds) if refused_adds else tflite_add_ranges.AddFixes()
+        widen = fixes.widened
+        slow += [(t, "ADD") for t in fixes.constant]
+        if not slow and not widen:
             break
+        trial_ranges = {**(ranges or {}), **{t: r for chain in widen.values() for t, r in chain.items()}}
         calibrated = calibrated_model(req)
-        if ranges:
-            calibrated = tflite_ptq.with_ranges(calibrated, ranges)
+        if trial_ranges:
+            calibrated = tflite_ptq.with_ranges(calibrated, trial_ranges)
         trial = tflite_ptq.quantize(calibrated, req.quant.io_dtype, (*denylisted, *(t for t, _ in slow)))
         after, runs = delegation_of(trial)
         if not runs or (after.partitions or 0) >= (current.partitions or 0):
@@ -378,9 +400,13 @@ def _one_partition(req: ExportRequest, data: bytes, denylisted: tuple[str, ...],
         kept += [{"layer": names.get(t, t), "op": op, "tensor": t,
                   "why": "XNNPACK has no int8 kernel for it: kept float, it runs inside the XNNPACK partition"}
                  for t, op in slow]
-        data, current, denylisted = trial, after, (*denylisted, *(t for t, _ in slow))
+        widened.update({t: {"layer": names.get(t, t), "tensor": t, "range": [float(f"{v:.4g}") for v in chain[t]]}
+                        for t, chain in widen.items()})
+        data, current, denylisted, ranges = trial, after, (*denylisted, *(t for t, _ in slow)), trial_ranges
     if kept:
         _record_kept(req, original, data, kept)
+    if widened:
+        req.cache.setdefault(WIDENED_RANGES, {})["tflite-int8"] = list(widened.values())
     return data
 
 

@@ -14,7 +14,7 @@ from torch import fx
 from edgeport.data import sample_inputs
 from edgeport.data.calibration import DataSplit, Samples
 from edgeport.errors import InternalError, UserError
-from edgeport.exporters import AUTO_FLOAT, ExportRequest, QuantOptions, Target, chain
+from edgeport.exporters import AUTO_FLOAT, WIDENED_RANGES, ExportRequest, QuantOptions, Target, chain
 from edgeport.graph.capture import capture
 from edgeport.graph.fuse import Equivalence, FusionReport, check_equivalence, fuse
 from edgeport.graph.rewrites import rewrite_for_edge
@@ -151,6 +151,11 @@ def run_export(
                 run.warnings.append(f"{target.name}: {cov.line()}")
             if auto:
                 run.warnings.append(_auto_float_line(target.name, auto, quant.no_float))
+            widened = req.cache.get(WIDENED_RANGES, {}).get(target.name, [])
+            if widened:
+                layers = "; ".join(w["layer"] for w in widened[:3]) + ("; ..." if len(widened) > 3 else "")
+                run.warnings.append(f"{target.name}: widened the int8 range of {len(widened)} ADD inputs far smaller "
+                                    f"than the sum, so XNNPACK runs those ADDs in int8 ({layers})")
             if stuck:  # named as the PyTorch model names them, which is what --allow-float takes
                 from edgeport.exporters.onnx_fp32 import to_onnx
                 from edgeport.formats.layer_names import artifact_names, requested
