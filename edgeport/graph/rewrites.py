@@ -135,6 +135,30 @@ class _Scales:
             node.replace_input_with(arg, set_param(self.gm, self.gm.graph, node, arg.target, value * f))
         return True
 
+    def _scale_producer(self, other: object, add: fx.Node, f: float) -> str | None:
+        """Make ``other`` (the unscaled side of a residual ``add``) f times larger at its source: the conv it comes
+        from through ops that commute with a positive scale (ReLU, pooling), each read by the next only, gets its
+        weight and bias times f, and every other reader of ``other`` (a conv/linear) its weight divided by f.
+        Exact; no op is added. Measured on tests/fixtures/third_party.HardSwishResidualNet-style blocks
+        (benchmarks/hswish_residual.py): this removes the MUL by 6 the residual's other side needed. None when the
+        graph has another shape (a reader that cannot take 1/f, a shared parameter, a branch in the chain)."""
+        if not (isinstance(node := other, fx.Node) and f > 0 and self.of(other) == 1.0):
+            return None
+        while node.op == "call_function" and _commutes(node) and node.target not in WEIGHTED_OPS:
+            node = node.args[0]
+            if not isinstance(node, fx.Node) or len(node.users) != 1 or self.of(node) != 1.0:
+                return None
+        readers = [u for u in other.users if u is not add]
+        weights = [_exclusive_attr(self.gm, u.args[1], u) if u.target in WEIGHTED_OPS and u.args[0] is other
+                   and len(u.all_input_nodes) <= 3 else None for u in readers]
+        if any(w is None for w in weights) or (node is other and readers):
+            return None
+        if not self._scale_output(node, f):
+            return None
+        for u, w in zip(readers, weights):
+            u.replace_input_with(u.args[1], set_param(self.gm, self.gm.graph, u, u.args[1].target, w / f))
+        return module_path(node)
+
     def _scale_bn(self, node: fx.Node) -> bool:
         """An eval-mode BatchNorm reading f*x computes BN(x) with mean f*mu, var f^2*var and eps f^2*eps."""
         f = self.of(node.args[0])
@@ -169,6 +193,10 @@ class _Scales:
             if self._scale_output(other, f):
                 self.factor[node] = f
                 return module_path(other)
+            scaled_conv = self._scale_producer(other, node, f)
+            if scaled_conv is not None:
+                self.factor[node] = f
+                return scaled_conv
             if isinstance(other, fx.Node):
                 # no conv of its own on that side: multiply it by the factor (an int8 MUL by a constant, which
                 # XNNPACK runs) and keep the factor pending. Putting 1/6 back on the h-swish's side instead
@@ -182,6 +210,10 @@ class _Scales:
                 return None
         if node.op == "call_function" and _commutes(node) and scaled == [node.args[0]]:
             self.factor[node] = self.of(node.args[0])
+            return None
+        if (node.target in ADD_OPS and len(scaled) == 2 and len(node.args) == 2 and not node.kwargs
+                and self.of(node.args[0]) == self.of(node.args[1])):
+            self.factor[node] = self.of(node.args[0])  # f*a + f*b = f*(a + b)
             return None
         weight = _exclusive_attr(self.gm, node.args[1], node) if node.target in WEIGHTED_OPS else None
         if weight is not None and scaled == [node.args[0]]:
@@ -412,6 +444,85 @@ def constant_pad_as_zero_pad(gm: fx.GraphModule) -> list[str]:
     return done
 
 
+def channels_last_global_pool_as_mean(gm: fx.GraphModule) -> list[str]:
+    """A global average pool (``adaptive_avg_pool2d`` to 1x1) of a tensor in channels-last strides (after
+    ``permute``, as in timm's EdgeNeXt/ConvNeXt blocks) as ``mean`` over H, W with keepdim: the same values.
+    torch.onnx decomposes that pool into a mean and an ``as_strided`` that restores the strides, which ONNX
+    writes as a Gather with an index tensor; LiteRT's XNNPACK delegate takes GATHER in neither int8 nor float
+    (measured on timm edgenext_xx_small: one GATHER in builtin kernels, 2 partitions in fp32). A contiguous
+    input (every zoo model) is left as it is."""
+    done = []
+    for node in list(gm.graph.nodes):
+        if node.op != "call_function" or node.target is not aten.adaptive_avg_pool2d.default:
+            continue
+        x, size = node.args[0], node.args[1]
+        val = x.meta.get("val") if isinstance(x, fx.Node) else None
+        if val is None or val.dim() != 4 or val.is_contiguous() or list(size if isinstance(size, (list, tuple)) else [size] * 2) != [1, 1]:
+            continue
+        with gm.graph.inserting_before(node):
+            mean = gm.graph.call_function(aten.mean.dim, (x, [2, 3], True))
+        mean.meta = dict(node.meta)
+        node.replace_all_uses_with(mean)
+        gm.graph.erase_node(node)
+        done.append(module_path(mean))
+    if done:
+        gm.graph.lint()
+        gm.recompile()
+    return done
+
+
+def _spatial_step(node: object, dims: tuple[int, ...]) -> tuple[fx.Node, int, int] | None:
+    """(input, dim, step) when ``node`` is a slice of a 4-D tensor along one of ``dims`` from 0 to the end with
+    a step > 1, else None."""
+    if not (isinstance(node, fx.Node) and node.op == "call_function" and node.target is aten.slice.Tensor):
+        return None
+    x, dim, start, end, step = (list(node.args) + [0, 0, None, None, 1][len(node.args):])[:5]
+    val = x.meta.get("val") if isinstance(x, fx.Node) else None
+    if val is None or val.dim() != 4 or not isinstance(step, int) or step <= 1 or dim % 4 not in dims:
+        return None
+    size = val.shape[dim % 4]
+    if start not in (0, None) or not isinstance(size, int) or (end is not None and end < size):
+        return None
+    return x, dim % 4, step
+
+
+def strided_slice_as_depthwise(gm: fx.GraphModule) -> list[str]:
+    """A spatial subsample ``x[:, ::s, ::s]`` of a (B, H, W, C) tensor (LeViT's attention subsample) as a 1x1
+    depthwise conv with stride s and weights 1 between two permutes: the same values (each output is 1 * one
+    input; weight 1 is exact in int8 too). TFLite writes the slice as a STRIDED_SLICE with strides 2, which
+    LiteRT's XNNPACK delegate takes in neither int8 nor float (measured on timm levit_128s: 2 in builtin
+    kernels, 3 partitions in fp32); DEPTHWISE_CONV_2D and TRANSPOSE it runs in both."""
+    done = []
+    for node in list(gm.graph.nodes):
+        outer = _spatial_step(node, (1, 2))
+        if outer is None or any(_spatial_step(u, (1, 2)) for u in node.users):
+            continue  # rewrite from the last slice of a chain
+        steps, x = {outer[1]: outer[2]}, outer[0]
+        inner = _spatial_step(x, (1, 2))
+        if inner is not None and inner[1] not in steps and len(x.users) == 1:
+            steps[inner[1]] = inner[2]
+            x = inner[0]
+        channels = x.meta["val"].shape[3]
+        if not isinstance(channels, int):
+            continue
+        name = _free_root_name(gm, f"edgeport_subsample_{len(done)}")
+        weight = set_param(gm, gm.graph, node, name, torch.ones(channels, 1, 1, 1, dtype=x.meta["val"].dtype))
+        with gm.graph.inserting_before(node):
+            nchw = gm.graph.call_function(aten.permute.default, (x, [0, 3, 1, 2]))
+            conv = gm.graph.call_function(aten.conv2d.default,
+                                          (nchw, weight, None, [steps.get(1, 1), steps.get(2, 1)], [0, 0], [1, 1], channels))
+            out = gm.graph.call_function(aten.permute.default, (conv, [0, 2, 3, 1]))
+        for n in (nchw, conv, out):
+            n.meta = dict(node.meta)
+        node.replace_all_uses_with(out)
+        done.append(module_path(out))
+    if done:
+        gm.graph.eliminate_dead_code()
+        gm.graph.lint()
+        gm.recompile()
+    return done
+
+
 def for_xnnpack_int8(program: torch.export.ExportedProgram, example: torch.Tensor) -> torch.export.ExportedProgram:
     """The fused program with h-swish/hard-sigmoid computed with ReLU6 (see above), for the TFLite targets
     only: in ONNX Runtime the same rewrite buys nothing in float and cost int8 accuracy (measured on the
@@ -424,7 +535,9 @@ def for_xnnpack_int8(program: torch.export.ExportedProgram, example: torch.Tenso
     hard = relu6_hard_activations(gm)
     norms = l2_norm_as_sum_of_squares(gm)
     pads = constant_pad_as_zero_pad(gm)
-    if not hard and not norms and not pads:
+    views = channels_last_global_pool_as_mean(gm)
+    subsamples = strided_slice_as_depthwise(gm)
+    if not hard and not norms and not pads and not views and not subsamples:
         return program
     return capture(gm, example)
 

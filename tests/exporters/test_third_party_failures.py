@@ -190,3 +190,49 @@ def test_ops_xnnpack_cannot_run_in_int8_stay_float_inside_one_partition(tmp_path
     assert {"SOFTMAX", "BATCH_MATMUL", "RSQRT"} <= set(kept) and not set(kept) & {"CONV_2D", "FULLY_CONNECTED"}, kept
     assert kept.count("ADD") == 2, kept  # the two LayerNorms' variance + eps, not the two residual ADDs
     assert int8.int8_coverage["int8"] > 0 and int8.parity.judged
+
+
+@pytest.mark.slow
+def test_a_zero_init_residual_branch_stays_int8_in_one_partition(tmp_path):
+    """LeViT's untrained residual branches are exactly zero: int8 gives them a scale ~1e-8 of the sum's, below the
+    1/1024 XNNPACK's int8 ADD takes, so LiteRT's builtin ADD runs it (2 partitions with --no-float). Widening that
+    input's range keeps the ADD int8 inside the one partition, with nothing float and the same outputs."""
+    from edgeport.formats.graph_summary import summarize
+    from edgeport.runtimes.litert_runner import LiteRtRunner
+
+    result = _export(tp.ZeroInitResidualNet, "tflite-int8", tmp_path)
+    (int8,) = result.artifacts
+    pure = _export(tp.ZeroInitResidualNet, "tflite-int8", tmp_path / "pure", quant=edgeport.QuantOptions(no_float=True))
+    assert pure.artifacts[0].delegation["partitions"] == 2 and pure.artifacts[0].delegation["slow"] == {"ADD": 1}
+    assert int8.delegation["partitions"] == 1 and not int8.delegation["slow"], int8.delegation["summary"]
+    assert not int8.auto_float and int8.int8_coverage["float"] == 0
+    assert len(_metadata(int8.path)["quantization"]["widened_for_xnnpack"]) == 1
+    assert any("widened the int8 range of 1 ADD inputs" in w for w in result.warnings), result.warnings
+    x = np.random.default_rng(0).standard_normal(SHAPE).astype(np.float32)
+    got, want = LiteRtRunner(int8.path).run(x), LiteRtRunner(pure.artifacts[0].path).run(x)
+    step = summarize(int8.path).outputs[0].scale
+    assert np.abs(got - want).max() <= step + 1e-9  # at most one rounding step apart
+
+
+@pytest.mark.slow
+def test_a_spatial_subsample_of_tokens_runs_in_one_partition(tmp_path):
+    """LeViT's x.view(B, H, W, C)[:, ::2, ::2] was a stride-2 STRIDED_SLICE outside XNNPACK in every TFLite file;
+    as a 1x1 stride-2 depthwise conv with weights 1 it runs in XNNPACK, float and int8, with the same values."""
+    result = edgeport.export(tp.build(tp.SubsampleNet), targets=["tflite-fp32", "tflite-int8"], input_shape=(1, 3, 28, 28),
+                             out=tmp_path, strict=False, **DATA)
+    fp32, int8 = result.artifacts
+    for a in (fp32, int8):
+        assert a.delegation["partitions"] == 1 and not a.delegation["slow"], (a.target, a.delegation["summary"])
+    assert fp32.parity.passed and fp32.parity.sqnr_db > 60
+    assert not int8.auto_float and int8.int8_coverage["float"] == 0 and int8.parity.judged
+
+
+@pytest.mark.slow
+def test_a_global_pool_of_channels_last_strides_runs_in_one_partition(tmp_path):
+    """The pool after EdgeNeXt-style permuted blocks became ReduceMean + Gather in ONNX, and the GATHER ran
+    outside XNNPACK in every TFLite file (2 partitions); as a keepdim mean it is one partition."""
+    result = edgeport.export(tp.build(tp.ChannelsLastPoolNet), targets=["tflite-fp32"], input_shape=SHAPE, out=tmp_path,
+                             strict=False, **DATA)
+    (fp32,) = result.artifacts
+    assert fp32.delegation["partitions"] == 1 and not fp32.delegation["slow"], fp32.delegation["summary"]
+    assert fp32.parity.passed

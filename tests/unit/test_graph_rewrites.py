@@ -246,3 +246,52 @@ def test_nonzero_constant_pad_becomes_zero_pad_plus_constant_with_equal_outputs(
     assert sorted(map(str, values)) == ["('reflect', None)", "(None, None)", "0.0"], values
     with torch.no_grad():
         assert torch.equal(gm(x), model(x))
+
+
+def test_residual_add_of_an_h_swish_and_a_relu_scales_the_relu_source_and_its_readers():
+    """h-swish feeding a conv and a residual add whose other side is a ReLU output that another conv also reads
+    (tests/fixtures/third_party.HardSwishResidualNet), then units whose sums are both scaled: the ReLU's conv
+    takes the 6, its other reader the 1/6, equal factors pass through the add; no multiply is left."""
+    from tests.fixtures import third_party as tp
+
+    class Units(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Conv2d(3, 8, 3, padding=1)
+            self.convs = nn.ModuleList(nn.Conv2d(8, 8, 3, padding=1) for _ in range(4))
+            self.head = nn.Linear(8, 4)
+
+        def forward(self, x):
+            s = torch.relu(self.stem(x))
+            for a, b in zip(self.convs[::2], self.convs[1::2]):
+                h = nn.functional.hardswish(a(s))
+                s = torch.relu(b(h)) + h + s
+            return self.head(s.mean((2, 3)))
+
+    from edgeport.graph.fuse import fuse
+
+    torch.manual_seed(0)
+    for model in (tp.build(tp.HardSwishResidualNet), Units().eval()):
+        gm, _ = fuse(capture(model, torch.zeros(1, 3, 32, 32)).module())  # BN folded: the convs own a bias
+        notes = relu6_hard_activations(gm)
+        assert notes and _scalar_muls(gm) == [], (type(model).__name__, _scalar_muls(gm))
+        x = torch.randn(4, 3, 32, 32) * 3
+        assert check_equivalence(model, gm, {"x": x}, batch=1).max_rel_error < 1e-5
+
+
+def test_a_relu_read_by_something_other_than_a_conv_keeps_the_multiply():
+    class Shared(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem, self.conv = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1)
+
+        def forward(self, x):
+            s = torch.relu(self.stem(x))
+            return (nn.functional.hardswish(self.conv(s)) + s).mean((2, 3)) + s.amax((2, 3))
+
+    torch.manual_seed(0)
+    model = Shared().eval()
+    gm, notes = _rewrite_hard(model)
+    assert notes and _scalar_muls(gm), "the amax reader sees s unscaled only through a multiply"
+    x = torch.randn(4, 3, 16, 16) * 3
+    assert check_equivalence(model, gm, {"x": x}, batch=1).max_rel_error < 1e-5
