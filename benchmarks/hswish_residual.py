@@ -4,20 +4,20 @@
 
 When an h-swish output feeds both a conv and a residual ADD, the pending 1/6 of edgeport's ReLU6 form
 (x * relu6(x + 3), see edgeport/graph/rewrites.py) cannot move into a following conv on the ADD's path; edgeport
-multiplies the ADD's other side by 6 instead, so every op stays in XNNPACK in int8. The alternative is TFLite's
-own int8 HARD_SWISH, which XNNPACK does not take: it runs in LiteRT's builtin kernels between partitions
-(with ``--no-float``), or, by default, edgeport keeps it float inside the XNNPACK partition (float islands,
-edgeport/exporters/tflite.py). This script exports tests/fixtures/third_party.HardSwishResidualNet-style blocks
-the three ways (the last two with the rewrite switched off) and measures each file with ``edgeport.bench``:
-guest instructions per inference under qemu-user (the repeatable cost; cortex-a72 = qemu-pi4, cortex-a76 =
-qemu-pi5), 1 thread, and this machine's p50 (noisy on shared cores). Results:
-benchmarks/results/hswish_residual.json and stdout.
+scales the ADD's other side by 6 at the conv it comes from (its other readers take the 1/6 in their weights), so
+every op stays in XNNPACK in int8 and no op is added. The alternative is TFLite's own int8 HARD_SWISH, which
+XNNPACK does not take: it runs in LiteRT's builtin kernels between partitions (with ``--no-float``), or, by
+default, edgeport keeps it float inside the XNNPACK partition (float islands, edgeport/exporters/tflite.py). This
+script exports tests/fixtures/third_party.HardSwishResidualNet-style blocks the three ways (the last two with the
+rewrite switched off) and measures each file with ``edgeport.bench``: guest instructions per inference under
+qemu-user (the repeatable cost; cortex-a72 = qemu-pi4, cortex-a76 = qemu-pi5), 1 thread, and this machine's p50
+(noisy on shared cores). Results: benchmarks/results/hswish_residual.json and stdout.
 
 Measured (112x112, 32 channels, 4 units; instructions per inference, qemu-pi5 / qemu-pi4): edgeport's int8 form
-27.07M / 74.44M, int8 HARD_SWISH in LiteRT's kernels 25.57M / 72.94M (5 partitions), float HARD_SWISH island
-25.00M / 72.37M. edgeport's all-int8 form is one partition but costs 1.06x the builtin HARD_SWISH here (two
-int8 elementwise ops and the residual's MUL by 6 against one kernel): the fully-int8 graph is bought
-with instructions, which docs/third-party.md reports.
+25.00M / 72.37M in one partition (28 int8 ops), int8 HARD_SWISH in LiteRT's kernels 25.57M / 72.94M
+(5 partitions), float HARD_SWISH island 25.00M / 72.37M (31 instructions fewer). edgeport's form costs 0.978x the
+builtin HARD_SWISH on cortex-a76 and is fully int8. Before the other side was scaled at its conv, a MUL by 6 per
+residual made it 27.07M / 74.44M (1.06x HARD_SWISH).
 """
 
 from __future__ import annotations
