@@ -16,15 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
+from edgeport.data import DEFAULT_CALIBRATION, DEFAULT_VALIDATION
 from edgeport.errors import ParityFailed, UsageError, UserError
 from edgeport.quantization.options import QuantOptions
 
 if TYPE_CHECKING:  # pragma: no cover
 
     from edgeport.validation.checks import Thresholds
-
-DEFAULT_CALIBRATION = 200
-DEFAULT_VALIDATION = 500
 
 
 # --- results ------------------------------------------------------------------------------------------------
