@@ -1,7 +1,7 @@
 """edgeport: take efficient PyTorch vision models to edge devices.
 
-The public API (edgeport.api): ``export``, ``quantize``, ``validate``, ``evaluate``, ``bench``, ``run`` and
-``inspect``; options and results are frozen dataclasses; failures raise ``EdgeportError`` subclasses.
+The public API (edgeport.api): ``export``, ``quantize``, ``validate``, ``evaluate``, ``bench``, ``run``,
+``merge_reports`` and ``inspect``; options and results are frozen dataclasses; failures raise ``EdgeportError`` subclasses.
 Importing edgeport is light: torch and the converters load when a function needs them.
 """
 
@@ -17,6 +17,7 @@ from edgeport.api import (  # noqa: E402
     export,
     inspect,
     load_model,
+    merge_reports,
     quantize,
     run,
     validate,
@@ -35,5 +36,5 @@ from edgeport.quantization.options import QuantOptions  # noqa: E402
 __all__ = [
     "ArtifactResult", "BadOption", "EdgeportError", "ExportResult", "ParityFailed", "ParityResult", "QuantOptions",
     "RuntimeMissing", "UnsupportedOp", "UsageError", "UserError", "ValidateResult", "__version__", "bench", "evaluate",
-    "export", "inspect", "load_model", "quantize", "run", "validate",
+    "export", "inspect", "load_model", "merge_reports", "quantize", "run", "validate",
 ]

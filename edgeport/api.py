@@ -16,15 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
+from edgeport.data import DEFAULT_CALIBRATION, DEFAULT_VALIDATION
 from edgeport.errors import ParityFailed, UsageError, UserError
 from edgeport.quantization.options import QuantOptions
 
 if TYPE_CHECKING:  # pragma: no cover
 
     from edgeport.validation.checks import Thresholds
-
-DEFAULT_CALIBRATION = 200
-DEFAULT_VALIDATION = 500
 
 
 # --- results ------------------------------------------------------------------------------------------------
@@ -429,6 +427,7 @@ def quantize(
     out = Path(out)
     comparison = mc.compare_methods(loaded, chosen, out, split, methods, replace(quant, method=methods[0]), thresholds or {},
                                     labelled=labelled, preprocess=pre, subdirs=several, on_stage=on_stage)
+    comparison.warnings[:0] = split.warnings(calib_samples, val_samples, int8=True)
     mc.write(out, comparison)
     failed = comparison.failed()
     if strict and failed:
@@ -437,6 +436,36 @@ def quantize(
         exc.result = comparison
         raise exc
     return comparison
+
+
+@dataclass(frozen=True)
+class MergeResult:
+    manifest: dict  # what one unsharded run's manifest.json holds (edgeport.report.manifest)
+    written: tuple[Path, ...]  # the merged reports
+
+    @property
+    def passed(self) -> bool:
+        return all(r["passed"] and not r["error"] for r in self.manifest["recipes"])
+
+
+def merge_reports(shards: Iterable[Path | str], *, out: str | Path, wait: bool = False, strict: bool = True) -> MergeResult:
+    """Join the ``out`` folders of the N ``run(..., shard=(K, N))`` jobs of one run into what one unsharded run
+    writes (manifest.json, report.md, report.html, junit.xml and the artifacts) in ``out``. Missing, duplicated or
+    conflicting shards are errors that name the shard (edgeport.report.merge).
+    With ``strict``, a failed recipe raises after the reports are written, as ``run`` does."""
+    from edgeport.pipeline.recipe_run import run_failure
+    from edgeport.report.merge import merge
+
+    folders = [Path(s) for s in ([shards] if isinstance(shards, (str, Path)) else shards)]
+    if not folders:
+        raise UsageError("no shard folder given", "pass the --out folder of every `edgeport run --shard K/N` job")
+    manifest, written = merge(folders, Path(out), wait=wait)
+    result = MergeResult(manifest, tuple(written))
+    failure = run_failure(manifest["recipes"], Path(out)) if strict else None
+    if failure is not None:
+        failure.result = result
+        raise failure
+    return result
 
 
 def run(recipes: Path | str | Iterable[Path | str], *, out: str | Path = "artifacts", cache_dir: str | Path | None = None,

@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from edgeport.data import DEFAULT_CALIBRATION, DEFAULT_VALIDATION
 from edgeport.errors import UsageError
 from edgeport.quantization.options import DEPLOY_PRESETS, IO_DTYPES, ONNX_ACTIVATIONS, ONNX_FORMATS, REDUCE_RANGE, help_list
 
@@ -39,8 +40,10 @@ CALIB = typer.Option(None, "--calib", help="Calibration/validation data: image f
                      rich_help_panel=DATA_PANEL)
 VAL_DATA = typer.Option(None, "--val-data", help="Held-out validation data of its own (same kinds as --calib): calibration then "
                         "takes all of --calib (up to --calib-samples) instead of sharing it.", rich_help_panel=DATA_PANEL)
-CALIB_SAMPLES = typer.Option(200, "--calib-samples", help="Calibration samples (seeded, deterministic).", rich_help_panel=DATA_PANEL)
-VAL_SAMPLES = typer.Option(500, "--val-samples", help="Held-out validation samples, disjoint from calibration.", rich_help_panel=DATA_PANEL)
+CALIB_SAMPLES = typer.Option(DEFAULT_CALIBRATION, "--calib-samples",
+                             help="Calibration samples (seeded, deterministic).", rich_help_panel=DATA_PANEL)
+VAL_SAMPLES = typer.Option(DEFAULT_VALIDATION, "--val-samples",
+                           help="Held-out validation samples, disjoint from calibration.", rich_help_panel=DATA_PANEL)
 SEED = typer.Option(0, "--seed", help="Seed for choosing samples.", rich_help_panel=DATA_PANEL)
 MEAN = typer.Option(None, "--mean", help="Preprocessing mean per channel on [0,1], e.g. 0.485,0.456,0.406.", rich_help_panel=DATA_PANEL)
 STD = typer.Option(None, "--std", help="Preprocessing std per channel, e.g. 0.229,0.224,0.225.", rich_help_panel=DATA_PANEL)

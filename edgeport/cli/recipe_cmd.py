@@ -32,8 +32,8 @@ name = "{model}"            # zoo name (edgeport models), pkg.module:factory, or
 [data]
 calib = "synthetic"         # image folder, .npy/.npz, "fashion-mnist", or "synthetic" (says nothing about accuracy)
 # val_data = "val/"         # held-out validation data of its own: calibration then takes all of calib
-calib_samples = 200         # calibration samples (seeded)
-val_samples = 500           # held-out validation samples, disjoint from calibration
+calib_samples = {calib_samples}         # calibration samples (seeded)
+val_samples = {val_samples}           # held-out validation samples, disjoint from calibration
 seed = 0
 
 [quantize]
@@ -81,12 +81,14 @@ def new(
         raise UserError(f"{path} already exists", "pass --force to overwrite it, or choose another --out")
     model = name if name in MODELS.names() else "mobilenet_v2"
     from edgeport.benchmark.devices import VALID
+    from edgeport.data import DEFAULT_CALIBRATION, DEFAULT_VALIDATION
     from edgeport.exporters import target_names
     from edgeport.quantization.options import CALIBRATION_METHODS, IO_DTYPES
 
     write_text(path, TEMPLATE.format(  # the closed sets as edgeport defines them, not a copy that can fall behind
         name=name, file=path, model=model, methods=" | ".join(CALIBRATION_METHODS), io_dtypes=" | ".join(IO_DTYPES),
-        targets=", ".join(f'"{t}"' for t in target_names()), devices=VALID))
+        targets=", ".join(f'"{t}"' for t in target_names()), devices=VALID, calib_samples=DEFAULT_CALIBRATION,
+        val_samples=DEFAULT_VALIDATION))
     console.print(f"wrote {path}" + ("" if model == name else f" (model set to {model}: edit [model] name)"))
 
 

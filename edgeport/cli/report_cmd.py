@@ -20,14 +20,14 @@ def merge(
     wait: bool = typer.Option(False, "--wait", help="If another run holds --out, wait for it instead of failing."),
 ) -> None:
     """Join the shards' outputs into what one unsharded run writes; exit 3 if a recipe failed its thresholds."""
+    from edgeport import api
     from edgeport.pipeline.recipe_run import run_failure
-    from edgeport.report.merge import merge as merge_shards
 
-    manifest, written = merge_shards(shards, out, wait=wait)
-    for path in written:
+    merged = api.merge_reports(shards, out=out, wait=wait, strict=False)
+    for path in merged.written:
         console.print(f"wrote {path}")
-    console.print(f"{len(manifest['recipes'])} recipe(s) from {len(shards)} shard folder(s)")
-    failure = run_failure(manifest["recipes"], out)  # as `edgeport run` exits, after the reports are written
+    console.print(f"{len(merged.manifest['recipes'])} recipe(s) from {len(shards)} shard folder(s)")
+    failure = run_failure(merged.manifest["recipes"], out)  # as `edgeport run` exits, after the reports are written
     if failure is not None:
         raise failure
 

@@ -21,13 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeport.data import fashion_mnist, sample_inputs
+from edgeport.data import DEFAULT_CALIBRATION, DEFAULT_VALIDATION, fashion_mnist, sample_inputs
 from edgeport.data.preprocess import Preprocess
 from edgeport.errors import UsageError, UserError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
-DEFAULT_CALIBRATION = 200
-DEFAULT_VALIDATION = 500
 # Fewest calibration samples int8 should get, measured by benchmarks/calibration_samples.py on the four trained
 # Fashion-MNIST models: from 32 samples on, every model's and target's top-1 stays within 0.2 points of its
 # accuracy with 512 (1 sample costs up to 2.5 points; docs/quantization.md#how-many-calibration-samples).

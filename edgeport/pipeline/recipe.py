@@ -16,6 +16,7 @@ import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from edgeport.data import DEFAULT_CALIBRATION, DEFAULT_VALIDATION
 from edgeport.errors import EdgeportError, UserError
 from edgeport.validation.checks import Thresholds
 
@@ -67,8 +68,8 @@ class ModelSection:
 @dataclass(frozen=True)
 class DataSection:
     calib: str | None = None  # synthetic | fashion-mnist[:dir] | resolved path; None: synthetic checks only
-    calib_samples: int = 200
-    val_samples: int = 500
+    calib_samples: int = DEFAULT_CALIBRATION
+    val_samples: int = DEFAULT_VALIDATION
     seed: int = 0
     val_data: str | None = None  # held-out validation data of its own (as calib); None: a disjoint part of calib
 
@@ -264,7 +265,8 @@ def _data(ctx: _Ctx, t: dict) -> DataSection:
     for key in ("calib_samples", "val_samples"):
         if key in t and t[key] < 1:
             raise ctx.fail(sec, key, f"{key} must be at least 1, got {t[key]}")
-    return DataSection(specs["calib"], t.get("calib_samples", 200), t.get("val_samples", 500), t.get("seed", 0), specs["val_data"])
+    return DataSection(specs["calib"], t.get("calib_samples", DEFAULT_CALIBRATION), t.get("val_samples", DEFAULT_VALIDATION),
+                       t.get("seed", 0), specs["val_data"])
 
 
 def _choice(ctx: _Ctx, sec: tuple[str, ...], t: dict, key: str, allowed: tuple[str, ...]) -> None:

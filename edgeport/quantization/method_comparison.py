@@ -51,6 +51,7 @@ class Comparison:
     results: list[MethodResult] = field(default_factory=list)
     data: dict | None = None  # the labelled evaluation set: source, samples, float top-1
     equalization: dict | None = None
+    warnings: list[str] = field(default_factory=list)  # about the data (a split too small, synthetic samples)
 
     def best(self) -> dict[str, str]:
         """target -> method: highest accuracy on --data (then SQNR), else highest SQNR; passing results first."""

@@ -3,6 +3,7 @@ closed sets of values, and the README's example."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -160,3 +161,4 @@ def test_quantize_compares_methods_from_one_capture(tmp_path):
     assert all(r.passed and r.accuracy is not None for r in c.results)
     assert (tmp_path / "minmax" / "fmnist_mobilenet_v2_x0_5.int8.onnx").is_file() and (tmp_path / "methods.json").is_file()
     assert c.best()["onnx-int8"] in ("minmax", "mse")
+    assert c.warnings == [] and json.loads((tmp_path / "methods.json").read_text())["warnings"] == []  # 64 samples: enough

@@ -272,3 +272,18 @@ def test_a_merged_run_fails_as_the_unsharded_run_would(tmp_path):
     assert run_failure([ok, bad], tmp_path).exit_code == 3
     err = run_failure([ok, bad, broken], tmp_path)
     assert err.exit_code == 4 and err.message.startswith("gamma: tflite-int8 needs tensorflow")
+
+
+def test_merge_reports_is_the_library_call_behind_the_cli(tmp_path):
+    """edgeport.merge_reports: the same checks as `edgeport report merge` (a missing shard is named, nothing is
+    written) without the CLI."""
+    import edgeport
+    from edgeport.report.merge import ShardMissing
+
+    one = fake_shard(tmp_path / "one", 1, 3, {"alpha": "a"})
+    three = fake_shard(tmp_path / "three", 3, 3, {"gamma": "c"})
+    with pytest.raises(ShardMissing, match="shard 2/3 is missing"):
+        edgeport.merge_reports([one, three], out=tmp_path / "merged")
+    assert not (tmp_path / "merged").exists()
+    with pytest.raises(edgeport.UsageError, match="no shard folder"):
+        edgeport.merge_reports([], out=tmp_path / "merged")
