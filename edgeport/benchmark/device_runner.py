@@ -1,17 +1,25 @@
 #!/usr/bin/env python3
-"""Run one .onnx/.tflite artifact on the machine this script is on, and write result.json.
+"""Run one .onnx/.tflite/.pte artifact on the machine this script is on, and write result.json.
 
 SELF-CONTAINED on purpose: it is copied to the device (qemu arm64 guest, docker, a Pi over ssh) and needs only
-the standard library, numpy and onnxruntime or ai_edge_litert there; it must not import edgeport.
+the standard library, numpy and onnxruntime or ai_edge_litert there (.pte: ExecuTorch's C++ runtime, see below);
+it must not import edgeport.
 
     python3 device_runner.py --artifact F --inputs X.npy --threads N --warmup W --runs R --out result.json
-                             [--outputs-npy Y.npy] [--no-xnnpack] [--insn-markers]
+                             [--outputs-npy Y.npy] [--no-xnnpack] [--insn-markers] [--pte-runtime DIR]
 
 X.npy is the float32 NCHW batch edgeport uses. Input handling matches edgeport/runtimes/litert_runner.py and
 onnxruntime_runner.py: for .tflite, NCHW -> NHWC when the file wants NHWC, int8/uint8 inputs quantized with the
 file's own scale/zero point, int8/uint8 outputs dequantized; .onnx gets float32 as is. Every sample of X is
 run (the outputs, float32, go to Y.npy); then the first batch is invoked W times (warm-up) and R times timed,
 with Python's cyclic garbage collector paused during the timed runs (as timeit does).
+
+.pte: ExecuTorch's C++ runtime (the aarch64 executorch wheel's shared libraries plus edgeport's small C ABI over
+its Module API, libedgeport_pte.so from pte_runner.cpp) loaded in this process with ctypes, from --pte-runtime DIR
+(default: the folder ``pte`` next to this script). In-process, not a subprocess: under qemu-user a guest cannot
+exec another aarch64 binary without binfmt_misc, and the instruction counter sees only its own process. The
+program takes float32 NCHW as is; its warm-up and timed runs, and their markers, happen inside the library
+around each forward() call, so the count is ExecuTorch's alone.
 
 load_ms: runtime session/interpreter creation and tensor allocation (no inference).
 --insn-markers: before and after each timed inference, issue lseek(-1, MARK, 0) -- a syscall that fails
@@ -33,7 +41,7 @@ import platform
 import sys
 import time
 
-RUNNER_VERSION = "1"
+RUNNER_VERSION = "2"
 INSN_MARK = 0x6564676570  # "edgep": the offset argument that tells the insn plugin "cut here"
 ARM_PARTS = {"0xd03": "Cortex-A53", "0xd04": "Cortex-A35", "0xd05": "Cortex-A55", "0xd07": "Cortex-A57",
              "0xd08": "Cortex-A72", "0xd09": "Cortex-A73", "0xd0a": "Cortex-A75", "0xd0b": "Cortex-A76",
@@ -152,6 +160,86 @@ class TfliteModel:
         return self.np.concatenate(outs)
 
 
+class PteModel:
+    runtime = "executorch"
+    LIBRARY = "libedgeport_pte.so"
+
+    def __init__(self, path: str, threads: int, runtime_dir: str | None):
+        import ctypes
+
+        import numpy as np
+        self.np, self.ct = np, ctypes
+        folder = runtime_dir or os.path.join(os.path.dirname(os.path.abspath(__file__)), "pte")
+        lib_path = os.path.join(folder, self.LIBRARY)
+        if not os.path.isfile(lib_path):
+            raise RunnerError(f"ExecuTorch's arm64 runtime is not staged here ({lib_path} is missing)")
+        try:
+            with native_stderr_silenced():
+                lib = ctypes.CDLL(lib_path)
+        except OSError as exc:
+            raise RunnerError(f"cannot load {lib_path}: {str(exc)[:200]}") from None
+        lib.edgeport_pte_open.restype = ctypes.c_void_p
+        lib.edgeport_pte_open.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_size_t]
+        for name in ("edgeport_pte_input_shape", "edgeport_pte_output_shape"):
+            getattr(lib, name).argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_int64), ctypes.c_int]
+        lib.edgeport_pte_run.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t]
+        lib.edgeport_pte_time.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int,
+                                          ctypes.POINTER(ctypes.c_double), ctypes.c_char_p, ctypes.c_size_t]
+        lib.edgeport_pte_set_threads.argtypes = [ctypes.c_uint32]
+        lib.edgeport_pte_close.argtypes = [ctypes.c_void_p]
+        self.lib, self.err = lib, ctypes.create_string_buffer(512)
+        with native_stderr_silenced():  # ExecuTorch logs its cpuinfo probes and the threadpool reset on fd 2
+            if lib.edgeport_pte_set_threads(threads) != 0:
+                raise RunnerError(f"cannot set ExecuTorch's threadpool to {threads} threads")
+            self.handle = lib.edgeport_pte_open(path.encode(), self.err, len(self.err))
+        if not self.handle:
+            raise RunnerError(f"ExecuTorch cannot load {path}: {self.err.value.decode(errors='replace')}")
+        self.input_shape, self.output_shape = self._shape(lib.edgeport_pte_input_shape), self._shape(lib.edgeport_pte_output_shape)
+        self.batch = self.input_shape[0] if self.input_shape else 1
+        try:
+            with open(os.path.join(folder, "VERSION")) as fh:
+                self.version = fh.read().strip()
+        except OSError:
+            self.version = "?"
+
+    def _shape(self, fn) -> tuple[int, ...]:
+        dims = (self.ct.c_int64 * 8)()
+        rank = fn(self.handle, dims, 8)
+        return tuple(int(dims[i]) for i in range(min(rank, 8)))
+
+    def _check(self, status: int, what: str) -> None:
+        if status != 0:
+            raise RunnerError(f"ExecuTorch {what} failed: {self.err.value.decode(errors='replace')}")
+
+    def _input(self, x):
+        x = self.np.ascontiguousarray(x, dtype=self.np.float32)
+        if tuple(x.shape) != self.input_shape:
+            raise RunnerError(f"input of shape {x.shape} does not fit the .pte input {self.input_shape}")
+        return x
+
+    def prepare(self, batch):
+        x = self._input(batch[: self.batch])
+        ct, lib = self.ct, self.lib
+
+        def timed(warmup: int, runs: int, markers: bool) -> list[float]:
+            ms = (ct.c_double * runs)()
+            self._check(lib.edgeport_pte_time(self.handle, x.ctypes.data, warmup, runs, int(markers), ms, self.err,
+                                              len(self.err)), "timing")
+            return list(ms)
+        return timed
+
+    def run_all(self, inputs):
+        np = self.np
+        outs = []
+        for i in range(0, len(inputs), self.batch):
+            x = self._input(inputs[i : i + self.batch])
+            y = np.empty(self.output_shape, dtype=np.float32)
+            self._check(self.lib.edgeport_pte_run(self.handle, x.ctypes.data, y.ctypes.data, self.err, len(self.err)),
+                        "inference")
+            outs.append(y)
+        return np.concatenate(outs)
+
+
 class OnnxModel:
     runtime = "onnxruntime"
 
@@ -191,6 +279,24 @@ class OnnxModel:
         ).astype(np.float32)
 
 
+def time_python(invoke, warmup: int, runs: int, markers: bool) -> list[float]:
+    for _ in range(warmup):
+        invoke()
+    timings = []
+    gc.collect()
+    gc.disable()  # as timeit does: a cyclic-GC pass landing inside one run would add to its time and count
+    for _ in range(runs):
+        t = time.perf_counter()
+        if markers:  # the marks hug invoke(): nothing else of the loop is counted
+            mark()
+        invoke()
+        if markers:
+            mark()
+        timings.append((time.perf_counter() - t) * 1000)
+    gc.enable()
+    return timings
+
+
 def run(args: argparse.Namespace) -> dict:
     try:
         import numpy as np
@@ -210,8 +316,10 @@ def run(args: argparse.Namespace) -> dict:
             model = TfliteModel(args.artifact, args.threads, xnnpack=not args.no_xnnpack)
         elif suffix == ".onnx":
             model = OnnxModel(args.artifact, args.threads)
+        elif suffix == ".pte":
+            model = PteModel(args.artifact, args.threads, args.pte_runtime)
         else:
-            raise RunnerError(f"no runtime for {args.artifact} (expected .onnx or .tflite)")
+            raise RunnerError(f"no runtime for {args.artifact} (expected .onnx, .tflite or .pte)")
     except RunnerError:
         raise
     except Exception as exc:  # the runtimes raise their own types (ValueError, RuntimeError, ORT's Fail...)
@@ -230,25 +338,15 @@ def run(args: argparse.Namespace) -> dict:
             np.save(fh, outputs)
         outputs_path = args.outputs_npy
     invoke = model.prepare(inputs)
-    for _ in range(args.warmup):
-        invoke()
-    timings = []
-    gc.collect()
-    gc.disable()  # as timeit does: a cyclic-GC pass landing inside one run would add to its time and count
-    for _ in range(args.runs):
-        t = time.perf_counter()
-        if args.insn_markers:  # the marks hug invoke(): nothing else of the loop is counted
-            mark()
-        invoke()
-        if args.insn_markers:
-            mark()
-        timings.append((time.perf_counter() - t) * 1000)
-    gc.enable()
+    if isinstance(model, PteModel):  # warm-up, timing and markers inside the runtime library (see above)
+        timings = invoke(args.warmup, args.runs, args.insn_markers)
+    else:
+        timings = time_python(invoke, args.warmup, args.runs, args.insn_markers)
     return {
         "runner_version": RUNNER_VERSION, "artifact": args.artifact, "sha256": sha256(args.artifact),
         "runtime": model.runtime, "runtime_version": str(model.version), "numpy_version": np.__version__,
         "python": platform.python_version(), "machine": platform.machine(), "cpuinfo_model": cpuinfo_model(),
-        "threads": args.threads, "xnnpack": suffix == ".tflite" and not args.no_xnnpack, "load_ms": load_ms,
+        "threads": args.threads, "xnnpack": suffix == ".pte" or (suffix == ".tflite" and not args.no_xnnpack), "load_ms": load_ms,
         "timings_ms": timings, "outputs_npy": outputs_path,
     }
 
@@ -264,6 +362,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--outputs-npy", default=None, help="write the float32 outputs of every input sample here")
     parser.add_argument("--no-xnnpack", action="store_true", help=".tflite: builtin kernels only")
     parser.add_argument("--insn-markers", action="store_true", help="bracket each timed inference with marker syscalls")
+    parser.add_argument("--pte-runtime", default=None, help=".pte: folder with libedgeport_pte.so and ExecuTorch's "
+                        "aarch64 libraries (default: ./pte next to this script)")
     args = parser.parse_args(argv)
     if args.threads < 1 or args.warmup < 0 or args.runs < 1:
         print("device_runner: --threads and --runs must be >= 1, --warmup >= 0", file=sys.stderr)

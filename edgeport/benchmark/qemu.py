@@ -9,6 +9,9 @@ plus its own ``proc/cpuinfo``; /proc, /sys, /dev and /tmp stay the host's.
 The cost measure is guest instructions per inference, counted by our TCG plugin (insn_counter.c, built once
 against the installed qemu's plugin header) between marker syscalls that device_runner.py issues around each
 timed inference; the wall time is emulated wall time, NOT device latency.
+
+A .pte runs in ExecuTorch's C++ runtime (edgeport.benchmark.executorch_arm, built by the setup step), copied
+into the run's folder next to device_runner.py.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from typing import Callable
 
 import numpy as np
 
-from edgeport.benchmark import arm_rootfs
+from edgeport.benchmark import arm_rootfs, executorch_arm
 from edgeport.benchmark.arm_rootfs import (  # noqa: F401  (how the userland's Python runs under qemu; re-exported)
     BOARDS,
     CORES,
@@ -145,11 +148,14 @@ class QemuDevice:
         artifact = Path(artifact).resolve()
         if not artifact.is_file():
             raise UserError(f"{artifact} does not exist")
+        pte_runtime = executorch_arm.ensure(self.say) if artifact.suffix.lower() == ".pte" else None  # before any build
         rootfs = arm_rootfs.ensure(self.say)
         plugin = ensure_plugin(self.say)
         work = Path(tempfile.mkdtemp(prefix="edgeport-qemu-"))  # host /tmp: the view never shadows it
         view = core_view(rootfs.path, self.core)
         try:
+            if pte_runtime is not None:  # ExecuTorch's C++ runtime, where device_runner.py looks: ./pte
+                shutil.copytree(pte_runtime, work / "pte")
             return self._run(rootfs, plugin, view, work, artifact, np.asarray(inputs, dtype=np.float32), threads)
         finally:
             shutil.rmtree(view, ignore_errors=True)

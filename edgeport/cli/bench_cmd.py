@@ -193,7 +193,7 @@ def _bench_remote(spec, artifacts, counts, model, ssh_key, remote_python, ssh_ti
         raise UsageError("--model (the torch eager baseline) runs on this machine only", "drop --device or --model")
     artifacts = list(artifacts or [])
     if not artifacts:
-        raise UsageError("nothing to time on the device", "pass .onnx/.tflite files")
+        raise UsageError("nothing to time on the device", "pass .onnx/.tflite/.pte files")
     for a in artifacts:
         if not a.is_file():
             raise UserError(f"{a} does not exist")

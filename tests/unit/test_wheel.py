@@ -33,9 +33,10 @@ def test_the_wheel_ships_what_commands_read_at_run_time(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     package = ROOT / "edgeport"
     needed = {f"edgeport/{p.relative_to(package).as_posix()}" for p in package.rglob("*")
-              if p.is_file() and "__pycache__" not in p.parts and p.suffix in (".py", ".c", ".pt", ".json", ".arm64")}
+              if p.is_file() and "__pycache__" not in p.parts and p.suffix in (".py", ".c", ".cpp", ".pt", ".json", ".arm64")}
     assert needed <= names, sorted(needed - names)
     assert "edgeport/benchmark/insn_counter.c" in names and "edgeport/benchmark/Dockerfile.arm64" in names
+    assert "edgeport/benchmark/pte_runner.cpp" in names  # the .pte runner is built from it on the host
 
 
 def test_tensorflow_is_an_optional_extra(wheel):

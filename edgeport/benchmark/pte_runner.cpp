@@ -1,0 +1,212 @@
+// edgeport's .pte runner for arm64 devices: a small C ABI over ExecuTorch's C++ runtime (Module API), loaded by
+// device_runner.py with ctypes. In-process on purpose: under qemu-user a guest cannot exec another aarch64
+// binary without binfmt_misc, and the instruction-counting TCG plugin only sees the process it was started with.
+//
+// Built by edgeport/benchmark/executorch_arm.py against the aarch64 executorch wheel's shared runtime
+// (libexecutorch, the optimized + quantized kernels, the XNNPACK backend and its threadpool, linked
+// --no-as-needed so their static registrations run). Errors: a return code != 0 and one line in `err`.
+#include <executorch/extension/module/module.h>
+#include <executorch/extension/tensor/tensor.h>
+
+#include <time.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace executorch::extension::threadpool {
+// The wheel ships libexecutorch_threadpool.so but not its header; these two are the calls we need.
+class ThreadPool {
+ public:
+  bool _unsafe_reset_threadpool(uint32_t num_threads);
+  size_t get_thread_count();
+};
+ThreadPool* get_threadpool();
+}  // namespace executorch::extension::threadpool
+
+namespace {
+using executorch::aten::ScalarType;
+using executorch::extension::from_blob;
+using executorch::extension::Module;
+using executorch::runtime::Error;
+
+const int64_t kInsnMark = 0x6564676570;  // "edgep": device_runner.py's INSN_MARK
+
+struct Runner {
+  std::unique_ptr<Module> module;
+  std::vector<int32_t> in_sizes, out_sizes;
+  size_t in_numel = 1, out_numel = 1;
+};
+
+void say(char* err, size_t len, const std::string& text) {
+  if (err && len) std::snprintf(err, len, "%s", text.c_str());
+}
+
+const char* error_name(Error e) {
+  switch (e) {
+    case Error::Ok: return "Ok";
+    case Error::Internal: return "Internal";
+    case Error::InvalidState: return "InvalidState";
+    case Error::EndOfMethod: return "EndOfMethod";
+    case Error::NotSupported: return "NotSupported";
+    case Error::NotImplemented: return "NotImplemented";
+    case Error::InvalidArgument: return "InvalidArgument";
+    case Error::InvalidType: return "InvalidType";
+    case Error::OperatorMissing: return "OperatorMissing";
+    case Error::NotFound: return "NotFound";
+    case Error::MemoryAllocationFailed: return "MemoryAllocationFailed";
+    case Error::AccessFailed: return "AccessFailed";
+    case Error::InvalidProgram: return "InvalidProgram";
+    case Error::DelegateInvalidCompatibility: return "DelegateInvalidCompatibility";
+    case Error::DelegateMemoryAllocationFailed: return "DelegateMemoryAllocationFailed";
+    case Error::DelegateInvalidHandle: return "DelegateInvalidHandle";
+    default: return "error";
+  }
+}
+
+std::string code(Error e) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%s (0x%x)", error_name(e), static_cast<unsigned>(e));
+  return buf;
+}
+
+void mark() { lseek(-1, kInsnMark, SEEK_SET); }  // fails with EBADF; the TCG plugin cuts its count here
+
+double now_ms() {
+  timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
+}
+
+}  // namespace
+
+extern "C" {
+
+int edgeport_pte_set_threads(uint32_t threads) {
+  auto* pool = executorch::extension::threadpool::get_threadpool();
+  if (pool == nullptr) return 1;
+  return pool->_unsafe_reset_threadpool(threads) ? 0 : 1;
+}
+
+// Load the program and its forward method (XNNPACK compiles its partitions now). Returns a handle or null.
+void* edgeport_pte_open(const char* path, char* err, size_t err_len) {
+  auto r = std::make_unique<Runner>();
+  r->module = std::make_unique<Module>(path, Module::LoadMode::File);
+  Error e = r->module->load();
+  if (e != Error::Ok) {
+    say(err, err_len, "cannot load the program: " + code(e));
+    return nullptr;
+  }
+  e = r->module->load_forward();
+  if (e != Error::Ok) {
+    say(err, err_len, "cannot load its forward method: " + code(e));
+    return nullptr;
+  }
+  auto meta = r->module->method_meta("forward");
+  if (!meta.ok()) {
+    say(err, err_len, "no forward method metadata: " + code(meta.error()));
+    return nullptr;
+  }
+  if (meta->num_inputs() != 1 || meta->num_outputs() < 1) {
+    say(err, err_len, "forward takes " + std::to_string(meta->num_inputs()) + " inputs and returns " +
+                          std::to_string(meta->num_outputs()) + " outputs; the runner feeds one tensor, reads one");
+    return nullptr;
+  }
+  auto in = meta->input_tensor_meta(0);
+  auto out = meta->output_tensor_meta(0);
+  if (!in.ok() || !out.ok()) {
+    say(err, err_len, "forward's input or output is not a tensor");
+    return nullptr;
+  }
+  if (in->scalar_type() != ScalarType::Float || out->scalar_type() != ScalarType::Float) {
+    say(err, err_len, "forward's input/output dtypes are " + std::to_string(static_cast<int>(in->scalar_type())) +
+                          "/" + std::to_string(static_cast<int>(out->scalar_type())) +
+                          " (ScalarType codes); the runner handles float32 (6) only");
+    return nullptr;
+  }
+  for (auto d : in->sizes()) {
+    r->in_sizes.push_back(d);
+    r->in_numel *= static_cast<size_t>(d);
+  }
+  for (auto d : out->sizes()) {
+    r->out_sizes.push_back(d);
+    r->out_numel *= static_cast<size_t>(d);
+  }
+  return r.release();
+}
+
+// Shapes: writes up to `cap` dims, returns the rank.
+int edgeport_pte_input_shape(void* h, int64_t* dims, int cap) {
+  auto* r = static_cast<Runner*>(h);
+  for (int i = 0; i < static_cast<int>(r->in_sizes.size()) && i < cap; ++i) dims[i] = r->in_sizes[i];
+  return static_cast<int>(r->in_sizes.size());
+}
+
+int edgeport_pte_output_shape(void* h, int64_t* dims, int cap) {
+  auto* r = static_cast<Runner*>(h);
+  for (int i = 0; i < static_cast<int>(r->out_sizes.size()) && i < cap; ++i) dims[i] = r->out_sizes[i];
+  return static_cast<int>(r->out_sizes.size());
+}
+
+// One inference of one program-sized batch; the float32 output is copied to `output` (out_numel floats).
+int edgeport_pte_run(void* h, const float* input, float* output, char* err, size_t err_len) {
+  auto* r = static_cast<Runner*>(h);
+  auto tensor = from_blob(const_cast<float*>(input), r->in_sizes, ScalarType::Float);
+  auto out = r->module->forward(tensor);
+  if (!out.ok()) {
+    say(err, err_len, "forward failed: " + code(out.error()));
+    return 1;
+  }
+  if (out->empty() || !out->at(0).isTensor()) {
+    say(err, err_len, "forward returned no tensor");
+    return 1;
+  }
+  const auto& t = out->at(0).toTensor();
+  if (static_cast<size_t>(t.numel()) != r->out_numel) {
+    say(err, err_len, "forward returned " + std::to_string(t.numel()) + " values, the program declares " +
+                          std::to_string(r->out_numel));
+    return 1;
+  }
+  std::memcpy(output, t.const_data_ptr<float>(), r->out_numel * sizeof(float));
+  return 0;
+}
+
+// The input is set once; then `warmup` untimed and `runs` timed forward() calls, each timed call bracketed by
+// the marker syscalls when `markers` (nothing else of the loop is counted). Timings (ms) go to `timings_ms`.
+int edgeport_pte_time(void* h, const float* input, int warmup, int runs, int markers, double* timings_ms, char* err,
+                      size_t err_len) {
+  auto* r = static_cast<Runner*>(h);
+  auto tensor = from_blob(const_cast<float*>(input), r->in_sizes, ScalarType::Float);
+  Error e = r->module->set_input("forward", tensor, 0);
+  if (e != Error::Ok) {
+    say(err, err_len, "set_input failed: " + code(e));
+    return 1;
+  }
+  for (int i = 0; i < warmup; ++i) {
+    auto out = r->module->forward();
+    if (!out.ok()) {
+      say(err, err_len, "forward failed: " + code(out.error()));
+      return 1;
+    }
+  }
+  for (int i = 0; i < runs; ++i) {
+    double t0 = now_ms();
+    if (markers) mark();
+    auto out = r->module->forward();
+    if (markers) mark();
+    timings_ms[i] = now_ms() - t0;
+    if (!out.ok()) {
+      say(err, err_len, "forward failed: " + code(out.error()));
+      return 1;
+    }
+  }
+  return 0;
+}
+
+void edgeport_pte_close(void* h) { delete static_cast<Runner*>(h); }
+
+}  // extern "C"
