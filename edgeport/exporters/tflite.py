@@ -337,6 +337,10 @@ def _record_kept(req: ExportRequest, before: bytes, after: bytes, kept: list[dic
 
 
 MAX_ISLAND_ROUNDS = 3
+ISLAND_WHY = {  # what the export says of an op the float islands took (an int8 ADD is refused for its scales)
+    None: "XNNPACK has no int8 kernel for it: kept float, it runs inside the XNNPACK partition",
+    "ADD": "XNNPACK refuses this int8 ADD's scales: kept float, it runs inside the XNNPACK partition",
+}
 
 
 def _one_partition(req: ExportRequest, data: bytes, denylisted: tuple[str, ...], ranges) -> bytes:
@@ -398,8 +402,7 @@ def _one_partition(req: ExportRequest, data: bytes, denylisted: tuple[str, ...],
         if not runs or (after.partitions or 0) >= (current.partitions or 0):
             break
         kept += [{"layer": names.get(t, t), "op": op, "tensor": t,
-                  "why": "XNNPACK has no int8 kernel for it: kept float, it runs inside the XNNPACK partition"}
-                 for t, op in slow]
+                  "why": ISLAND_WHY.get(op, ISLAND_WHY[None])} for t, op in slow]
         widened.update({t: {"layer": names.get(t, t), "tensor": t, "range": [float(f"{v:.4g}") for v in chain[t]]}
                         for t, chain in widen.items()})
         data, current, denylisted, ranges = trial, after, (*denylisted, *(t for t, _ in slow)), trial_ranges
