@@ -20,6 +20,26 @@ MAXPOOL_OPS = {aten.max_pool2d.default}
 AVGPOOL_OPS = {aten.avg_pool2d.default}
 
 
+
+def _replaced(gm: fx.GraphModule, node: fx.Node, made: tuple[fx.Node, ...]) -> str:
+    """Put ``made`` (new nodes computing ``node``'s value, the last one its result) in ``node``'s place: they take
+    its metadata, its users read the last one, and ``node`` goes. Returns the result's name for the notes."""
+    for n in made:
+        n.meta = dict(node.meta)
+    node.replace_all_uses_with(made[-1])
+    gm.graph.erase_node(node)
+    return module_path(made[-1])
+
+
+def _recompiled(gm: fx.GraphModule, done: list[str], dead_code: bool = False) -> list[str]:
+    """``done`` (a rewrite's notes), after checking and recompiling ``gm`` when the rewrite changed anything."""
+    if done:
+        if dead_code:
+            gm.graph.eliminate_dead_code()
+        gm.graph.lint()
+        gm.recompile()
+    return done
+
 def _non_negative(node: object) -> bool:
     if not isinstance(node, fx.Node) or node.op != "call_function":
         return False
@@ -57,10 +77,7 @@ def zero_pad_maxpool(gm: fx.GraphModule) -> list[str]:
             new_args.append(dilation)
         node.args = tuple(new_args)
         done.append(module_path(node))
-    if done:
-        gm.graph.lint()
-        gm.recompile()
-    return done
+    return _recompiled(gm, done)
 
 
 # --- h-swish / hard-sigmoid as ops XNNPACK runs in int8 -------------------------------------------------
@@ -255,23 +272,15 @@ def relu6_hard_activations(gm: fx.GraphModule) -> list[str]:
                 out = made_node(made, aten.hardtanh.default, (shifted, 0.0, 6.0))
                 if node.target in HARDSWISH_OPS:
                     out = made_node(made, aten.mul.Tensor, (x, out))
-            for n in made:
-                n.meta = dict(node.meta)
-            node.replace_all_uses_with(out)
-            graph.erase_node(node)
-            scales.factor[out] = 6.0
             kind = "h-swish" if node.target in HARDSWISH_OPS else "hard-sigmoid"
-            notes.append(f"{module_path(out)} ({kind})")
+            notes.append(f"{_replaced(gm, node, tuple(made))} ({kind})")
+            scales.factor[out] = 6.0
         else:
             scales.absorb(node)
     for node in graph.nodes:
         if node.op == "output":
             scales.absorb(node)
-    if notes:
-        graph.eliminate_dead_code()
-        graph.lint()
-        gm.recompile()
-    return notes
+    return _recompiled(gm, notes, dead_code=True)
 
 
 # --- ShuffleNetV1's shortcut: average pool and the ReLU after the concatenation --------------------------
@@ -304,10 +313,7 @@ def relu_before_cat(gm: fx.GraphModule) -> list[str]:
         node.replace_all_uses_with(cat)
         gm.graph.erase_node(node)
         done.append(module_path(node))
-    if done:
-        gm.graph.lint()
-        gm.recompile()
-    return done
+    return _recompiled(gm, done)
 
 
 def _free_root_name(gm: fx.GraphModule, name: str) -> str:
@@ -352,10 +358,7 @@ def avgpool_as_depthwise(gm: fx.GraphModule) -> list[str]:
         node.target = aten.conv2d.default
         node.args = (x, w_node, None, stride, padding, [1, 1], channels)
         done.append(module_path(node))
-    if done:
-        gm.graph.lint()
-        gm.recompile()
-    return done
+    return _recompiled(gm, done)
 
 
 def rewrite_for_edge(gm: fx.GraphModule) -> list[str]:
@@ -390,15 +393,8 @@ def l2_norm_as_sum_of_squares(gm: fx.GraphModule) -> list[str]:
             square = gm.graph.call_function(aten.mul.Tensor, (x, x))
             total = gm.graph.call_function(aten.sum.dim_IntList, (square, list(dims), keepdim))
             root = gm.graph.call_function(aten.sqrt.default, (total,))
-        for n in (square, total, root):
-            n.meta = dict(node.meta)
-        node.replace_all_uses_with(root)
-        gm.graph.erase_node(node)
-        done.append(module_path(root))
-    if done:
-        gm.graph.lint()
-        gm.recompile()
-    return done
+        done.append(_replaced(gm, node, (square, total, root)))
+    return _recompiled(gm, done)
 
 
 CONSTANT_PAD_OPS = {aten.constant_pad_nd.default, aten.pad.default}
@@ -433,15 +429,8 @@ def constant_pad_as_zero_pad(gm: fx.GraphModule) -> list[str]:
         with gm.graph.inserting_before(node):
             zero = gm.graph.call_function(aten.constant_pad_nd.default, (x, pad, 0.0))
             out = gm.graph.call_function(aten.add.Tensor, (zero, const))
-        for n in (zero, out):
-            n.meta = dict(node.meta)
-        node.replace_all_uses_with(out)
-        gm.graph.erase_node(node)
-        done.append(module_path(out))
-    if done:
-        gm.graph.lint()
-        gm.recompile()
-    return done
+        done.append(_replaced(gm, node, (zero, out)))
+    return _recompiled(gm, done)
 
 
 def channels_last_global_pool_as_mean(gm: fx.GraphModule) -> list[str]:
@@ -461,14 +450,8 @@ def channels_last_global_pool_as_mean(gm: fx.GraphModule) -> list[str]:
             continue
         with gm.graph.inserting_before(node):
             mean = gm.graph.call_function(aten.mean.dim, (x, [2, 3], True))
-        mean.meta = dict(node.meta)
-        node.replace_all_uses_with(mean)
-        gm.graph.erase_node(node)
-        done.append(module_path(mean))
-    if done:
-        gm.graph.lint()
-        gm.recompile()
-    return done
+        done.append(_replaced(gm, node, (mean,)))
+    return _recompiled(gm, done)
 
 
 def _spatial_step(node: object, dims: tuple[int, ...]) -> tuple[fx.Node, int, int] | None:
@@ -512,15 +495,8 @@ def strided_slice_as_depthwise(gm: fx.GraphModule) -> list[str]:
             conv = gm.graph.call_function(aten.conv2d.default,
                                           (nchw, weight, None, [steps.get(1, 1), steps.get(2, 1)], [0, 0], [1, 1], channels))
             out = gm.graph.call_function(aten.permute.default, (conv, [0, 2, 3, 1]))
-        for n in (nchw, conv, out):
-            n.meta = dict(node.meta)
-        node.replace_all_uses_with(out)
-        done.append(module_path(out))
-    if done:
-        gm.graph.eliminate_dead_code()
-        gm.graph.lint()
-        gm.recompile()
-    return done
+        done.append(_replaced(gm, node, (nchw, conv, out)))  # the inner slice goes with the dead code
+    return _recompiled(gm, done, dead_code=True)
 
 
 def for_xnnpack_int8(program: torch.export.ExportedProgram, example: torch.Tensor) -> torch.export.ExportedProgram:
@@ -566,15 +542,8 @@ def spatial_mean_keepdim(gm: fx.GraphModule) -> list[str]:
         with gm.graph.inserting_before(node):
             kept = gm.graph.call_function(aten.mean.dim, (x, list(dims), True))
             flat = gm.graph.call_function(aten.flatten.using_ints, (kept, 1))
-        for n in (kept, flat):
-            n.meta = dict(node.meta)
-        node.replace_all_uses_with(flat)
-        gm.graph.erase_node(node)
-        done.append(module_path(flat))
-    if done:
-        gm.graph.lint()
-        gm.recompile()
-    return done
+        done.append(_replaced(gm, node, (kept, flat)))
+    return _recompiled(gm, done)
 
 
 # --- scalar operands as 4-D constants, for ExecuTorch's XNNPACK layout pass ------------------------------------------
@@ -602,10 +571,7 @@ def scalar_operands_4d(gm: fx.GraphModule) -> list[str]:
         const = set_param(gm, gm.graph, node, name, torch.full((1, 1, 1, 1), float(c), dtype=val.dtype))
         node.args = (x, const)
         done.append(module_path(node))
-    if done:
-        gm.graph.lint()
-        gm.recompile()
-    return done
+    return _recompiled(gm, done)
 
 
 # --- a BatchNorm that follows no conv, as a depthwise 1x1 conv -----------------------------------------------------------
@@ -644,11 +610,7 @@ def batchnorm_as_depthwise(gm: fx.GraphModule) -> list[str]:
         node.args = (x, w, b, [1, 1], [0, 0], [1, 1], channels)
         node.kwargs = {}
         done.append(name)
-    if done:
-        gm.graph.eliminate_dead_code()
-        gm.graph.lint()
-        gm.recompile()
-    return done
+    return _recompiled(gm, done, dead_code=True)
 
 
 def _free(gm: fx.GraphModule, target: str) -> str:
@@ -693,10 +655,7 @@ def maxpool_padding_back(gm: fx.GraphModule) -> list[str]:
         node.args = tuple(new_args)
         gm.graph.erase_node(pad)
         done.append(module_path(node))
-    if done:
-        gm.graph.lint()
-        gm.recompile()
-    return done
+    return _recompiled(gm, done)
 
 
 def for_executorch(program: torch.export.ExportedProgram, example: torch.Tensor,
