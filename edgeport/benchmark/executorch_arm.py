@@ -29,6 +29,7 @@ from typing import Callable
 
 from edgeport.benchmark import arm_rootfs
 from edgeport.errors import RuntimeMissing
+from edgeport.pipeline.artifact import sha256_of
 from edgeport.util.atomic_file import write_text
 
 VERSION = "1.5.1"  # the executorch the host exports with (constraints.txt)
@@ -55,14 +56,6 @@ def folder() -> Path:
 
 def wheel_path() -> Path:
     return folder() / "wheels" / WHEEL
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _compiler_version() -> str:
@@ -103,7 +96,7 @@ def ensure(say: Callable[[str], None] = print) -> Path:
 def download(say: Callable[[str], None] = print) -> Path:
     """The pinned aarch64 wheel from PyPI (pip download), checked against WHEEL_SHA256. Setup only."""
     wheel = wheel_path()
-    if wheel.is_file() and _sha256(wheel) == WHEEL_SHA256:
+    if wheel.is_file() and sha256_of(wheel) == WHEEL_SHA256:
         return wheel
     wheel.parent.mkdir(parents=True, exist_ok=True)
     say(f"downloading {WHEEL} (pip, PyPI)…")
@@ -112,7 +105,7 @@ def download(say: Callable[[str], None] = print) -> Path:
                            "--only-binary=:all:", "--platform", "manylinux_2_28_aarch64", "--python-version", "311",
                            "--implementation", "cp", "--abi", "cp311", "-d", str(wheel.parent), f"executorch=={VERSION}"],
                           log, "pip download (aarch64 executorch wheel)")
-    got = _sha256(wheel) if wheel.is_file() else "missing"
+    got = sha256_of(wheel) if wheel.is_file() else "missing"
     if got != WHEEL_SHA256:
         wheel.unlink(missing_ok=True)
         raise RuntimeMissing(f"{WHEEL} has sha256 {got[:16]}…, expected {WHEEL_SHA256[:16]}…", "the download was not the pinned file")
@@ -129,7 +122,7 @@ def build(say: Callable[[str], None] = print) -> Path:
         final = folder() / f"runtime-{tag()}"
         if _complete(final):
             return final
-        if not wheel.is_file() or _sha256(wheel) != WHEEL_SHA256:
+        if not wheel.is_file() or sha256_of(wheel) != WHEEL_SHA256:
             raise RuntimeMissing(f"the cached {WHEEL} is missing or not the pinned file", SETUP_HINT)
         say("building edgeport's arm64 .pte runner against the executorch wheel (once)…")
         work = folder() / f"runtime.part-{os.getpid()}"
@@ -150,7 +143,7 @@ def build(say: Callable[[str], None] = print) -> Path:
             arm_rootfs.run_logged(cmd, folder() / "build.log", f"{CXX} (the .pte runner)")
             (out / "VERSION").write_text(VERSION + "\n")
             stamp = {"executorch": VERSION, "wheel": WHEEL, "wheel_sha256": WHEEL_SHA256, "compiler": _compiler_version(),
-                     "cxxflags": CXXFLAGS, "ldflags": LDFLAGS, "source_sha256": _sha256(SOURCE), "libs": LIBS}
+                     "cxxflags": CXXFLAGS, "ldflags": LDFLAGS, "source_sha256": sha256_of(SOURCE), "libs": LIBS}
             write_text(out / "stamp.json", json.dumps(stamp, indent=2))
             shutil.rmtree(final, ignore_errors=True)
             out.rename(final)
