@@ -39,6 +39,7 @@ def export(
     onnx_format: str = opt.ONNX_FORMAT,
     onnx_activations: str = opt.ONNX_ACTIVATIONS,
     onnx_reduce_range: str = opt.ONNX_REDUCE_RANGE,
+    onnx_hard_activations: str = opt.ONNX_HARD_ACTIVATIONS_OPT,
     cle: bool = opt.CLE,
     bias_correction: bool = opt.BIAS_CORRECTION,
     mean: str = opt.MEAN,
@@ -59,7 +60,8 @@ def export(
     """Export a model to edge formats; exit 3 if an artifact does not match PyTorch or an int8 graph is not int8."""
     from edgeport import api
     from edgeport.exporters import parse_targets
-    from edgeport.quantization.options import QuantOptions, check_choice, deploy_options
+    from edgeport.quantization.options import HOST_DEPLOY, QuantOptions, check_choice, deploy_options, resolve_deploy
+    from edgeport.runtimes import cpu_features
 
     targets = parse_targets(target)
     check_choice(calib_method, CALIBRATION_METHODS, "--calib-method", "calibration method")
@@ -68,7 +70,11 @@ def export(
     quant = QuantOptions(method=calib_method, io_dtype=io_dtype, float_fallback=tuple(allow_float), no_float=no_float, cle=cle,
                          bias_correction=bias_correction)
     quant = deploy_options(quant, deploy, onnx_format=onnx_format, onnx_activations=onnx_activations,
-                           onnx_reduce_range=onnx_reduce_range)
+                           onnx_reduce_range=onnx_reduce_range, onnx_hard_activations=onnx_hard_activations)
+    if deploy == HOST_DEPLOY:
+        console.print(f"--deploy x86: this CPU is {cpu_features.describe()}: {resolve_deploy(deploy)} "
+                      f"({quant.onnx_format}, {quant.onnx_activations} activations, reduce-range {quant.onnx_reduce_range}, "
+                      f"h-swish {quant.onnx_hard_activations})")
     if per_layer:
         _check_per_layer(targets, quant, calib)
     diag_cache: dict | None = {} if per_layer else None  # keeps the fp32 ONNX / onnx2tf models for the diagnosis

@@ -11,7 +11,15 @@ from rich.console import Console
 
 from edgeport.data import DEFAULT_CALIBRATION, DEFAULT_VALIDATION
 from edgeport.errors import UsageError
-from edgeport.quantization.options import DEPLOY_PRESETS, IO_DTYPES, ONNX_ACTIVATIONS, ONNX_FORMATS, REDUCE_RANGE, help_list
+from edgeport.quantization.options import (
+    DEPLOY_CHOICES,
+    IO_DTYPES,
+    ONNX_ACTIVATIONS,
+    ONNX_FORMATS,
+    ONNX_HARD_ACTIVATIONS,
+    REDUCE_RANGE,
+    help_list,
+)
 
 MODEL_PANEL = "Model"
 DATA_PANEL = "Data and preprocessing"
@@ -62,15 +70,19 @@ ALLOW_FLOAT = typer.Option([], "--allow-float", help="Layer allowed to stay floa
 NO_FLOAT = typer.Option(False, "--no-float", help="Fail (exit 3) when an int8 file computes any op in float, including ops edgeport "
                         "keeps float automatically because int8 cannot run them (GELU's Erf, a DIV by a zero-quantized value).",
                         rich_help_panel=QUANT_PANEL)
-DEPLOY = typer.Option(None, "--deploy", help=f"onnx-int8 settings measured best on that architecture: {help_list(DEPLOY_PRESETS)} "
-                      "(x86 is the default behaviour; arm64: dot-product cores, Pi 5; arm64-nodot: Pi 4); docs/arm.md.",
-                      rich_help_panel=QUANT_PANEL)
+DEPLOY = typer.Option(None, "--deploy", help=f"onnx-int8 settings measured best on that architecture: {help_list(DEPLOY_CHOICES)} "
+                      "(x86: x86-vnni or x86-avx2 from this machine's CPU, printed; arm64: dot-product cores, Pi 5; "
+                      "arm64-nodot: Pi 4); docs/quantization.md, docs/arm.md.", rich_help_panel=QUANT_PANEL)
 ONNX_FORMAT = typer.Option(None, "--onnx-format", help=f"onnx-int8 format: {help_list(ONNX_FORMATS)} (default qdq); overrides --deploy.",
                            rich_help_panel=QUANT_PANEL)
 ONNX_ACTIVATIONS = typer.Option(None, "--onnx-activations", help=f"onnx-int8 activations: {help_list(ONNX_ACTIVATIONS)} (default s8); "
                                 "weights stay int8; overrides --deploy.", rich_help_panel=QUANT_PANEL)
 ONNX_REDUCE_RANGE = typer.Option(None, "--onnx-reduce-range", help=f"onnx-int8 7-bit weights: {help_list(REDUCE_RANGE)} "
                                  "(auto: from this CPU, the default); overrides --deploy.", rich_help_panel=QUANT_PANEL)
+ONNX_HARD_ACTIVATIONS_OPT = typer.Option(None, "--onnx-hard-activations", help=f"onnx-int8 h-swish/hard-sigmoid: "
+                                         f"{help_list(ONNX_HARD_ACTIVATIONS)} (default float: ORT has no integer kernel for "
+                                         "them; int8: as x*relu6(x+3), every op an integer kernel); overrides --deploy.",
+                                         rich_help_panel=QUANT_PANEL)
 MIN_SQNR = typer.Option(None, "--min-sqnr", help="int8 threshold: minimum SQNR in dB vs PyTorch (default 15).", rich_help_panel=CHECK_PANEL)
 MIN_TOP1 = typer.Option(None, "--min-top1", help="int8 threshold: minimum top-1 agreement with PyTorch (default 0.9).",
                         rich_help_panel=CHECK_PANEL)

@@ -82,8 +82,9 @@ def diagnose_run(run, inputs_nchw: np.ndarray, source: str = "") -> Diagnosis:
         start = time.perf_counter()
         if art.format == "onnx":
             from edgeport.diagnose.onnx_layers import diagnose_onnx
+            from edgeport.exporters.onnx_int8 import fp32_graph
 
-            out[art.target] = diagnose_onnx(onnx_fp32.to_onnx(req), onnx.load(str(art.path)), inputs)
+            out[art.target] = diagnose_onnx(fp32_graph(req), onnx.load(str(art.path)), inputs)
         elif art.format == "tflite":
             from edgeport.diagnose.tflite_layers import diagnose_tflite
             from edgeport.formats.layer_names import onnx_weight_norms

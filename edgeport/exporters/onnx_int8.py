@@ -43,7 +43,7 @@ import logging
 import tempfile
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -97,16 +97,33 @@ LAST_REPORT: QuantReport | None = None  # the report of the last export() in thi
 
 def _quant_facts(quant: QuantOptions) -> dict:
     return {"method": quant.method, "format": quant.onnx_format, "activations": quant.onnx_activations,
-            "float_fallback": list(quant.float_fallback), "cle": quant.cle, "bias_correction": quant.bias_correction}
+            "float_fallback": list(quant.float_fallback), "cle": quant.cle, "bias_correction": quant.bias_correction,
+            "hard_activations": quant.onnx_hard_activations}
+
+
+def fp32_graph(req: ExportRequest) -> onnx.ModelProto:
+    """The fp32 ONNX graph onnx-int8 quantizes (and the per-layer diagnosis compares with): the run's onnx-fp32
+    graph, or that of the program :func:`edgeport.graph.rewrites.for_ort_int8` rewrote, made once per run."""
+    from edgeport.graph.rewrites import for_ort_int8
+
+    hard = req.quant.onnx_hard_activations == "int8"
+    key = ("onnx-int8 fp32 graph", hard)
+    if key not in req.cache:
+        program, notes = for_ort_int8(req.program, req.example, hard_activations=hard)
+        req.cache[key] = (onnx_fp32.to_onnx(req) if program is req.program
+                          else onnx_fp32.to_onnx(replace(req, program=program, cache={})), notes)
+    return req.cache[key][0]
 
 
 def export(req: ExportRequest) -> Path:
     global LAST_REPORT
     calibration = check_calibration(req.calibration, tuple(req.example.shape))
-    fp32 = onnx_fp32.to_onnx(req)
+    fp32 = fp32_graph(req)
     batch = 1 if req.dynamic_batch else int(req.example.shape[0])
     model, report = quantize(fp32, calibration, req.quant, batch=batch)
     facts = _quant_facts(req.quant)
+    if rewrites := req.cache[("onnx-int8 fp32 graph", req.quant.onnx_hard_activations == "int8")][1]:
+        facts["rewrites"] = rewrites
     if report.auto_float:
         req.cache.setdefault(AUTO_FLOAT, {})["onnx-int8"] = report.auto_float
         facts["auto_float"] = [a["layer"] for a in report.auto_float]

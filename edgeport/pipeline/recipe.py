@@ -39,7 +39,7 @@ SCHEMA: dict[str, dict[str, tuple[str, tuple]]] = {
                  "no_float": ("boolean", (bool,)),
                  # onnx-int8 (edgeport.exporters.onnx_int8): deploy preset, then explicit settings
                  "deploy": ("string", (str,)), "onnx_format": ("string", (str,)), "onnx_activations": ("string", (str,)),
-                 "onnx_reduce_range": ("string", (str,)),
+                 "onnx_reduce_range": ("string", (str,)), "onnx_hard_activations": ("string", (str,)),
                  # edgeport.quantization.equalization on the fused graph before export
                  "cle": ("boolean", (bool,)), "bias_correction": ("boolean", (bool,)),
                  # edgeport.diagnose.per_layer of the int8 targets (manifest per_layer_int8, report plot and table)
@@ -79,10 +79,11 @@ class QuantSection:
     method: str = "minmax"
     io_dtype: str = "int8"
     allow_float: tuple[str, ...] = ()
-    deploy: str | None = None  # onnx-int8: x86 | arm64 | arm64-nodot (onnx_int8.ONNX_DEPLOY)
+    deploy: str | None = None  # onnx-int8 preset, one of options.DEPLOY_CHOICES (x86: from the CPU that runs the recipe)
     onnx_format: str | None = None  # qdq | qoperator; None: from deploy / the default
     onnx_activations: str | None = None  # s8 | u8
     onnx_reduce_range: str | None = None  # auto | on | off
+    onnx_hard_activations: str | None = None  # float | int8
     no_float: bool = False  # any float op in an int8 file fails the recipe, automatic fallbacks included
     cle: bool = False  # cross-layer equalization (edgeport.quantization.equalization)
     bias_correction: bool = False  # empirical bias correction; needs [data] calib
@@ -362,7 +363,7 @@ def _build(ctx: _Ctx, raw: dict, tables: dict, name: str) -> Recipe:
 
     for key, (allowed, _flag) in options.CHOICES.items():
         _choice(ctx, ("quantize",), quant, key, allowed)
-    _choice(ctx, ("quantize",), quant, "deploy", tuple(options.DEPLOY_PRESETS))
+    _choice(ctx, ("quantize",), quant, "deploy", options.DEPLOY_CHOICES)
     TARGET_NAMES = _target_names()
     targets = tuple(dict.fromkeys(export.get("targets", ["onnx-fp32"])))
     for t in targets:
@@ -403,7 +404,8 @@ def _build(ctx: _Ctx, raw: dict, tables: dict, name: str) -> Recipe:
         name=name, path=ctx.path, model=_model(ctx, tables["model"]), preprocess=dict(pre),
         data=_data(ctx, tables["data"]),
         quantize=QuantSection(quant.get("method", "minmax"), quant.get("io_dtype", "int8"), tuple(quant.get("allow_float", ())),
-                              *(quant.get(k) for k in ("deploy", "onnx_format", "onnx_activations", "onnx_reduce_range")),
+                              *(quant.get(k) for k in ("deploy", "onnx_format", "onnx_activations", "onnx_reduce_range",
+                                                        "onnx_hard_activations")),
                               no_float=quant.get("no_float", False),
                               cle=quant.get("cle", False), bias_correction=quant.get("bias_correction", False),
                               per_layer=quant.get("per_layer", False), max_accuracy_drop=quant.get("max_accuracy_drop"),

@@ -24,6 +24,7 @@ from edgeport.pipeline.artifact import ALL_TOOLS, Artifact, tool_versions
 from edgeport.pipeline.recipe import Recipe
 from edgeport.pipeline.shards import ShardSpec
 from edgeport.pipeline.stage_cache import StageCache, hash_files, key_of, producer_sources
+from edgeport.quantization.options import HOST_DEPLOY, resolve_deploy
 from edgeport.util.atomic_file import atomic_path, write_text
 
 
@@ -172,6 +173,8 @@ def export_key(recipe: Recipe) -> str:
         "model_code": hash_files(model_code_files(recipe.model.ref), stage_cache.CODE_SUFFIXES),
         "weights": hash_files([w]) if (w := _weights_file(recipe)) else None,
         "recipe": {s: raw.get(s) for s in ("model", "preprocess", "data", "quantize", "export")},
+        # deploy = "x86" means this machine's preset; only then is it in the key (other keys stay as they were)
+        **({"deploy": resolve_deploy(recipe.quantize.deploy)} if recipe.quantize.deploy == HOST_DEPLOY else {}),
         "data": hash_files(_data_files(recipe.data.calib)),
         "tools": tool_versions(ALL_TOOLS),
         "edgeport": producer_sources(),
@@ -253,7 +256,8 @@ def _build_export(recipe, inputs: Inputs, targets, key: str, cache: StageCache, 
 
         quant = deploy_options(QuantOptions(q.method, io_dtype=q.io_dtype, float_fallback=q.allow_float, no_float=q.no_float, cle=q.cle,
                                             bias_correction=q.bias_correction), q.deploy,
-                               onnx_format=q.onnx_format, onnx_activations=q.onnx_activations, onnx_reduce_range=q.onnx_reduce_range)
+                               onnx_format=q.onnx_format, onnx_activations=q.onnx_activations, onnx_reduce_range=q.onnx_reduce_range,
+                               onnx_hard_activations=q.onnx_hard_activations)
         # the run's fp32 models, SavedModel and TFLite calibration, kept for the diagnosis and accuracy control
         keep: dict | None = {} if q.per_layer or q.max_accuracy_drop is not None else None
         run = run_export(loaded, targets, staging, data=data, quant=quant,

@@ -52,11 +52,10 @@ class OnnxBackend(Backend):
     target = "onnx-int8"
 
     def __init__(self, req: ExportRequest):
-        from edgeport.exporters import onnx_fp32
-        from edgeport.exporters.onnx_int8 import check_calibration
+        from edgeport.exporters.onnx_int8 import check_calibration, fp32_graph
 
         self.req = req
-        self.fp32 = onnx_fp32.to_onnx(req)
+        self.fp32 = fp32_graph(req)
         self.calibration = check_calibration(req.calibration, tuple(req.example.shape))
         self.batch = 1 if req.dynamic_batch else int(req.example.shape[0])
 

@@ -17,20 +17,48 @@ IO_DTYPES = ("int8", "uint8", "float32")  # tflite-int8 input/output (float32 ke
 ONNX_FORMATS = ("qdq", "qoperator")  # QuantizeLinear/DequantizeLinear around float ops | QLinearConv...
 ONNX_ACTIVATIONS = ("s8", "u8")  # int8 | uint8 activations; weights are always int8
 REDUCE_RANGE = ("auto", "on", "off")  # 7-bit onnx-int8 weights: from this CPU (cpu_features) | always | never
+# onnx-int8 h-swish / hard-sigmoid: ORT's HardSigmoid and Mul in float between DQ/Q (no QLinear kernel exists for
+# them) | x * relu6(x + 3) with the 1/6 folded into the next conv, every op an integer kernel
+# (edgeport.graph.rewrites.for_ort_int8; measured below and in docs/quantization.md)
+ONNX_HARD_ACTIVATIONS = ("float", "int8")
 
-# --deploy ARCH: the onnx-int8 settings measured cheapest-and-correct on that architecture (docs/arm.md, "ONNX
-# int8 on arm64"; MobileNetV2 1.0/224 under qemu, M guest instructions per inference). x86 is the behaviour
-# before --deploy existed. Export cannot know the device, so this is the user's documented choice, never guessed.
-# * arm64 (dot-product cores, Pi 5 cortex-a76): s8 activations 58.39 vs u8 62.33; QOperator = QDQ in cost
+# --deploy ARCH: the onnx-int8 settings measured cheapest-and-correct on that architecture. Export cannot know the
+# device, so this is the user's documented choice; only "x86" reads this machine's CPU (resolve_deploy).
+# * x86-vnni (AVX-512 VNNI / AVX-VNNI, AMX): QDQ with uint8 activations is the one layout ORT's CPU provider fuses
+#   whole on x86: int8 activations become uint8 only at a QuantizeLinear with one consumer (QDQS8ToU8), so S8 QDQ
+#   left every residual input in float (MobileNetV2 39/64 integer kernels), and S8 QOperator runs MLAS's portable
+#   S8S8 kernels (4-7x fp32). h-swish in int8 (ORT has no QLinear HardSigmoid: 50 float ops in MobileNetV3-Large).
+#   8-bit weights: VPDPBUSD accumulates in int32, nothing saturates. Numbers: docs/quantization.md, "onnx-int8 on x86".
+# * x86-avx2 (x86 without VNNI: AVX2, or AVX-512 without VNNI): the same layout with 7-bit weights, because
+#   VPMADDUBSW's int16 pair sums saturate with 8-bit weights (edgeport.runtimes.cpu_features.choose_reduce_range).
+# * arm64 (dot-product cores, Pi 5 cortex-a76): s8 activations 58.39 vs u8 62.33 (M guest instructions per
+#   inference, MobileNetV2 1.0/224 under qemu; docs/arm.md, "ONNX int8 on arm64"); QOperator = QDQ in cost
 #   (58.39), but QOperator s8 is bit-exact arm64 vs x86 (QDQ s8: 7.3e-3 relative, ORT on x86 runs 25 of its
 #   ops in float), so the x86 validation at export is what the device computes. reduce_range changes no
 #   count on arm64 and costs 2 dB SQNR: off.
 # * arm64-nodot (no SDOT, Pi 4 cortex-a72): u8 activations 117.90 vs s8 127.41 (either format).
 DEPLOY_PRESETS: dict[str, dict[str, str]] = {
-    "x86": {"onnx_format": "qdq", "onnx_activations": "s8", "onnx_reduce_range": "auto"},
+    "x86-vnni": {"onnx_format": "qdq", "onnx_activations": "u8", "onnx_reduce_range": "off", "onnx_hard_activations": "int8"},
+    "x86-avx2": {"onnx_format": "qdq", "onnx_activations": "u8", "onnx_reduce_range": "on", "onnx_hard_activations": "int8"},
     "arm64": {"onnx_format": "qoperator", "onnx_activations": "s8", "onnx_reduce_range": "off"},
     "arm64-nodot": {"onnx_format": "qoperator", "onnx_activations": "u8", "onnx_reduce_range": "off"},
 }
+HOST_DEPLOY = "x86"  # --deploy x86: x86-vnni or x86-avx2, whichever this machine's CPU is (resolve_deploy)
+DEPLOY_CHOICES: tuple[str, ...] = (HOST_DEPLOY, *DEPLOY_PRESETS)
+
+
+def resolve_deploy(deploy: str | None, cpu=None) -> str | None:
+    """The DEPLOY_PRESETS key ``deploy`` names: itself, or for "x86" the preset of ``cpu`` (default: this machine's)."""
+    if deploy != HOST_DEPLOY:
+        return deploy
+    from edgeport.runtimes import cpu_features
+
+    cpu = cpu or cpu_features.detect()
+    if not cpu.is_x86:
+        raise BadOption(f"--deploy x86 reads this machine's CPU, and it is {cpu.arch}",
+                        "name the x86 preset of the device instead: x86-vnni or x86-avx2")
+    return "x86-vnni" if cpu.vnni else "x86-avx2"
+
 
 # QuantOptions field (= recipe [quantize] key) -> (allowed values, the CLI flag that sets it): what every
 # consumer must accept
@@ -40,9 +68,11 @@ CHOICES: dict[str, tuple[tuple[str, ...], str]] = {
     "onnx_format": (ONNX_FORMATS, "--onnx-format"),
     "onnx_activations": (ONNX_ACTIVATIONS, "--onnx-activations"),
     "onnx_reduce_range": (REDUCE_RANGE, "--onnx-reduce-range"),
+    "onnx_hard_activations": (ONNX_HARD_ACTIVATIONS, "--onnx-hard-activations"),
 }
 NOUNS = {"method": "calibration method", "io_dtype": "tflite-int8 io dtype", "onnx_format": "onnx-int8 format",
          "onnx_activations": "onnx-int8 activation type", "onnx_reduce_range": "onnx-int8 reduce-range setting",
+         "onnx_hard_activations": "onnx-int8 h-swish setting",
          "deploy": "deploy architecture"}
 
 
@@ -74,6 +104,7 @@ class QuantOptions:
     onnx_format: str = "qdq"
     onnx_activations: str = "s8"
     onnx_reduce_range: str = "auto"
+    onnx_hard_activations: str = "float"
     # edgeport.quantization.equalization on the fused graph before export (all int8 targets): DFQ cross-layer
     # equalization, empirical bias correction (needs calibration data)
     cle: bool = False
@@ -92,10 +123,11 @@ class QuantOptions:
 
 
 def deploy_options(quant: QuantOptions, deploy: str | None, **explicit: str | None) -> QuantOptions:
-    """``quant`` with the onnx-int8 settings of DEPLOY_PRESETS[deploy] (None: unchanged), then the ``explicit``
-    ones that are not None (onnx_format=, onnx_activations=, onnx_reduce_range=): what the user names wins."""
+    """``quant`` with the onnx-int8 settings of DEPLOY_PRESETS[deploy] (None: unchanged; "x86": this CPU's
+    preset, see resolve_deploy), then the ``explicit`` ones that are not None (onnx_format=, onnx_activations=,
+    onnx_reduce_range=, onnx_hard_activations=): what the user names wins."""
     if deploy is not None:
-        check_choice(deploy, DEPLOY_PRESETS, "--deploy", NOUNS["deploy"])
-        quant = replace(quant, **DEPLOY_PRESETS[deploy])
+        check_choice(deploy, DEPLOY_CHOICES, "--deploy", NOUNS["deploy"])
+        quant = replace(quant, **DEPLOY_PRESETS[resolve_deploy(deploy)])
     given = {k: v for k, v in explicit.items() if v is not None}
     return replace(quant, **given) if given else quant

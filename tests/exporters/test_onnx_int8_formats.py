@@ -18,6 +18,8 @@ from edgeport.errors import UserError
 from edgeport.exporters import INT8, ExportRequest, QuantOptions, onnx_fp32, onnx_int8
 from edgeport.models import source as model_source
 from edgeport.pipeline.export_flow import prepare
+from edgeport.quantization import options
+from edgeport.runtimes import cpu_features
 from edgeport.validation.parity import compare
 
 SHAPE = (1, 3, 32, 32)
@@ -87,13 +89,43 @@ def test_deploy_presets():
     arm = onnx_int8.deploy_options(base, "arm64")
     assert arm.method == "percentile"  # only the onnx-int8 settings change
     assert (arm.onnx_format, arm.onnx_activations, arm.onnx_reduce_range) == tuple(onnx_int8.ONNX_DEPLOY["arm64"].values())
-    assert onnx_int8.deploy_options(base, "x86") == base  # x86 = the behaviour before --deploy
     assert onnx_int8.deploy_options(base, None) is base
     with pytest.raises(UserError, match="deploy"):
         onnx_int8.deploy_options(base, "riscv")
 
 
-@pytest.mark.parametrize("field,value", [("onnx_format", "qop"), ("onnx_activations", "int4"), ("onnx_reduce_range", "yes")])
+def _cpu(arch: str, *flags: str) -> cpu_features.CpuFeatures:
+    return cpu_features.CpuFeatures("test CPU", arch, frozenset(flags))
+
+
+@pytest.mark.parametrize("cpu,preset", [(_cpu("x86_64", "avx2", "avx512f", "avx512_vnni"), "x86-vnni"),
+                                        (_cpu("x86_64", "avx2", "avx_vnni"), "x86-vnni"),
+                                        (_cpu("x86_64", "avx2"), "x86-avx2"),
+                                        (_cpu("x86_64", "avx2", "avx512f", "avx512bw"), "x86-avx2")])
+def test_deploy_x86_reads_the_cpu(cpu, preset):
+    assert options.resolve_deploy("x86", cpu) == preset
+    assert options.resolve_deploy(preset, cpu) == preset  # a named preset is never second-guessed
+
+
+def test_deploy_x86_presets_fuse_on_x86_and_never_saturate():
+    for preset in ("x86-vnni", "x86-avx2"):
+        q = onnx_int8.deploy_options(QuantOptions(), preset)
+        # uint8 QDQ: the only layout ORT's x86 provider fuses whole (int8 QDQ: 39/64 on MobileNetV2)
+        assert (q.onnx_format, q.onnx_activations, q.onnx_hard_activations) == ("qdq", "u8", "int8")
+    assert onnx_int8.deploy_options(QuantOptions(), "x86-avx2").onnx_reduce_range == "on"  # VPMADDUBSW saturates
+    assert onnx_int8.deploy_options(QuantOptions(), "x86-vnni").onnx_reduce_range == "off"
+    here = onnx_int8.deploy_options(QuantOptions(), "x86") if cpu_features.detect().is_x86 else None
+    if here is not None:
+        assert here == onnx_int8.deploy_options(QuantOptions(), options.resolve_deploy("x86"))
+
+
+def test_deploy_x86_on_arm_is_a_user_error():
+    with pytest.raises(UserError, match="x86-vnni or x86-avx2"):
+        options.resolve_deploy("x86", _cpu("aarch64", "asimddp"))
+
+
+@pytest.mark.parametrize("field,value", [("onnx_format", "qop"), ("onnx_activations", "int4"), ("onnx_reduce_range", "yes"),
+                                         ("onnx_hard_activations", "int4")])
 def test_unknown_settings_are_user_errors(fp32, calibration, field, value):
     with pytest.raises(UserError, match="choose from"):
         onnx_int8.quantize(fp32, calibration, QuantOptions(**{field: value}))
@@ -113,6 +145,11 @@ def test_recipe_keys(tmp_path):
     (tmp_path / "r.toml").write_text(text)
     q = recipe.parse(tmp_path / "r.toml").quantize
     assert (q.deploy, q.onnx_activations, q.onnx_format) == ("arm64", "u8", None)
+    (tmp_path / "hs.toml").write_text(text.replace('onnx_activations = "u8"', 'onnx_hard_activations = "int8"'))
+    assert recipe.parse(tmp_path / "hs.toml").quantize.onnx_hard_activations == "int8"
+    (tmp_path / "hs_bad.toml").write_text(text.replace('onnx_activations = "u8"', 'onnx_hard_activations = "fast"'))
+    with pytest.raises(UserError, match="onnx_hard_activations 'fast' is not one of float, int8"):
+        recipe.parse(tmp_path / "hs_bad.toml")
     (tmp_path / "bad.toml").write_text(text.replace('"arm64"', '"riscv"'))
     with pytest.raises(UserError, match="deploy"):
         recipe.parse(tmp_path / "bad.toml")
