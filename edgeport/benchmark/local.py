@@ -167,12 +167,27 @@ def bench_torch(
     )
 
 
+def model_of_name(artifact: str) -> str:
+    """``dir/model.int8.onnx`` -> ``model`` (edgeport's naming ``<model>.<kind>.<ext>``); otherwise the file's stem."""
+    parts = Path(artifact).name.split(".")
+    return ".".join(parts[:-2]) if len(parts) >= 3 else Path(artifact).stem
+
+
 def ratios_vs_fp32(timings: list[Timing]) -> dict[tuple[str, int], float]:
-    """p50 of each artifact over the p50 of the fp32 artifact of the same format and thread count."""
-    base = {(t.target.split("-")[0], t.threads): t.p50_ms for t in timings if t.target.endswith("fp32")}
+    """p50 of each artifact over the p50 of the fp32 artifact of the same model, format and thread count; when no
+    fp32 file of that model was timed, the format's only fp32 file (several: no ratio, rather than a wrong one)."""
+    def fmt(t: Timing) -> str:
+        return t.target.split("-")[0]
+
+    same_model = {(model_of_name(t.artifact), fmt(t), t.threads): t.p50_ms for t in timings if t.target.endswith("fp32")}
+    per_format: dict[tuple[str, int], list[float]] = {}
+    for t in timings:
+        if t.target.endswith("fp32"):
+            per_format.setdefault((fmt(t), t.threads), []).append(t.p50_ms)
     out = {}
     for t in timings:
-        b = base.get((t.target.split("-")[0], t.threads))
+        only = per_format.get((fmt(t), t.threads), [])
+        b = same_model.get((model_of_name(t.artifact), fmt(t), t.threads)) or (only[0] if len(only) == 1 else None)
         if b:
             out[(t.artifact, t.threads)] = t.p50_ms / b
     return out
