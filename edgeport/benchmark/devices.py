@@ -1,7 +1,8 @@
 """Where ``edgeport bench`` runs artifacts: the ``--device`` values, the Device hook and its result.
 
 Values: ``local`` (this machine, in-process: edgeport.benchmark.local), ``qemu-pi4`` / ``qemu-pi5`` (an arm64
-Debian userland under qemu user-mode emulation: edgeport.benchmark.qemu), ``docker-arm64``
+Debian userland under qemu user-mode emulation: edgeport.benchmark.qemu), ``qemu-x86-avx2`` (this machine's Python
+on an emulated x86 CPU without VNNI or AVX-512: edgeport.benchmark.qemu_x86), ``docker-arm64``
 (edgeport.benchmark.docker_device) and ``ssh://user@host[:port]`` (a real board: edgeport.benchmark.ssh_device).
 
 Every remote device runs the same self-contained script, ``device_runner.py`` (RUNNER_SCRIPT), whose
@@ -29,7 +30,7 @@ RUNNER_SCRIPT = Path(__file__).with_name("device_runner.py")
 class DeviceSpec:
     """A parsed ``--device`` value."""
 
-    kind: str  # "local", "qemu-pi4", "qemu-pi5", "docker-arm64", "ssh"
+    kind: str  # a key of DEVICES
     text: str  # what the user typed
     user: str | None = None  # ssh only
     host: str | None = None
@@ -101,6 +102,7 @@ DEVICES: dict[str, str | None] = {
     "local": None,
     "qemu-pi4": "edgeport.benchmark.qemu",
     "qemu-pi5": "edgeport.benchmark.qemu",
+    "qemu-x86-avx2": "edgeport.benchmark.qemu_x86",
     "docker-arm64": "edgeport.benchmark.docker_device",
     "ssh": "edgeport.benchmark.ssh_device",
 }

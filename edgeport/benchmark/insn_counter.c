@@ -2,6 +2,8 @@
  * QEMU TCG plugin for edgeport's qemu-pi4/qemu-pi5 devices: counts executed guest instructions and records
  * the running count at every marker syscall, lseek(-1, MARK, 0), that device_runner.py --insn-markers issues
  * around each timed inference. At exit it writes "total N" and one "mark N" line per marker to out=PATH.
+ * The marker is aarch64's lseek (62) by default; syscall=N names the guest's lseek elsewhere (x86_64: 8, for the
+ * qemu-x86-avx2 device).
  *
  * Counting is an inline add of each translation block's instruction count when the block is entered (no
  * helper call per instruction, so it stays cheap). The counter is shared by all vCPUs without atomics:
@@ -9,7 +11,7 @@
  *
  * Written for edgeport against the plugin API (include/qemu/qemu-plugin.h) of the installed qemu-user;
  * edgeport builds it with gcc + glib when it first needs it.
- *   -plugin libinsn_counter.so,out=/path/counts.txt
+ *   -plugin libinsn_counter.so,out=/path/counts.txt[,syscall=8]
  */
 #include <glib.h>
 #include <inttypes.h>
@@ -23,6 +25,7 @@ QEMU_PLUGIN_EXPORT int qemu_plugin_version = QEMU_PLUGIN_VERSION;
 #define AARCH64_SYS_LSEEK 62
 #define EDGEPORT_MARK 0x6564676570ULL /* must match INSN_MARK in device_runner.py */
 
+static int64_t mark_syscall = AARCH64_SYS_LSEEK;
 static uint64_t insn_count;
 static GArray *marks;
 static char *out_path;
@@ -36,7 +39,7 @@ static void on_tb_translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
 static void on_syscall(qemu_plugin_id_t id, unsigned int vcpu, int64_t num, uint64_t a1, uint64_t a2,
                        uint64_t a3, uint64_t a4, uint64_t a5, uint64_t a6, uint64_t a7, uint64_t a8)
 {
-    if (num == AARCH64_SYS_LSEEK && (int32_t)a1 == -1 && a2 == EDGEPORT_MARK) {
+    if (num == mark_syscall && (int32_t)a1 == -1 && a2 == EDGEPORT_MARK) {
         uint64_t now = insn_count;
         g_array_append_val(marks, now);
     }
@@ -61,6 +64,8 @@ QEMU_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_
     for (int i = 0; i < argc; i++) {
         if (g_str_has_prefix(argv[i], "out=")) {
             out_path = g_strdup(argv[i] + 4);
+        } else if (g_str_has_prefix(argv[i], "syscall=")) {
+            mark_syscall = g_ascii_strtoll(argv[i] + 8, NULL, 10);
         }
     }
     if (!out_path) {

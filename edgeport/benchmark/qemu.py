@@ -156,12 +156,17 @@ class QemuDevice:
         try:
             if pte_runtime is not None:  # ExecuTorch's C++ runtime, where device_runner.py looks: ./pte
                 shutil.copytree(pte_runtime, work / "pte")
-            return self._run(rootfs, plugin, view, work, artifact, np.asarray(inputs, dtype=np.float32), threads)
+            return self._run(plugin, work, artifact, np.asarray(inputs, dtype=np.float32), threads,
+                             lambda args, counts: guest_command(rootfs.path, view, args, plugin=plugin, counts=counts),
+                             guest_env(self.core, threads), rootfs_build_s=rootfs.build_seconds)
         finally:
             shutil.rmtree(view, ignore_errors=True)
             shutil.rmtree(work, ignore_errors=True)
 
-    def _run(self, rootfs, plugin, view, work, artifact, inputs, threads) -> DeviceRun:
+    def _run(self, plugin: Path, work: Path, artifact: Path, inputs: np.ndarray, threads: int,
+             command: Callable[[list[str], Path], list[str]], env: dict[str, str], **extra) -> DeviceRun:
+        """device_runner.py on ``artifact`` in ``work``, launched by ``command(runner args, counts file)`` under the
+        instruction-counting plugin; ``extra`` goes into the DeviceRun's extra facts."""
         runner = work / "device_runner.py"
         shutil.copyfile(RUNNER_SCRIPT, runner)
         link = work / f"model{artifact.suffix}"
@@ -171,11 +176,10 @@ class QemuDevice:
         args = [str(runner), "--artifact", str(link), "--inputs", str(work / "inputs.npy"), "--threads", str(threads),
                 "--warmup", str(self.warmup), "--runs", str(self.runs), "--out", str(result),
                 "--outputs-npy", str(outputs), "--insn-markers"]
-        cmd = guest_command(rootfs.path, view, args, plugin=plugin, counts=counts)
+        cmd = command(args, counts)
         t0 = time.monotonic()
         try:
-            proc = subprocess.run(cmd, env=guest_env(self.core, threads), capture_output=True, text=True,
-                                  timeout=GUEST_TIMEOUT_S)
+            proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=GUEST_TIMEOUT_S)
         except subprocess.TimeoutExpired:
             raise RuntimeMissing(f"{self.name}: {artifact.name} did not finish within {GUEST_TIMEOUT_S} s of emulation") from None
         guest_s = time.monotonic() - t0
@@ -191,7 +195,7 @@ class QemuDevice:
             json.loads(result.read_text()), device=self.name, outputs=np.load(outputs),
             instructions_per_inference=ipi, emulated=True,
             core=self.core, insn_per_run=per_run, insn_total=total, guest_process_s=round(guest_s, 2),
-            counts_exact=threads == 1, rootfs_build_s=rootfs.build_seconds,
+            counts_exact=threads == 1, **extra,
         )
         run.artifact = str(artifact)
         return run
