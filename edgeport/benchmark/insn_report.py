@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from edgeport.benchmark.local import target_of_name
+from edgeport.benchmark.local import fp32_ratios, target_of_name
 
 EMULATED_NOTE = "emulated ms: wall time of qemu on this machine -- emulated, NOT device latency"
 
@@ -30,11 +30,9 @@ def rows(results) -> list[dict]:
             "emulated_ms_median": run.median_ms, "emulated": run.emulated,
             "parity_max_abs": r.parity.max_abs, "parity_max_rel": r.parity.max_rel, "bit_exact": r.parity.max_abs == 0.0,
         })
-    base = {(d["target"].split("-")[0], d["device"], d["threads"]): d["instructions_per_inference"]
-            for d in out if d["target"].endswith("fp32")}
+    ratios = fp32_ratios([(d["artifact"], d["target"], (d["device"], d["threads"]), d["instructions_per_inference"]) for d in out])
     for d in out:
-        b = base.get((d["target"].split("-")[0], d["device"], d["threads"]))
-        d["x_fp32"] = d["instructions_per_inference"] / b if b else None
+        d["x_fp32"] = ratios.get((d["artifact"], (d["device"], d["threads"])))
     return out
 
 

@@ -173,24 +173,30 @@ def model_of_name(artifact: str) -> str:
     return ".".join(parts[:-2]) if len(parts) >= 3 else Path(artifact).stem
 
 
-def ratios_vs_fp32(timings: list[Timing]) -> dict[tuple[str, int], float]:
-    """p50 of each artifact over the p50 of the fp32 artifact of the same model, format and thread count; when no
-    fp32 file of that model was timed, the format's only fp32 file (several: no ratio, rather than a wrong one)."""
-    def fmt(t: Timing) -> str:
-        return t.target.split("-")[0]
+def fp32_ratios(items: list[tuple[str, str, object, float]]) -> dict[tuple[str, object], float]:
+    """(artifact, target, group, cost) -> {(artifact, group): cost over the cost of the fp32 file of the same model,
+    format and group (threads; device and threads)}; when no fp32 file of that model was measured, the format's only
+    fp32 file (several: no ratio, rather than a wrong one)."""
+    def fmt(target: str) -> str:
+        return target.split("-")[0]
 
-    same_model = {(model_of_name(t.artifact), fmt(t), t.threads): t.p50_ms for t in timings if t.target.endswith("fp32")}
-    per_format: dict[tuple[str, int], list[float]] = {}
-    for t in timings:
-        if t.target.endswith("fp32"):
-            per_format.setdefault((fmt(t), t.threads), []).append(t.p50_ms)
+    fp32 = [(model_of_name(a), fmt(t), g, v) for a, t, g, v in items if t.endswith("fp32")]
+    same_model = {(m, f, g): v for m, f, g, v in fp32}
+    per_format: dict[tuple[str, object], list[float]] = {}
+    for _m, f, g, v in fp32:
+        per_format.setdefault((f, g), []).append(v)
     out = {}
-    for t in timings:
-        only = per_format.get((fmt(t), t.threads), [])
-        b = same_model.get((model_of_name(t.artifact), fmt(t), t.threads)) or (only[0] if len(only) == 1 else None)
+    for a, t, g, v in items:
+        only = per_format.get((fmt(t), g), [])
+        b = same_model.get((model_of_name(a), fmt(t), g)) or (only[0] if len(only) == 1 else None)
         if b:
-            out[(t.artifact, t.threads)] = t.p50_ms / b
+            out[(a, g)] = v / b
     return out
+
+
+def ratios_vs_fp32(timings: list[Timing]) -> dict[tuple[str, int], float]:
+    """p50 of each artifact over the p50 of its model's fp32 artifact of the same format and thread count."""
+    return fp32_ratios([(t.artifact, t.target, t.threads, t.p50_ms) for t in timings])
 
 
 def vnni_explanation(vnni: bool, arch: str) -> str:

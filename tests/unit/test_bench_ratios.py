@@ -25,3 +25,21 @@ def test_a_file_named_otherwise_takes_the_only_fp32_and_never_a_guess():
 def test_model_of_name():
     assert model_of_name("x/mobilenet_v2.int8.tflite") == "mobilenet_v2" and model_of_name("my.net.fp32.onnx") == "my.net"
     assert model_of_name("model.onnx") == "model"
+
+
+def test_instruction_counts_take_their_own_models_fp32_per_device():
+    from types import SimpleNamespace
+
+    from edgeport.benchmark import insn_report
+
+    def result(name: str, device: str, insn: float):
+        run = SimpleNamespace(artifact=name, device=device, threads=1, instructions_per_inference=insn, extra={},
+                              runtime="onnxruntime", runtime_version="1", median_ms=1.0, emulated=True)
+        return SimpleNamespace(run=run, parity=SimpleNamespace(max_abs=0.0, max_rel=0.0))
+
+    rows = insn_report.rows([result("a.fp32.onnx", "qemu-pi5", 100.0), result("a.int8.onnx", "qemu-pi5", 50.0),
+                             result("b.fp32.onnx", "qemu-pi5", 10.0), result("b.int8.onnx", "qemu-pi5", 20.0),
+                             result("b.fp32.onnx", "qemu-pi4", 40.0), result("b.int8.onnx", "qemu-pi4", 10.0)])
+    got = {(r["artifact"], r["device"]): r["x_fp32"] for r in rows}
+    assert got[("a.int8.onnx", "qemu-pi5")] == 0.5 and got[("b.int8.onnx", "qemu-pi5")] == 2.0
+    assert got[("b.int8.onnx", "qemu-pi4")] == 0.25
