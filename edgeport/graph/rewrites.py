@@ -658,20 +658,56 @@ def maxpool_padding_back(gm: fx.GraphModule) -> list[str]:
     return _recompiled(gm, done)
 
 
+RESHAPE_OPS = {aten.view.default, aten.reshape.default}
+
+
+def channel_shuffle_as_gather(gm: fx.GraphModule) -> list[str]:
+    """ShuffleNet's channel shuffle ``x.view(B, g, C/g, H, W).transpose(1, 2).reshape(B, C, H, W)`` as one
+    ``index_select`` of the channels (ONNX Gather on axis 1): output channel k is input channel (k % g) * C/g + k // g,
+    the same values. Why (onnx-int8 on x86, ORT 1.32): ORT runs QLinearConv in NHWC and wraps the 5-D
+    Reshape/Transpose/Reshape in NCHW with Transposes: ShuffleNetV2 x1.0 had 47 Transposes in its int8 graph (16 in
+    fp32), 22 % of its int8 time; with the Gather 34, and the int8 file ran 0.70-0.72x fp32 instead of 0.90x
+    (interleaved medians, 1 thread, AVX-512 VNNI host). Returns one note per shuffle."""
+    done = []
+    for node in list(gm.graph.nodes):
+        if node.op != "call_function" or node.target is not aten.transpose.int or tuple(node.args[1:]) != (1, 2):
+            continue
+        split = node.args[0]
+        if not (isinstance(split, fx.Node) and split.target in RESHAPE_OPS and len(split.users) == 1
+                and len(split.args[1]) == 5 and all(isinstance(d, int) for d in split.args[1])):
+            continue
+        last = node
+        if len(last.users) == 1 and next(iter(last.users)).target is aten.contiguous.default:
+            last = next(iter(last.users))
+        merged = next(iter(last.users)) if len(last.users) == 1 else None
+        batch, groups, per, h, w = split.args[1]
+        if not (merged is not None and merged.target in RESHAPE_OPS and list(merged.args[1]) == [batch, groups * per, h, w]):
+            continue
+        name = _free_root_name(gm, "_edgeport_shuffle_index")
+        gm.register_buffer(name, torch.tensor([(k % groups) * per + k // groups for k in range(groups * per)]))
+        with gm.graph.inserting_before(merged):
+            index = gm.graph.get_attr(name)
+            picked = gm.graph.call_function(aten.index_select.default, (split.args[0], 1, index))
+        done.append(_replaced(gm, merged, (index, picked)))
+    return _recompiled(gm, done, dead_code=True)
+
+
 def for_ort_int8(program: torch.export.ExportedProgram, example: torch.Tensor,
                  hard_activations: bool) -> tuple[torch.export.ExportedProgram, list[str]]:
     """The fused program as onnx-int8 quantizes it: max-pool padding back inside the pool (ORT ran the Pad that
     :func:`zero_pad_maxpool` leaves in float between a DequantizeLinear and a QuantizeLinear: ShuffleNetV2's stem),
-    and with ``hard_activations`` h-swish / hard-sigmoid as ReLU6 (:func:`relu6_hard_activations`): ORT has no
-    integer kernel for HardSigmoid, so on MobileNetV3-Large 50 of 141 ops ran in float between DQ/Q, while the
-    ReLU6 form is QLinearAdd + QLinearMul with the Clip in the QuantizeLinear's range (133/133 integer kernels).
-    That costs accuracy (measured on the trained Fashion-MNIST MobileNetV3-Small: SQNR 30.1 -> 25.0 dB, top-1
-    agreement 0.994 -> 0.989), hence an option. Returns ``program`` itself when nothing changed, and one note per
-    rewrite; the onnx-int8 parity check against PyTorch covers them."""
+    channel shuffles as a gather (:func:`channel_shuffle_as_gather`), and with ``hard_activations`` h-swish /
+    hard-sigmoid as ReLU6 (:func:`relu6_hard_activations`): ORT has no integer kernel for HardSigmoid, so on
+    MobileNetV3-Large 50 of 141 ops ran in float between DQ/Q, while the ReLU6 form is QLinearAdd + QLinearMul with
+    the Clip in the QuantizeLinear's range (133/133 integer kernels). That costs accuracy (measured on the trained
+    Fashion-MNIST MobileNetV3-Small: SQNR 30.1 -> 25.0 dB, top-1 agreement 0.994 -> 0.989), hence an option.
+    Returns ``program`` itself when nothing changed, and one note per rewrite; the onnx-int8 parity check against
+    PyTorch covers them."""
     from edgeport.graph.capture import capture
 
     gm = program.module()
     notes = [f"max-pool padding back inside the pool: {m}" for m in maxpool_padding_back(gm)]
+    notes += [f"channel shuffle as a channel gather: {m}" for m in channel_shuffle_as_gather(gm)]
     if hard_activations:
         notes += [f"{a} with ReLU6" for a in relu6_hard_activations(gm)]
     if not notes:

@@ -295,3 +295,29 @@ def test_a_relu_read_by_something_other_than_a_conv_keeps_the_multiply():
     assert notes and _scalar_muls(gm), "the amax reader sees s unscaled only through a multiply"
     x = torch.randn(4, 3, 16, 16) * 3
     assert check_equivalence(model, gm, {"x": x}, batch=1).max_rel_error < 1e-5
+
+
+from edgeport.graph.rewrites import channel_shuffle_as_gather  # noqa: E402
+
+
+class _Shuffle(nn.Module):
+    def __init__(self, groups: int):
+        super().__init__()
+        self.groups, self.conv = groups, nn.Conv2d(12, 12, 1)
+
+    def forward(self, x):
+        b, c, h, w = x.shape
+        y = self.conv(x).view(b, self.groups, c // self.groups, h, w).transpose(1, 2).contiguous().view(b, c, h, w)
+        return y.chunk(2, 1)[1] * 2
+
+
+def test_channel_shuffle_becomes_one_channel_gather_with_equal_outputs():
+    for groups in (2, 3):
+        torch.manual_seed(0)
+        model, x = _Shuffle(groups).eval(), torch.randn(1, 12, 5, 4)
+        gm = capture(model, x).module()
+        assert len(channel_shuffle_as_gather(gm)) == 1
+        targets = [n.target for n in gm.graph.nodes if n.op == "call_function"]
+        assert torch.ops.aten.index_select.default in targets and torch.ops.aten.transpose.int not in targets
+        assert torch.equal(gm(x), model(x))
+        assert channel_shuffle_as_gather(gm) == []  # nothing left to rewrite
