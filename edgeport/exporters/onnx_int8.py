@@ -51,7 +51,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from edgeport.errors import UserError
-from edgeport.exporters import AUTO_FLOAT, INT8, TARGETS, ExportRequest, QuantOptions, Target, metadata, onnx_fp32, register_target
+from edgeport.exporters import AUTO_FLOAT, INT8, ROUNDED, TARGETS, ExportRequest, QuantOptions, Target, metadata, onnx_fp32, register_target
 from edgeport.quantization import ranges as calibration_ranges
 from edgeport.quantization.options import (
     CALIBRATION_METHODS,
@@ -97,7 +97,8 @@ LAST_REPORT: QuantReport | None = None  # the report of the last export() in thi
 
 def _quant_facts(quant: QuantOptions) -> dict:
     return {"method": quant.method, "format": quant.onnx_format, "activations": quant.onnx_activations,
-            "float_fallback": list(quant.float_fallback), "cle": quant.cle, "bias_correction": quant.bias_correction}
+            "float_fallback": list(quant.float_fallback), "cle": quant.cle, "bias_correction": quant.bias_correction,
+            "adaround": quant.adaround}
 
 
 def export(req: ExportRequest) -> Path:
@@ -110,6 +111,11 @@ def export(req: ExportRequest) -> Path:
     if report.auto_float:
         req.cache.setdefault(AUTO_FLOAT, {})["onnx-int8"] = report.auto_float
         facts["auto_float"] = [a["layer"] for a in report.auto_float]
+    if req.cache.get(ROUNDED):  # AdaRound's weights: did ORT reproduce them? (7-bit reduce_range weights cannot)
+        from edgeport.quantization import adaround_check
+
+        facts["adaround_check"] = adaround_check.compare(req.cache[ROUNDED], adaround_check.onnx_int8_weights(model))
+        facts["adaround_check"]["weight_bits"] = 7 if report.reduce_range else 8
     if req.metadata:
         metadata.set_onnx(model, metadata.for_target(req.metadata, "onnx-int8", "NCHW", quantization=facts))
     dest = req.out_dir / TARGETS.get("onnx-int8").filename(req.name)
