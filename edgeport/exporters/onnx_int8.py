@@ -51,7 +51,19 @@ import onnx
 from onnx import helper, numpy_helper
 
 from edgeport.errors import UserError
-from edgeport.exporters import AUTO_FLOAT, INT8, ROUNDED, TARGETS, ExportRequest, QuantOptions, Target, metadata, onnx_fp32, register_target
+from edgeport.exporters import (
+    AUTO_FLOAT,
+    INT8,
+    ROUNDED,
+    ROUNDED_CHECK,
+    TARGETS,
+    ExportRequest,
+    QuantOptions,
+    Target,
+    metadata,
+    onnx_fp32,
+    register_target,
+)
 from edgeport.quantization import ranges as calibration_ranges
 from edgeport.quantization.options import (
     CALIBRATION_METHODS,
@@ -116,6 +128,7 @@ def export(req: ExportRequest) -> Path:
 
         facts["adaround_check"] = adaround_check.compare(req.cache[ROUNDED], adaround_check.onnx_int8_weights(model))
         facts["adaround_check"]["weight_bits"] = 7 if report.reduce_range else 8
+        req.cache.setdefault(ROUNDED_CHECK, {})["onnx-int8"] = facts["adaround_check"]
     if req.metadata:
         metadata.set_onnx(model, metadata.for_target(req.metadata, "onnx-int8", "NCHW", quantization=facts))
     dest = req.out_dir / TARGETS.get("onnx-int8").filename(req.name)

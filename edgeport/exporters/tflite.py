@@ -26,6 +26,7 @@ from edgeport.exporters import (
     FP32,
     INT8,
     ROUNDED,
+    ROUNDED_CHECK,
     TARGETS,
     WIDENED_RANGES,
     ExportRequest,
@@ -255,6 +256,7 @@ def export_int8(req: ExportRequest, denylisted_nodes: tuple[str, ...] = (),
         from edgeport.quantization import adaround_check
 
         io["quantization"]["adaround_check"] = adaround_check.compare(req.cache[ROUNDED], adaround_check.tflite_int8_weights(data))
+        req.cache.setdefault(ROUNDED_CHECK, {})["tflite-int8"] = io["quantization"]["adaround_check"]
     auto = req.cache.get(AUTO_FLOAT, {}).get("tflite-int8")
     widened = req.cache.get(WIDENED_RANGES, {}).get("tflite-int8")
     if widened:

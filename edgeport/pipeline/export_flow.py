@@ -14,7 +14,7 @@ from torch import fx
 from edgeport.data import sample_inputs
 from edgeport.data.calibration import DataSplit, Samples
 from edgeport.errors import InternalError, UserError
-from edgeport.exporters import AUTO_FLOAT, ROUNDED, WIDENED_RANGES, ExportRequest, QuantOptions, Target, chain
+from edgeport.exporters import AUTO_FLOAT, ROUNDED, ROUNDED_CHECK, WIDENED_RANGES, ExportRequest, QuantOptions, Target, chain
 from edgeport.graph.capture import capture
 from edgeport.graph.fuse import Equivalence, FusionReport, check_equivalence, fuse
 from edgeport.graph.rewrites import rewrite_for_edge
@@ -167,6 +167,12 @@ def run_export(
                 run.warnings.append(f"{target.name}: {cov.line()}")
             if auto:
                 run.warnings.append(_auto_float_line(target.name, auto, quant.no_float))
+            kept = req.cache.get(ROUNDED_CHECK, {}).get(target.name)
+            if kept and kept["missing"]:
+                bits = " (ORT's 7-bit reduce_range weights: AdaRound rounds onto the 8-bit grid; --onnx-reduce-range off)" \
+                    if kept.get("weight_bits") == 7 else ""
+                run.warnings.append(f"{target.name}: {len(kept['missing'])} of {kept['layers']} layers do not hold AdaRound's "
+                                    f"int8 weights{bits}")
             widened = req.cache.get(WIDENED_RANGES, {}).get(target.name, [])
             if widened:
                 layers = "; ".join(w["layer"] for w in widened[:3]) + ("; ..." if len(widened) > 3 else "")
