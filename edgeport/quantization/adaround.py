@@ -58,13 +58,16 @@ from edgeport.quantization.equalization import (
 )
 
 ITERATIONS = 500  # Adam steps per layer (the paper: 10k on a GPU; 500 holds most of the gain on CPU, measured)
-BATCH = 4  # calibration images per step (all their spatial positions)
+BATCH = 4  # calibration images per step (all their spatial positions), for conv1d/conv3d
+ROWS = 2048  # conv2d/linear: output positions per step, from ROWS_PER_IMAGE sampled in each calibration image
+ROWS_PER_IMAGE = 256
 SAMPLES = 64  # calibration images the walk holds (float and rounded streams)
 LEARNING_RATE = 1e-2
 REG_WEIGHT = 0.01  # lambda of the rounding regulariser
 BETA = (20.0, 2.0)  # annealed from / to
 WARM_START = 0.2  # fraction of the steps without the regulariser
 ZETA, GAMMA = 1.1, -0.1  # rectified sigmoid stretch
+ROWS_OPS = LINEAR_OPS | {torch.ops.aten.conv2d.default}
 
 
 @dataclass
@@ -156,11 +159,52 @@ def _sq_error(a: torch.Tensor, b: torch.Tensor, linear: bool) -> torch.Tensor:
     return d.sum(dim=-1 if linear else 1).mean()
 
 
+class _Rows:
+    """A conv2d/linear layer as a matrix product on sampled rows: inputs [R, groups, K] (im2col of sampled output
+    positions), targets [R, out]. A step then costs R * out * K multiply-adds whatever the feature map size,
+    and no depthwise-conv weight gradient (slow on CPU) is needed. Other ops (conv1d/3d) run as they are."""
+
+    def __init__(self, op, w: torch.Tensor, b: torch.Tensor | None, rest: list, x_q: torch.Tensor, target: torch.Tensor,
+                 per_image: int, generator: torch.Generator):
+        self.b = b
+        out = w.shape[0]
+        if op in LINEAR_OPS:
+            self.groups = 1
+            self.x = x_q.reshape(-1, 1, w.shape[-1])
+            self.t = target.reshape(-1, out)
+            return
+        stride, padding, dilation, groups = (list(rest) + [1, 0, 1, 1][len(rest):])[:4]
+        self.groups = int(groups)
+        xs, ts = [], []
+        for i in range(0, len(x_q), 8):
+            cols = torch.nn.functional.unfold(x_q[i : i + 8], w.shape[2:], dilation=dilation, padding=padding, stride=stride)
+            t = target[i : i + 8].flatten(2)  # [n, out, L]
+            for k in range(len(cols)):
+                pick = torch.randint(0, cols.shape[-1], (min(per_image, cols.shape[-1]),), generator=generator)
+                xs.append(cols[k][:, pick].T)
+                ts.append(t[k][:, pick].T)
+        self.x = torch.cat(xs).reshape(-1, self.groups, w[0].numel())
+        self.t = torch.cat(ts)
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def forward(self, idx: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        wg = w.reshape(self.groups, w.shape[0] // self.groups, -1)
+        x = self.x[idx]
+        if wg.shape[1] == 1:  # depthwise: one output per group
+            y = (x * wg[:, 0, :]).sum(-1)
+        else:
+            y = torch.einsum("rgk,gok->rgo", x, wg).reshape(len(x), -1)
+        return y if self.b is None else y + self.b
+
+
 def round_layer(op, w: torch.Tensor, b: torch.Tensor | None, rest: list, x_q: torch.Tensor, target: torch.Tensor,
                 act: str | None, qmax: int, iterations: int = ITERATIONS, batch: int = BATCH,
                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, float, float, bool]:
     """AdaRound of one layer: ``op(x, w, b, *rest)`` (an aten conv/linear), rounded inputs ``x_q``, float
     outputs ``target`` (after ``act``). Returns (q, error nearest, error chosen, kept nearest)."""
+    generator = generator if generator is not None else torch.Generator().manual_seed(0)
     linear = op in LINEAR_OPS
     scale, ratio, is_max = grid(w, qmax)
     floor = torch.floor(ratio)
@@ -169,13 +213,17 @@ def round_layer(op, w: torch.Tensor, b: torch.Tensor | None, rest: list, x_q: to
     fixed = torch.where(is_max, torch.sign(ratio) * qmax, torch.zeros_like(ratio))
     opt = torch.optim.Adam([v], lr=LEARNING_RATE)
     n = len(x_q)
+    rows = _Rows(op, w, b, rest, x_q, target, ROWS_PER_IMAGE, generator) if op in ROWS_OPS else None
     warm = int(WARM_START * iterations)
     for it in range(iterations):
-        idx = torch.randint(0, n, (min(batch, n),), generator=generator)
         q_soft = torch.clamp(floor + _h(v), -qmax, qmax)
         w_soft = (scale * torch.where(is_max, fixed, q_soft)).to(w.dtype)
-        y = _apply(act, op(x_q[idx], w_soft, b, *rest))
-        loss = _sq_error(y, target[idx], linear)
+        if rows is not None:
+            idx = torch.randint(0, len(rows), (min(ROWS, len(rows)),), generator=generator)
+            loss = _sq_error(_apply(act, rows.forward(idx, w_soft)), rows.t[idx], True)
+        else:
+            idx = torch.randint(0, n, (min(batch, n),), generator=generator)
+            loss = _sq_error(_apply(act, op(x_q[idx], w_soft, b, *rest)), target[idx], linear)
         if it >= warm:
             beta = BETA[1] + (BETA[0] - BETA[1]) * (1 - (it - warm) / max(1, iterations - warm))
             h = _h(v)
