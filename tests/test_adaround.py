@@ -102,13 +102,19 @@ def test_compare_finds_weights_in_file_layouts():
     dw = rng.integers(-127, 128, (6, 1, 3, 3), dtype=np.int8)
     fc = rng.integers(-127, 128, (10, 32), dtype=np.int8)
     chosen = {"conv": conv, "dw": dw, "fc": fc}
-    tflite_like = [conv.transpose(0, 2, 3, 1), dw.transpose(1, 2, 3, 0), fc]
-    assert adaround_check.compare(chosen, tflite_like) == {"layers": 3, "bit_exact": 3, "missing": []}
-    onnx_like = [conv, dw, fc.T]
-    assert adaround_check.compare(chosen, onnx_like)["bit_exact"] == 3
+    tflite_like = [(conv.transpose(0, 2, 3, 1), None), (dw.transpose(1, 2, 3, 0), None), (fc, None)]
+    exact = {"layers": 3, "bit_exact": 3, "rescaled_channels": 0, "missing": []}
+    assert adaround_check.compare(chosen, tflite_like) == exact
+    assert adaround_check.compare(chosen, [(conv, None), (dw, None), (fc.T, None)]) == exact
     moved = conv.copy()
     moved[0, 0, 0, 0] += 1
-    assert adaround_check.compare(chosen, [moved, dw, fc])["missing"] == ["conv"]
+    ours = {"conv": np.full(8, 0.01, np.float32)}
+    assert adaround_check.compare(chosen, [(moved, np.full(8, 0.01)), (dw, None), (fc, None)], ours)["missing"] == ["conv"]
+    # a channel the converter gave a larger scale (its int32 bias would overflow) is counted apart, not a mismatch
+    bigger = np.full(8, 0.01)
+    bigger[0] = 0.5
+    got = adaround_check.compare(chosen, [(moved, bigger), (dw, None), (fc, None)], ours)
+    assert got == {"layers": 3, "bit_exact": 3, "rescaled_channels": 1, "missing": []}
 
 
 def test_adaround_without_calibration_is_a_one_line_user_error(cli, tmp_path):
@@ -146,19 +152,19 @@ def test_int8_files_hold_exactly_the_weights_adaround_chose(tmp_path, monkeypatc
     paths = {a.target: a.path for a in r.artifacts}
     for path in paths.values():  # the exporters' own check, recorded in each file
         facts = json.loads(format_of(path).metadata_text(path))["quantization"]
-        assert facts["adaround"] is True and facts["adaround_check"] == {"layers": len(chosen), "bit_exact": len(chosen),
-                                                                         "missing": []}
+        check = facts["adaround_check"]
+        assert facts["adaround"] is True and check["missing"] == [] and check["bit_exact"] == check["layers"] == len(chosen)
     # and here, read by other means: LiteRT's interpreter for the .tflite, the QDQ initializers of the .onnx
     interp = Interpreter(model_path=str(paths["tflite-int8"]))
     tflite = []
     for d in interp.get_tensor_details():
         if d["dtype"] == np.int8 and len(d["shape"]) >= 2 and len(d["quantization_parameters"]["scales"]) > 1:
             try:
-                tflite.append(interp.get_tensor(d["index"]))
+                tflite.append((interp.get_tensor(d["index"]), None))
             except ValueError:
                 pass
     model = onnx.load(str(paths["onnx-int8"]))
-    qdq = [numpy_helper.to_array(t) for t in model.graph.initializer if t.name.endswith("_quantized")]
+    qdq = [(numpy_helper.to_array(t), None) for t in model.graph.initializer if t.name.endswith("_quantized")]
     for weights in (tflite, qdq):
         assert adaround_check.compare(chosen, weights)["bit_exact"] == len(chosen)
     # nearest rounding of the same float weights would not match: AdaRound changed something the file keeps

@@ -126,7 +126,8 @@ def export(req: ExportRequest) -> Path:
     if req.cache.get(ROUNDED):  # AdaRound's weights: did ORT reproduce them? (7-bit reduce_range weights cannot)
         from edgeport.quantization import adaround_check
 
-        facts["adaround_check"] = adaround_check.compare(req.cache[ROUNDED], adaround_check.onnx_int8_weights(model))
+        facts["adaround_check"] = adaround_check.compare(req.cache[ROUNDED]["q"], adaround_check.onnx_int8_weights(model),
+                                                          req.cache[ROUNDED]["scales"])
         facts["adaround_check"]["weight_bits"] = 7 if report.reduce_range else 8
         req.cache.setdefault(ROUNDED_CHECK, {})["onnx-int8"] = facts["adaround_check"]
     if req.metadata:

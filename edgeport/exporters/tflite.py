@@ -255,7 +255,8 @@ def export_int8(req: ExportRequest, denylisted_nodes: tuple[str, ...] = (),
     if req.cache.get(ROUNDED):  # AdaRound's weights: did the converter reproduce them?
         from edgeport.quantization import adaround_check
 
-        io["quantization"]["adaround_check"] = adaround_check.compare(req.cache[ROUNDED], adaround_check.tflite_int8_weights(data))
+        io["quantization"]["adaround_check"] = adaround_check.compare(req.cache[ROUNDED]["q"], adaround_check.tflite_int8_weights(data),
+                                                                      req.cache[ROUNDED]["scales"])
         req.cache.setdefault(ROUNDED_CHECK, {})["tflite-int8"] = io["quantization"]["adaround_check"]
     auto = req.cache.get(AUTO_FLOAT, {}).get("tflite-int8")
     widened = req.cache.get(WIDENED_RANGES, {}).get("tflite-int8")

@@ -35,8 +35,8 @@ class Prepared:
     program: torch.export.ExportedProgram  # fused graph, ready for the exporters
     example: torch.Tensor
     dynamic_batch: bool = False
-    # AdaRound's int8 weights, fused-graph weight name -> q (edgeport.quantization.adaround), for the exporters' check
-    rounded: dict[str, np.ndarray] = field(default_factory=dict)
+    # AdaRound's int8 weights and scales, {"q"|"scales": {fused-graph weight name: array}}, for the exporters' check
+    rounded: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
     def outputs(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(original model, fused graph) outputs on float NCHW ``inputs``."""
@@ -100,7 +100,7 @@ def equalize_prepared(prep: Prepared, calibration: np.ndarray | None, quant: Qua
 
         rounded = adaround(prep.fused, calibration, bias_correction=quant.bias_correction)
         prep.report.rewrites.append(rounded.summary())
-        prep.rounded = rounded.chosen
+        prep.rounded = {"q": rounded.chosen, "scales": rounded.scales}
         out["adaround"] = rounded.to_dict()
     prep.program = capture(prep.fused, prep.example, dynamic_batch=prep.dynamic_batch)
     return out

@@ -92,8 +92,10 @@ class AdaRoundReport:
     batch: int = BATCH
     bias_corrected: int = 0
     seconds: float = 0.0
-    # the int8 weights chosen, per fused-graph weight name ([out, ...] as in the graph); not in to_dict()
+    # the int8 weights chosen and their per-channel scales, per fused-graph weight name ([out, ...] as in the
+    # graph), for edgeport.quantization.adaround_check; not in to_dict()
     chosen: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    scales: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     def summary(self) -> str:
         kept = sum(layer.kept_nearest for layer in self.layers)
@@ -107,6 +109,7 @@ class AdaRoundReport:
     def to_dict(self) -> dict:
         d = asdict(self)
         d.pop("chosen")
+        d.pop("scales")
         d["skipped"] = [{"layer": n, "reason": why} for n, why in self.skipped]
         return d
 
@@ -362,6 +365,7 @@ def _round_node(gm, n, fp, rq, qmax, iterations, batch, bias_correction, gen, si
     changed = int((q != quantized(w, qmax)).sum())
     report.layers.append(LayerRounding(module_path(n), w_node.target, qmax, e_near, e_ada, changed, kept))
     report.chosen[w_node.target] = q.to(torch.int8).numpy()
+    report.scales[w_node.target] = grid(new_w, qmax)[0].reshape(-1).numpy()
     with torch.no_grad():
         y_q = n.target(x_q, new_w, b, *rest)
         if bias_correction:

@@ -3,15 +3,19 @@ with the q AdaRound chose (:mod:`edgeport.quantization.adaround`).
 
 Files store weights in their own layout, so each file weight is compared in the layouts a torch weight
 [out, in/groups, kh, kw] can take there: as is (ONNX Conv), OHWI (TFLite CONV_2D), [1, kh, kw, out] (TFLite
-DEPTHWISE_CONV_2D), transposed 2-D (a MatMul's [in, out]). A chosen q counts as found when one file weight equals
-it exactly in one of them (a multiset: two layers with the same q need two file weights). Values are int8
-arrays of hundreds of elements or more, so an accidental match is not a concern; a converter that re-rounded
-differently shows up as a missing layer.
+DEPTHWISE_CONV_2D), transposed 2-D (a MatMul's [in, out]). Each chosen q is paired with the file weight of its
+shape that agrees on the most output channels (each file weight used once).
+
+One thing both converters do on their own: when a channel's weights are so small that its int32 bias would
+overflow (bias / (input scale * weight scale) beyond int32: dead channels of a BN-folded checkpoint, max|w| ~1e-9
+and a non-zero bias, e.g. 26 of EfficientNet-Lite0's 50 layers), ORT (``_adjust_weight_scale_for_int32_bias``)
+and TFLiteConverter enlarge that channel's weight scale and round again. Such a channel is reported as
+``rescaled`` (its file scale is not max|w|/127), not as a mismatch: AdaRound cannot know the converter's
+activation scale, and those weights are zero or near zero either way. A layer is ``bit_exact`` when every other
+channel holds exactly AdaRound's q.
 """
 
 from __future__ import annotations
-
-from collections import Counter
 
 import numpy as np
 
@@ -25,35 +29,60 @@ def _views(t: np.ndarray) -> list[np.ndarray]:
     return views
 
 
-def _key(a: np.ndarray) -> tuple:
-    return a.shape, np.ascontiguousarray(a).tobytes()
-
-
-def compare(chosen: dict[str, np.ndarray], file_weights: list[np.ndarray]) -> dict:
-    """{"layers": n, "bit_exact": found, "missing": [names]} for ``chosen`` (weight name -> int8 q) in a file."""
-    pool: Counter = Counter()
-    for t in file_weights:
-        for key in {_key(v) for v in _views(t)}:
-            pool[key] += 1
-    missing = []
+def compare(chosen: dict[str, np.ndarray], file_weights: list[tuple[np.ndarray, np.ndarray | None]],
+            scales: dict[str, np.ndarray] | None = None) -> dict:
+    """{"layers", "bit_exact", "rescaled_channels", "missing"} for ``chosen`` (weight name -> int8 q) in a file's
+    ``file_weights`` ([(int8 array, per-output-channel scales or None)]); ``scales``: AdaRound's per-channel scales
+    (name -> max|w|/127), which tell a channel the converter rescaled from one it rounded differently."""
+    used: set[int] = set()
+    missing, rescaled, exact = [], 0, 0
     for name, q in chosen.items():
-        key = _key(q.astype(np.int8))
-        if pool[key] > 0:
-            pool[key] -= 1
-        else:
+        q = q.astype(np.int8)
+        best = None  # (channels equal, file index, per-channel equality, file scales)
+        for i, (t, file_scale) in enumerate(file_weights):
+            if i in used:
+                continue
+            for v in _views(t):
+                if v.shape == q.shape:
+                    eq = (v.reshape(len(v), -1) == q.reshape(len(q), -1)).all(axis=1)
+                    if best is None or eq.sum() > best[0]:
+                        best = (int(eq.sum()), i, eq, file_scale)
+        if best is None or best[0] == 0:
             missing.append(name)
-    return {"layers": len(chosen), "bit_exact": len(chosen) - len(missing), "missing": missing}
+            continue
+        _, i, eq, file_scale = best
+        used.add(i)
+        differ = ~eq
+        if differ.any() and file_scale is not None and scales is not None and name in scales:
+            ours = np.asarray(scales[name], np.float64).reshape(-1)
+            theirs = np.broadcast_to(np.asarray(file_scale, np.float64).reshape(-1), ours.shape)
+            moved = differ & (theirs > ours * (1 + 1e-5))
+            rescaled += int(moved.sum())
+            differ = differ & ~moved
+        if differ.any():
+            missing.append(name)
+        else:
+            exact += 1
+    return {"layers": len(chosen), "bit_exact": exact, "rescaled_channels": rescaled, "missing": missing}
 
 
-def onnx_int8_weights(model) -> list[np.ndarray]:
-    """Every int8 initializer of an ONNX model (QDQ or QOperator weights; biases are int32)."""
+def onnx_int8_weights(model) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    """Every int8 initializer of at least 2 dimensions of an ONNX model (QDQ or QOperator weights; biases are int32),
+    with its scale initializer (``<name>_quantized`` -> ``<name>_scale``, ORT's naming) when there is one."""
     from onnx import TensorProto, numpy_helper
 
-    return [numpy_helper.to_array(t) for t in model.graph.initializer if t.data_type == TensorProto.INT8 and len(t.dims) >= 2]
+    inits = {t.name: t for t in model.graph.initializer}
+    out = []
+    for t in model.graph.initializer:
+        if t.data_type == TensorProto.INT8 and len(t.dims) >= 2:
+            base = t.name[: -len("_quantized")] if t.name.endswith("_quantized") else t.name
+            scale = inits.get(f"{base}_scale")
+            out.append((numpy_helper.to_array(t), numpy_helper.to_array(scale) if scale is not None else None))
+    return out
 
 
-def tflite_int8_weights(data: bytes) -> list[np.ndarray]:
-    """Every constant int8 tensor (a buffer with data) of a .tflite flatbuffer, in its stored shape."""
+def tflite_int8_weights(data: bytes) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    """Every constant int8 tensor (a buffer with data) of a .tflite flatbuffer, in its stored shape, with its scales."""
     from ai_edge_litert import schema_py_generated as schema
 
     model = schema.Model.GetRootAs(bytearray(data), 0)
@@ -74,5 +103,7 @@ def tflite_int8_weights(data: bytes) -> list[np.ndarray]:
                 raw = np.frombuffer(bytes(data[buf.Offset(): buf.Offset() + buf.Size()]), np.uint8)
             else:
                 continue
-            out.append(np.frombuffer(raw.tobytes(), np.int8).reshape(shape))
+            quant = t.Quantization()
+            scale = quant.ScaleAsNumpy() if quant is not None and quant.ScaleLength() else None
+            out.append((np.frombuffer(raw.tobytes(), np.int8).reshape(shape), scale))
     return out
