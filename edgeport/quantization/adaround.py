@@ -120,8 +120,8 @@ class AdaRoundReport:
 def grid(w: torch.Tensor, qmax: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(scale [out, 1...], w / scale, mask of each channel's max-|w| elements) for per-channel symmetric int8.
     The scale is max|w| / qmax in float32, as the converters compute it; a zero channel gets scale 1 (and q 0,
-    as in both converters). Without the zero-channel rule AdaRound could pick q = 1 there, which the clamp to
-    max|w| writes back as 0: 26 of EfficientNet-Lite0's 50 layers were then reported not bit-exact.)"""
+    as in both converters: without that rule AdaRound could record q = 1 there, which the clamp to max|w| writes
+    back as 0)."""
     flat = w.detach().float().reshape(w.shape[0], -1)
     top = flat.abs().amax(dim=1, keepdim=True)
     scale = torch.where(top > 0, top / qmax, torch.ones_like(top))
