@@ -49,12 +49,12 @@ from torch import fx
 from edgeport.graph.fuse import LINEAR_OPS, activation_kind, attr_tensor, module_path, only_user, set_param
 from edgeport.quantization.equalization import (
     WEIGHTED,
-    _chunk_size,
-    _Const,
-    _new_bias_name,
-    _replace_param,
-    _run_node,
-    _subset,
+    Const,
+    chunk_size,
+    new_bias_name,
+    replace_param,
+    run_node,
+    subset,
 )
 
 ITERATIONS = 500  # Adam steps per layer (the paper: 10k on a GPU with 32 images a step; a CPU budget here)
@@ -298,8 +298,8 @@ def adaround(gm: fx.GraphModule, calibration: np.ndarray, *, qmax: int = 127, it
     start = time.perf_counter()
     iterations = ITERATIONS if iterations is None else iterations
     report = AdaRoundReport(iterations=iterations, batch=batch)
-    chunk, multiple = _chunk_size(gm)
-    x = _subset(torch.from_numpy(np.ascontiguousarray(calibration, dtype=np.float32)), samples, multiple)
+    chunk, multiple = chunk_size(gm)
+    x = subset(torch.from_numpy(np.ascontiguousarray(calibration, dtype=np.float32)), samples, multiple)
     report.samples = len(x)
     gen = torch.Generator().manual_seed(seed)
     nodes = list(gm.graph.nodes)
@@ -314,18 +314,18 @@ def adaround(gm: fx.GraphModule, calibration: np.ndarray, *, qmax: int = 127, it
 
     def value(env, a, k):
         v = env[a]
-        return v.value if isinstance(v, _Const) else v[k]
+        return v.value if isinstance(v, Const) else v[k]
 
     for i, n in enumerate(nodes):
         if n.op == "placeholder":
             fp[n] = rq[n] = chunks
         elif n.op == "get_attr":
-            fp[n] = rq[n] = _Const(attr_tensor(gm, n))
+            fp[n] = rq[n] = Const(attr_tensor(gm, n))
         elif n.op == "output":
             break
         else:
             with torch.no_grad():
-                fp[n] = [_run_node(gm, n, lambda a, k=k: value(fp, a, k)) for k in range(len(chunks))]
+                fp[n] = [run_node(gm, n, lambda a, k=k: value(fp, a, k)) for k in range(len(chunks))]
             why = _roundable(gm, n, fp) if n.op == "call_function" and n.target in WEIGHTED else "not a conv/linear"
             name = n.args[1].target if why is None else None
             if why is None and (layers is None or name in layers):
@@ -334,7 +334,7 @@ def adaround(gm: fx.GraphModule, calibration: np.ndarray, *, qmax: int = 127, it
                 if n.op == "call_function" and n.target in WEIGHTED:
                     report.skipped.append((module_path(n), why or "not asked for"))
                 with torch.no_grad():
-                    rq[n] = [_run_node(gm, n, lambda a, k=k: value(rq, a, k)) for k in range(len(chunks))]
+                    rq[n] = [run_node(gm, n, lambda a, k=k: value(rq, a, k)) for k in range(len(chunks))]
         for a in n.all_input_nodes:
             if last_use.get(a) == i:
                 fp.pop(a, None)
@@ -360,8 +360,8 @@ def _round_node(gm, n, fp, rq, qmax, iterations, batch, bias_correction, gen, si
         target = _apply(act, y_fp)
     q, e_near, e_ada, kept = round_layer(n.target, w, b, rest, x_q, target, act, qmax, iterations, batch, gen)
     new_w = on_grid(w, q, qmax)
-    _replace_param(gm, w_node.target, new_w)
-    rq[w_node] = _Const(new_w)
+    replace_param(gm, w_node.target, new_w)
+    rq[w_node] = Const(new_w)
     changed = int((q != quantized(w, qmax)).sum())
     report.layers.append(LayerRounding(module_path(n), w_node.target, qmax, e_near, e_ada, changed, kept))
     report.chosen[w_node.target] = q.to(torch.int8).numpy()
@@ -375,9 +375,9 @@ def _round_node(gm, n, fp, rq, qmax, iterations, batch, bias_correction, gen, si
             old = b if b is not None else torch.zeros(w.shape[0], dtype=w.dtype)
             new_b = (old.double() + shift).to(old.dtype)
             if b_node is not None:
-                _replace_param(gm, b_node.target, new_b)
+                replace_param(gm, b_node.target, new_b)
             else:
-                b_node = set_param(gm, gm.graph, n, _new_bias_name(gm, w_node.target), new_b)
+                b_node = set_param(gm, gm.graph, n, new_bias_name(gm, w_node.target), new_b)
                 args = list(n.args) + [None] * (3 - len(n.args))
                 args[2] = b_node
                 n.args = tuple(args)
