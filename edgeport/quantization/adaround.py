@@ -28,8 +28,11 @@ How edgeport uses it:
   form). Bias correction of :mod:`edgeport.quantization.equalization` run after AdaRound would see no weight
   error (the weights are already on the grid) and do nothing, so with ``adaround`` the correction is made
   here instead.
-* Cost: ITERATIONS Adam steps per layer on BATCH whole calibration images (every spatial position of them),
-  from SAMPLES images. Measured numbers are in docs/quantization.md.
+* Cost: ITERATIONS Adam steps per layer. Conv2d/linear layers step on ROWS sampled im2col rows (ROWS_PER_IMAGE
+  output positions from each of up to SAMPLES calibration images), so a step costs the same at any feature-map
+  size; conv1d/conv3d step on BATCH whole images. Measured: 478 s for EfficientNet-Lite0's 50 layers on one
+  shared core (docs/real-weights.md); a first version stepping on 4 whole images each time was ~2/3 through
+  Lite0 after 10 minutes (core shared with other runs; most time in depthwise layers).
 
 Why by hand: torch.ao has no AdaRound; AIMET (Qualcomm) and NNCF have one, but each is a large install with its
 own model wrappers (AIMET's QuantizationSimModel, NNCF's NNCFNetwork) and neither works on a torch.export
