@@ -210,8 +210,8 @@ def export(
     if not isinstance(quant, QuantOptions):
         raise UsageError(f"quant must be edgeport.QuantOptions, not {type(quant).__name__}")
     needs_calib = [t.name for t in chosen if t.precision == "int8"]
-    if (needs_calib or quant.bias_correction) and calib is None:
-        raise UserError(f"{', '.join(needs_calib) or 'bias correction'} needs calibration data",
+    if (needs_calib or quant.needs_calibration) and calib is None:
+        raise UserError(f"{', '.join(needs_calib) or 'bias correction / AdaRound'} needs calibration data",
                         "pass calib= (an image folder, an .npz, fashion-mnist, ...); calib='synthetic' only to try the flow")
     on_stage(f"loading {_label(model)}")
     loaded = load_model(model, weights=weights, input_shape=input_shape, num_classes=num_classes, width=width, name=name)

@@ -16,6 +16,8 @@ Routes (``--routes``; all by default):
 - ``minmax``, ``percentile``, ``entropy``, ``mse``, each also ``+bc`` (``--bias-correction``): ``edgeport.quantize``
   with ``calib=<54 images>``, ``val_data=<all 63>`` (one capture and onnx2tf conversion per group of methods).
 - ``cle`` (minmax + ``--cle``) and ``mse+cle+bc``: ``edgeport.export`` with that calibration/validation.
+- ``adaround``, ``mse+adaround``, ``mse+adaround+bc``: ``edgeport.export`` with ``--adaround`` (minmax / mse
+  ranges; ``+bc``: bias correction inside AdaRound's walk), that calibration/validation.
 - ``rr-off`` / ``mse+bc+rr-off``: onnx-int8 only, minmax / mse + bias correction, ``--onnx-reduce-range off``:
   8-bit weights where ``auto`` picks 7-bit (x86 without VNNI, as this table's machine; ``auto`` on such a CPU is
   what ``defaults`` and the other routes get).
@@ -54,8 +56,10 @@ DOC = ROOT / "docs" / "real-weights.md"
 HELD_OUT = ("chelsea", "gravel", "motorcycle_right")  # never calibrated on (a cat, a texture, a vehicle)
 INT8 = ("tflite-int8", "onnx-int8")
 METHODS = ("minmax", "percentile", "entropy", "mse")
-ROUTES = ("defaults", *METHODS, *(f"{m}+bc" for m in METHODS), "cle", "mse+cle+bc", "rr-off", "mse+bc+rr-off", "onnx2tf", "ort-qdq",
-          "ort-qdq-pc")
+# edgeport.quantization.adaround (--adaround): minmax / mse ranges, with bias correction inside AdaRound's walk
+ADAROUND = {"adaround": {}, "mse+adaround": {"method": "mse"}, "mse+adaround+bc": {"method": "mse", "bias_correction": True}}
+ROUTES = ("defaults", *METHODS, *(f"{m}+bc" for m in METHODS), "cle", "mse+cle+bc", *ADAROUND, "rr-off", "mse+bc+rr-off",
+          "onnx2tf", "ort-qdq", "ort-qdq-pc")
 BEGIN, END = "<!-- quality table: begin (benchmarks/real_weights/quality.py --doc) -->", "<!-- quality table: end -->"
 
 
@@ -282,6 +286,10 @@ def run_network(name: str, routes: list[str], dirs) -> dict:
     if "mse+cle+bc" in routes:
         q = replace(edgeport.QuantOptions(), method="mse", cle=True, bias_correction=True)
         attempt(["mse+cle+bc"], lambda: {"mse+cle+bc": run_export(n, "mse+cle+bc", q)})
+    for route, extra in ADAROUND.items():
+        if route in routes:
+            q = edgeport.QuantOptions(adaround=True, **extra)
+            attempt([route], lambda r=route, q=q: {r: run_export(n, r, q)})
     if "rr-off" in routes:
         q = edgeport.QuantOptions(onnx_reduce_range="off")
         attempt(["rr-off"], lambda: {"rr-off": run_export(n, "rr-off", q, ("onnx-int8",))})
@@ -315,6 +323,9 @@ ROUTE_TEXT = {
     "defaults": "edgeport defaults (one folder of 63 images; edgeport splits it)",
     "cle": "edgeport `--cle` (minmax)",
     "mse+cle+bc": "edgeport `--calib-method mse --cle --bias-correction`",
+    "adaround": "edgeport `--adaround` (minmax)",
+    "mse+adaround": "edgeport `--calib-method mse --adaround`",
+    "mse+adaround+bc": "edgeport `--calib-method mse --adaround --bias-correction`",
     "rr-off": "edgeport `--onnx-reduce-range off` (minmax; 8-bit weights on a CPU without VNNI)",
     "mse+bc+rr-off": "edgeport `--calib-method mse --bias-correction --onnx-reduce-range off`",
     "onnx2tf": "onnx2tf 1.28.8 `-oiqt` (54 images)",

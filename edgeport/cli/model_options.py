@@ -63,6 +63,10 @@ CLE = typer.Option(False, "--cle/--no-cle", help="Cross-layer equalization (DFQ)
 BIAS_CORRECTION = typer.Option(False, "--bias-correction/--no-bias-correction",
                                help="Correct each layer's bias for the mean error of its int8 weights, measured on --calib data.",
                                rich_help_panel=QUANT_PANEL)
+ADAROUND = typer.Option(False, "--adaround/--no-adaround",
+                        help="AdaRound: learn each conv/linear weight's rounding (up or down) on --calib data, onto the grid "
+                        "the int8 converters reproduce exactly (minutes on a CPU).",
+                        rich_help_panel=QUANT_PANEL)
 IO_DTYPE = typer.Option("int8", "--io-dtype", help=f"tflite-int8 input/output: {help_list(IO_DTYPES)} (int8 inside).",
                         rich_help_panel=QUANT_PANEL)
 ALLOW_FLOAT = typer.Option([], "--allow-float", help="Layer allowed to stay float in int8 targets (repeatable).",

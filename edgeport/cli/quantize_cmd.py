@@ -42,6 +42,7 @@ def quantize(
     io_dtype: str = opt.IO_DTYPE,
     cle: bool = opt.CLE,
     bias_correction: bool = opt.BIAS_CORRECTION,
+    adaround: bool = opt.ADAROUND,
     mean: str = opt.MEAN,
     std: str = opt.STD,
     scale_127: bool = opt.SCALE_127,
@@ -72,7 +73,8 @@ def quantize(
     if max_accuracy_drop is not None and (compare_methods or max_accuracy_drop < 0 or control_samples < 1):
         raise UsageError("--max-accuracy-drop takes one --method, a budget >= 0 points and --control-samples >= 1",
                          "e.g. --method minmax --max-accuracy-drop 0.5")
-    quant = QuantOptions(method=methods[0], percentile=percentile, io_dtype=io_dtype, cle=cle, bias_correction=bias_correction)
+    quant = QuantOptions(method=methods[0], percentile=percentile, io_dtype=io_dtype, cle=cle, bias_correction=bias_correction,
+                         adaround=adaround)
     with StageReporter(console, f"loading {model}") as status:
         loaded = opt.load_model(model, weights, input_shape, num_classes, width)
         if calib == "synthetic":

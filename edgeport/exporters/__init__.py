@@ -44,6 +44,10 @@ AUTO_FLOAT = "auto-float"
 # req.cache key: target -> int8 inputs whose calibrated range an exporter widened so the runtime's fast kernel
 # takes their op, the op itself staying int8 ([{"layer", "tensor", "range"}]; see exporters.tflite_add_ranges).
 WIDENED_RANGES = "widened-ranges"
+# req.cache key: AdaRound's int8 weights (fused-graph weight name -> q), which the int8 exporters find in their file
+ROUNDED = "adaround-weights"
+# req.cache key: target -> what its file kept of them (edgeport.quantization.adaround_check.compare)
+ROUNDED_CHECK = "adaround-check"
 
 # max|Δ| alone passes any net with tiny logits (random init: ~1e-8), so a scale-free SQNR floor joins it.
 # Measured: fp32 artifacts 110-130 dB, fp16-weight artifacts 62-75 dB.

@@ -292,7 +292,8 @@ def export_int8(req: ExportRequest) -> Path:
     q = req.quant
     facts = {"io_dtype": "float32", "rewrites": rewrites,
              "quantization": {"method": q.method, "float_fallback": list(q.float_fallback), "cle": q.cle,
-                              "bias_correction": q.bias_correction, "quantizer": "XNNPACKQuantizer per-channel symmetric"}}
+                              "bias_correction": q.bias_correction, "adaround": q.adaround,
+                              "quantizer": "XNNPACKQuantizer per-channel symmetric"}}
     return _write(req, "executorch-int8", lower(req, quantized, "executorch-int8", **facts))
 
 

@@ -51,7 +51,19 @@ import onnx
 from onnx import helper, numpy_helper
 
 from edgeport.errors import UserError
-from edgeport.exporters import AUTO_FLOAT, INT8, TARGETS, ExportRequest, QuantOptions, Target, metadata, onnx_fp32, register_target
+from edgeport.exporters import (
+    AUTO_FLOAT,
+    INT8,
+    ROUNDED,
+    ROUNDED_CHECK,
+    TARGETS,
+    ExportRequest,
+    QuantOptions,
+    Target,
+    metadata,
+    onnx_fp32,
+    register_target,
+)
 from edgeport.quantization import ranges as calibration_ranges
 from edgeport.quantization.options import (
     CALIBRATION_METHODS,
@@ -98,7 +110,7 @@ LAST_REPORT: QuantReport | None = None  # the report of the last export() in thi
 def _quant_facts(quant: QuantOptions) -> dict:
     return {"method": quant.method, "format": quant.onnx_format, "activations": quant.onnx_activations,
             "float_fallback": list(quant.float_fallback), "cle": quant.cle, "bias_correction": quant.bias_correction,
-            "hard_activations": quant.onnx_hard_activations}
+            "hard_activations": quant.onnx_hard_activations, "adaround": quant.adaround}
 
 
 def fp32_graph(req: ExportRequest) -> onnx.ModelProto:
@@ -127,6 +139,13 @@ def export(req: ExportRequest) -> Path:
     if report.auto_float:
         req.cache.setdefault(AUTO_FLOAT, {})["onnx-int8"] = report.auto_float
         facts["auto_float"] = [a["layer"] for a in report.auto_float]
+    if req.cache.get(ROUNDED):  # AdaRound's weights: did ORT reproduce them? (7-bit reduce_range weights cannot)
+        from edgeport.quantization import adaround_check
+
+        facts["adaround_check"] = adaround_check.compare(req.cache[ROUNDED]["q"], adaround_check.onnx_int8_weights(model),
+                                                          req.cache[ROUNDED]["scales"])
+        facts["adaround_check"]["weight_bits"] = 7 if report.reduce_range else 8
+        req.cache.setdefault(ROUNDED_CHECK, {})["onnx-int8"] = facts["adaround_check"]
     if req.metadata:
         metadata.set_onnx(model, metadata.for_target(req.metadata, "onnx-int8", "NCHW", quantization=facts))
     dest = req.out_dir / TARGETS.get("onnx-int8").filename(req.name)

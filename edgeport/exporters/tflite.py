@@ -25,6 +25,8 @@ from edgeport.exporters import (
     FP16,
     FP32,
     INT8,
+    ROUNDED,
+    ROUNDED_CHECK,
     TARGETS,
     WIDENED_RANGES,
     ExportRequest,
@@ -248,7 +250,14 @@ def export_int8(req: ExportRequest, denylisted_nodes: tuple[str, ...] = (),
         data = _one_partition(req, data, denylisted_nodes, ranges)
     dest = req.out_dir / TARGETS.get("tflite-int8").filename(req.name)
     io = {"io_dtype": req.quant.io_dtype, "quantization": {"method": req.quant.method,
-                                                          "float_fallback": list(req.quant.float_fallback)}}
+                                                          "float_fallback": list(req.quant.float_fallback),
+                                                          "adaround": req.quant.adaround}}
+    if req.cache.get(ROUNDED):  # AdaRound's weights: did the converter reproduce them?
+        from edgeport.quantization import adaround_check
+
+        io["quantization"]["adaround_check"] = adaround_check.compare(req.cache[ROUNDED]["q"], adaround_check.tflite_int8_weights(data),
+                                                                      req.cache[ROUNDED]["scales"])
+        req.cache.setdefault(ROUNDED_CHECK, {})["tflite-int8"] = io["quantization"]["adaround_check"]
     auto = req.cache.get(AUTO_FLOAT, {}).get("tflite-int8")
     widened = req.cache.get(WIDENED_RANGES, {}).get("tflite-int8")
     if widened:

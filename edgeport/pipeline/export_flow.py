@@ -14,7 +14,7 @@ from torch import fx
 from edgeport.data import sample_inputs
 from edgeport.data.calibration import DataSplit, Samples
 from edgeport.errors import InternalError, UserError
-from edgeport.exporters import AUTO_FLOAT, WIDENED_RANGES, ExportRequest, QuantOptions, Target, chain
+from edgeport.exporters import AUTO_FLOAT, ROUNDED, ROUNDED_CHECK, WIDENED_RANGES, ExportRequest, QuantOptions, Target, chain
 from edgeport.graph.capture import capture
 from edgeport.graph.fuse import Equivalence, FusionReport, check_equivalence, fuse
 from edgeport.graph.rewrites import rewrite_for_edge
@@ -35,6 +35,8 @@ class Prepared:
     program: torch.export.ExportedProgram  # fused graph, ready for the exporters
     example: torch.Tensor
     dynamic_batch: bool = False
+    # AdaRound's int8 weights and scales, {"q"|"scales": {fused-graph weight name: array}}, for the exporters' check
+    rounded: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
     def outputs(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(original model, fused graph) outputs on float NCHW ``inputs``."""
@@ -55,7 +57,7 @@ class ExportRun:
     validation_data: Samples | None = None
     int8_problems: list[str] = field(default_factory=list)  # compute ops left float in an int8 artifact
     warnings: list[str] = field(default_factory=list)
-    equalization: dict | None = None  # EqualizationReport.to_dict() when --cle/--bias-correction ran
+    equalization: dict | None = None  # EqualizationReport.to_dict() when --cle/--bias-correction/--adaround ran
     request: ExportRequest | None = None  # what the targets were made from (the per-layer diagnosis reads its models)
 
     @property
@@ -81,15 +83,27 @@ def prepare(loaded: LoadedModel, dynamic_batch: bool = False) -> Prepared:
 
 
 def equalize_prepared(prep: Prepared, calibration: np.ndarray | None, quant: QuantOptions) -> dict:
-    """CLE / bias correction (edgeport.quantization.equalization) on the fused graph, then re-capture it so every target
-    exports the transformed graph. prepare() has already proved fusion against the untransformed graph; what
-    the transform changes in float is measured in its report and shows in validation (artifacts vs torch)."""
+    """CLE / bias correction (edgeport.quantization.equalization) and AdaRound (edgeport.quantization.adaround) on
+    the fused graph, then re-capture it so every target exports the transformed graph. prepare() has already
+    proved fusion against the untransformed graph; what the transform changes in float is measured in its report
+    and shows in validation (artifacts vs torch)."""
     from edgeport.quantization.equalization import equalize
 
-    report = equalize(prep.fused, calibration, cle=quant.cle, bias_correction=quant.bias_correction)
-    prep.report.rewrites.append(report.summary())
+    out: dict = {}
+    if quant.cle or (quant.bias_correction and not quant.adaround):
+        # with adaround, bias correction is made inside AdaRound's walk (here it would see on-grid weights: no error)
+        report = equalize(prep.fused, calibration, cle=quant.cle, bias_correction=quant.bias_correction and not quant.adaround)
+        prep.report.rewrites.append(report.summary())
+        out = report.to_dict()
+    if quant.adaround:
+        from edgeport.quantization.adaround import adaround
+
+        rounded = adaround(prep.fused, calibration, bias_correction=quant.bias_correction)
+        prep.report.rewrites.append(rounded.summary())
+        prep.rounded = {"q": rounded.chosen, "scales": rounded.scales}
+        out["adaround"] = rounded.to_dict()
     prep.program = capture(prep.fused, prep.example, dynamic_batch=prep.dynamic_batch)
-    return report.to_dict()
+    return out
 
 
 def judging_thresholds(target: Target, overrides: dict[str, Thresholds], random_weights: bool = False) -> Thresholds | None:
@@ -123,20 +137,22 @@ def run_export(
     from edgeport.formats.int8_coverage import coverage_of
 
     calibration = data.calibration.inputs if data is not None else None
-    if quant.bias_correction and calibration is None:
-        raise UserError("bias correction needs calibration data", "pass --calib (an image folder, fashion-mnist, ...)")
+    if quant.needs_calibration and calibration is None:
+        raise UserError("bias correction and AdaRound need calibration data", "pass --calib (an image folder, fashion-mnist, ...)")
     if prepared is not None:
         run = ExportRun(prepared)
     else:
         on_stage("capture + fuse")
         run = ExportRun(prepare(loaded, dynamic_batch))
-    if prepared is None and (quant.cle or quant.bias_correction):
+    if prepared is None and quant.transforms_graph:
         on_stage("equalize")
         run.equalization = equalize_prepared(run.prep, calibration, quant)
     from edgeport.exporters import metadata
 
     req = ExportRequest(loaded.name, run.prep.program, run.prep.example, Path(out_dir), dynamic_batch, calibration, quant,
                         cache if cache is not None else {}, metadata.describe(loaded, calibration))
+    if run.prep.rounded:
+        req.cache[ROUNDED] = run.prep.rounded
     order = list(chain())  # parents first
     for target in sorted(targets, key=lambda t: order.index(t.name) if t.name in order else len(order)):
         on_stage(f"export {target.name}")
@@ -151,6 +167,12 @@ def run_export(
                 run.warnings.append(f"{target.name}: {cov.line()}")
             if auto:
                 run.warnings.append(_auto_float_line(target.name, auto, quant.no_float))
+            kept = req.cache.get(ROUNDED_CHECK, {}).get(target.name)
+            if kept and kept["missing"]:
+                bits = " (ORT's 7-bit reduce_range weights: AdaRound rounds onto the 8-bit grid; --onnx-reduce-range off)" \
+                    if kept.get("weight_bits") == 7 else ""
+                run.warnings.append(f"{target.name}: {len(kept['missing'])} of {kept['layers']} layers do not hold AdaRound's "
+                                    f"int8 weights{bits}")
             widened = req.cache.get(WIDENED_RANGES, {}).get(target.name, [])
             if widened:
                 layers = "; ".join(w["layer"] for w in widened[:3]) + ("; ..." if len(widened) > 3 else "")

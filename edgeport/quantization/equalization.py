@@ -128,7 +128,7 @@ def equalize(gm: fx.GraphModule, calibration: np.ndarray | None, *, cle: bool = 
     if bias_correction and calibration is None:
         raise ValueError("bias correction needs calibration inputs")  # the CLI checks first; this is a bug
     report = EqualizationReport(weight_bits=weight_bits)
-    chunk, multiple = _chunk_size(gm)
+    chunk, multiple = chunk_size(gm)
     metric_x, report.metric_source = _metric_inputs(gm, calibration, chunk, multiple)
     report.metric_samples = len(metric_x)
     before = run_module(gm, metric_x, chunk)
@@ -145,7 +145,7 @@ def equalize(gm: fx.GraphModule, calibration: np.ndarray | None, *, cle: bool = 
                 "export without --cle (bias correction alone is safe), or report this model: the pairs were "
                 "chosen to be exact")
     if bias_correction:
-        x = _subset(torch.from_numpy(np.ascontiguousarray(calibration, dtype=np.float32)), BIAS_SAMPLES, multiple)
+        x = subset(torch.from_numpy(np.ascontiguousarray(calibration, dtype=np.float32)), BIAS_SAMPLES, multiple)
         report.bias_samples = len(x)
         report.bias_corrected = _correct_biases(gm, x, chunk, 2 ** (weight_bits - 1) - 1)
     gm.graph.lint()
@@ -263,7 +263,7 @@ def _equalize_pairs(gm: fx.GraphModule, report: EqualizationReport, relu6: str, 
             report.converged = True
             break
     for target, value in work.items():
-        _replace_param(gm, target, value.to(get_attr(gm, target).dtype))
+        replace_param(gm, target, value.to(get_attr(gm, target).dtype))
     for conv1, act, conv2 in pairs:
         report.pairs.append((module_path(conv1), module_path(conv2)))
         if act is not None and activation_kind(act) == "ReLU6":
@@ -313,7 +313,7 @@ def _input_maxima(gm: fx.GraphModule, acts: list[fx.Node], x: torch.Tensor, chun
     return top
 
 
-def _replace_param(gm: fx.GraphModule, target: str, value: torch.Tensor) -> None:
+def replace_param(gm: fx.GraphModule, target: str, value: torch.Tensor) -> None:
     """Store ``value`` under ``target`` as a fresh parameter: the old tensor may be the user's model's own
     (torch.export shares unfused weights with it), which must not change."""
     owner, _, name = target.rpartition(".")
@@ -333,7 +333,7 @@ def fake_quant_per_channel(w: torch.Tensor, qmax: int = 127) -> torch.Tensor:
     return (torch.clamp(torch.round(flat / scale), -qmax, qmax) * scale).reshape(w.shape)
 
 
-class _Const:
+class Const:
     """A value that is the same for every chunk (a weight, a bias)."""
 
     def __init__(self, value):
@@ -354,21 +354,21 @@ def _correct_biases(gm: fx.GraphModule, x: torch.Tensor, chunk: int, qmax: int) 
 
     def value(a: fx.Node, k: int):
         v = env[a]
-        return v.value if isinstance(v, _Const) else v[k]
+        return v.value if isinstance(v, Const) else v[k]
 
     with torch.no_grad():
         for i, n in enumerate(nodes):
             if n.op == "placeholder":
                 env[n] = chunks
             elif n.op == "get_attr":
-                env[n] = _Const(get_attr(gm, n.target))
+                env[n] = Const(get_attr(gm, n.target))
             elif n.op == "output":
                 break
             elif n.op == "call_function" and n.target in WEIGHTED and _bias_correctable(gm, n, env):
                 env[n] = _run_corrected(gm, n, env, qmax)
                 corrected.append(module_path(n))
             else:
-                env[n] = [_run_node(gm, n, lambda a, k=k: value(a, k)) for k in range(len(chunks))]
+                env[n] = [run_node(gm, n, lambda a, k=k: value(a, k)) for k in range(len(chunks))]
             for a in n.all_input_nodes:
                 if last_use.get(a) == i:
                     del env[a]
@@ -399,18 +399,18 @@ def _run_corrected(gm: fx.GraphModule, n: fx.Node, env: dict, qmax: int) -> list
     old = attr_tensor(gm, b_node) if b_node is not None else torch.zeros(w.shape[0], dtype=w.dtype)
     new = (old.double() - shift).to(old.dtype)
     if b_node is not None:
-        _replace_param(gm, b_node.target, new)
+        replace_param(gm, b_node.target, new)
     else:
-        b_node = set_param(gm, gm.graph, n, _new_bias_name(gm, n.args[1].target), new)
+        b_node = set_param(gm, gm.graph, n, new_bias_name(gm, n.args[1].target), new)
         args = list(n.args) + [None] * (3 - len(n.args))
         args[2] = b_node
         n.args = tuple(args)
-    env[b_node] = _Const(attr_tensor(gm, b_node))
+    env[b_node] = Const(attr_tensor(gm, b_node))
     out = n.target(x, w, attr_tensor(gm, b_node), *rest)
     return list(out.split([len(c) for c in xs]))
 
 
-def _new_bias_name(gm: fx.GraphModule, weight_target: str) -> str:
+def new_bias_name(gm: fx.GraphModule, weight_target: str) -> str:
     """fuse's name for a new bias, unless taken: its two candidates (``bias``, ``bias_folded``) run out when
     several bias-less convs share an owner, e.g. graph_rewrites' avg-pool depthwise convs at the root."""
     name = free_bias_name(gm, weight_target)
@@ -425,7 +425,7 @@ def _new_bias_name(gm: fx.GraphModule, weight_target: str) -> str:
     return f"{owner}.{attr}" if owner else attr
 
 
-def _run_node(gm: fx.GraphModule, n: fx.Node, value):
+def run_node(gm: fx.GraphModule, n: fx.Node, value):
     args = fx.node.map_arg(n.args, value)
     kwargs = fx.node.map_arg(n.kwargs, value)
     if n.op == "call_function":
@@ -440,7 +440,7 @@ def _run_node(gm: fx.GraphModule, n: fx.Node, value):
 # --- inputs and the measured float change -----------------------------------------------------------------
 
 
-def _chunk_size(gm: fx.GraphModule) -> tuple[int, int]:
+def chunk_size(gm: fx.GraphModule) -> tuple[int, int]:
     """(samples per call, what the sample count must be a multiple of): a static capture takes only its
     traced batch; a dynamic-batch capture takes any, run 64 at a time."""
     for n in gm.graph.nodes:
@@ -451,7 +451,7 @@ def _chunk_size(gm: fx.GraphModule) -> tuple[int, int]:
     return 1, 1
 
 
-def _subset(x: torch.Tensor, n: int, multiple: int) -> torch.Tensor:
+def subset(x: torch.Tensor, n: int, multiple: int) -> torch.Tensor:
     """Up to ``n`` samples spread evenly over ``x``, a multiple of ``multiple`` of them."""
     n = max(multiple, min(n, len(x)) // multiple * multiple)
     idx = np.linspace(0, len(x) - 1, n).round().astype(int)
@@ -462,13 +462,13 @@ def _metric_inputs(gm: fx.GraphModule, calibration: np.ndarray | None, chunk: in
                    multiple: int) -> tuple[torch.Tensor, str]:
     if calibration is not None:
         x = torch.from_numpy(np.ascontiguousarray(calibration, dtype=np.float32))
-        return _subset(x, METRIC_SAMPLES, multiple), "calibration"
+        return subset(x, METRIC_SAMPLES, multiple), "calibration"
     from edgeport.data import sample_inputs
 
     placeholder = next(n for n in gm.graph.nodes if n.op == "placeholder")
     shape = tuple(int(d) if isinstance(d, int) else chunk for d in placeholder.meta["val"].shape)
     x = torch.cat(list(sample_inputs.check_set(shape).values()))
-    return _subset(x, len(x), multiple), "synthetic"
+    return subset(x, len(x), multiple), "synthetic"
 
 
 def _float_change(before: torch.Tensor, after: torch.Tensor) -> tuple[float, float, float]:

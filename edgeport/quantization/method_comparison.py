@@ -137,7 +137,7 @@ def compare_methods(
     on_stage("capture + fuse")
     prep = prepare(loaded)
     equalization = None
-    if quant.cle or quant.bias_correction:
+    if quant.transforms_graph:
         on_stage("equalize")
         equalization = equalize_prepared(prep, calibration, quant)
     cache: dict = {}

@@ -109,6 +109,19 @@ class QuantOptions:
     # equalization, empirical bias correction (needs calibration data)
     cle: bool = False
     bias_correction: bool = False
+    # edgeport.quantization.adaround: learned rounding of conv/linear weights onto the converters' int8 grid
+    # (needs calibration data); with bias_correction, the correction is made inside AdaRound's walk
+    adaround: bool = False
+
+    @property
+    def needs_calibration(self) -> bool:
+        """Graph transforms that measure on calibration data (any int8 target needs it anyway)."""
+        return self.bias_correction or self.adaround
+
+    @property
+    def transforms_graph(self) -> bool:
+        """Whether the fused graph changes before export (edgeport.pipeline.export_flow.equalize_prepared)."""
+        return self.cle or self.bias_correction or self.adaround
 
     def __post_init__(self) -> None:
         for f in fields(self):

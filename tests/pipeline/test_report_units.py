@@ -106,6 +106,12 @@ def test_export_key_follows_recipe_weights_and_model_code(tmp_path):
     assert pipeline.export_key(recipe.parse(p)) == k1
     p.write_text(base.replace("[\"onnx-fp32\"]", "[\"onnx-fp32\", \"tflite-fp32\"]"))
     assert pipeline.export_key(recipe.parse(p)) != k1
+    int8 = '[model]\nname = "mobilenet_v2_x0_35"\n[data]\ncalib = "synthetic"\n[export]\ntargets = ["onnx-int8"]\n'
+    keys = set()
+    for q in ("", "\n[quantize]\nbias_correction = true\n", "\n[quantize]\nadaround = true\n"):
+        p.write_text(int8 + q)
+        keys.add(pipeline.export_key(recipe.parse(p)))
+    assert len(keys) == 3  # every [quantize] key is in the export stage's key
     (tmp_path / "w.pt").write_bytes(b"1")
     p.write_text(base.replace('x0_35"', 'x0_35"\nweights = "w.pt"'))
     k2 = pipeline.export_key(recipe.parse(p))

@@ -196,6 +196,10 @@ def test_equalization_keys(tmp_path):
     no_calib = GOOD.replace('calib = "synthetic"', "").replace('"tflite-int8"', '"tflite-fp16"')
     msg = error_of(write(tmp_path, no_calib + "\n[quantize]\nbias_correction = true\n"))
     assert "bias correction needs calibration data" in msg and "[quantize]" in msg and "calib =" in msg
+    r = recipe.parse(write(tmp_path, GOOD + "\n[quantize]\nadaround = true\n"))
+    assert r.quantize.adaround is True and recipe.parse(write(tmp_path, GOOD)).quantize.adaround is False
+    msg = error_of(write(tmp_path, no_calib + "\n[quantize]\nadaround = true\n"))
+    assert "AdaRound needs calibration data" in msg and "[quantize]" in msg
 
 
 def test_accuracy_control_keys(tmp_path):
