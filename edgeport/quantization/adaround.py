@@ -54,6 +54,7 @@ from edgeport.quantization.equalization import (
     WEIGHTED,
     Const,
     chunk_size,
+    last_uses,
     new_bias_name,
     replace_param,
     run_node,
@@ -305,11 +306,7 @@ def adaround(gm: fx.GraphModule, calibration: np.ndarray, *, qmax: int = 127, it
     x = subset(torch.from_numpy(np.ascontiguousarray(calibration, dtype=np.float32)), samples, multiple)
     report.samples = len(x)
     gen = torch.Generator().manual_seed(seed)
-    nodes = list(gm.graph.nodes)
-    last_use: dict[fx.Node, int] = {}
-    for i, n in enumerate(nodes):
-        for a in n.all_input_nodes:
-            last_use[a] = i
+    nodes, last_use = last_uses(gm)
     chunks = list(x.split(chunk))
     sizes = [len(c) for c in chunks]
     fp: dict[fx.Node, object] = {}  # float model

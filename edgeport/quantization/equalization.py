@@ -340,14 +340,20 @@ class Const:
         self.value = value
 
 
-def _correct_biases(gm: fx.GraphModule, x: torch.Tensor, chunk: int, qmax: int) -> list[str]:
-    """Walk the graph once in topological order over the chunks of ``x``; at each conv/linear, correct its
-    bias from its actual input (which includes the corrections made upstream), then run it."""
+def last_uses(gm: fx.GraphModule) -> tuple[list[fx.Node], dict[fx.Node, int]]:
+    """The graph's nodes in order, and for each node the index of the last node that reads it (when its value can go)."""
     nodes = list(gm.graph.nodes)
     last_use: dict[fx.Node, int] = {}
     for i, n in enumerate(nodes):
         for a in n.all_input_nodes:
             last_use[a] = i
+    return nodes, last_use
+
+
+def _correct_biases(gm: fx.GraphModule, x: torch.Tensor, chunk: int, qmax: int) -> list[str]:
+    """Walk the graph once in topological order over the chunks of ``x``; at each conv/linear, correct its
+    bias from its actual input (which includes the corrections made upstream), then run it."""
+    nodes, last_use = last_uses(gm)
     chunks = list(x.split(chunk))
     env: dict[fx.Node, object] = {}
     corrected = []
