@@ -92,8 +92,8 @@ def zero_pad_maxpool(gm: fx.GraphModule) -> list[str]:
 # matching its x*relu6(x+3)*(1/6) pattern back into HARD_SWISH. Exact in real arithmetic; in float the
 # outputs move by rounding only (the equivalence check after fusion covers it).
 
-HARDSWISH_OPS = {aten.hardswish.default, aten.hardswish_.default}
-HARDSIGMOID_OPS = {aten.hardsigmoid.default, aten.hardsigmoid_.default}
+HARDSWISH_OPS = frozenset({aten.hardswish.default, aten.hardswish_.default})
+HARDSIGMOID_OPS = frozenset({aten.hardsigmoid.default, aten.hardsigmoid_.default})
 # One tensor input, f(c * x) = c * f(x) for c > 0.
 SCALE_COMMUTING = {
     aten.adaptive_avg_pool2d.default, aten.avg_pool2d.default, aten.mean.dim, aten.flatten.using_ints,
@@ -250,8 +250,8 @@ def _conv_with_own_bias(gm: fx.GraphModule, node: object) -> torch.Tensor | None
     return _exclusive_attr(gm, node.args[2], node)
 
 
-def relu6_hard_activations(gm: fx.GraphModule) -> list[str]:
-    """Rewrite h-swish and hard-sigmoid as described above; returns one note per rewritten activation."""
+def relu6_hard_activations(gm: fx.GraphModule, ops: frozenset = HARDSWISH_OPS | HARDSIGMOID_OPS) -> list[str]:
+    """Rewrite h-swish and hard-sigmoid (those of ``ops``) as described above; one note per rewritten activation."""
     scales, notes, graph = _Scales(gm), [], gm.graph
 
     def made_node(made: list, target, args) -> fx.Node:
@@ -261,7 +261,7 @@ def relu6_hard_activations(gm: fx.GraphModule) -> list[str]:
     for node in list(graph.nodes):
         if node.op != "call_function":
             continue
-        if node.target in HARDSWISH_OPS | HARDSIGMOID_OPS:
+        if node.target in ops:
             x = scales.true_value(node.args[0], node)
             bias = _conv_with_own_bias(gm, x) if node.target in HARDSIGMOID_OPS else None
             if bias is not None:  # the conv adds the +3 itself
@@ -719,9 +719,9 @@ def for_executorch(program: torch.export.ExportedProgram, example: torch.Tensor,
                    int8: bool) -> tuple[torch.export.ExportedProgram, list[str]]:
     """The fused program as the ExecuTorch targets lower it: spatial means with keepdim and BatchNorms left by fusion
     as depthwise convs (:func:`batchnorm_as_depthwise`) for both targets, for int8
-    h-swish / hard-sigmoid with ReLU6 (:func:`relu6_hard_activations`: ExecuTorch's XNNPACKQuantizer has no int8
-    pattern for hardswish, so XNNPACK ran them in fp32 between Convert nodes), then scalar operands as 4-D
-    constants (:func:`scalar_operands_4d`). Returns the program (``program``
+    hard-sigmoid with ReLU6 (:func:`relu6_hard_activations`: ExecuTorch's XNNPACKQuantizer has no int8 pattern for
+    it, and XNNPACK has no int8 hard-sigmoid; h-swish stays one op, which edgeport's quantizer and partitioner hand
+    to XNNPACK in int8), then scalar operands as 4-D constants (:func:`scalar_operands_4d`). Returns the program (``program``
     itself when nothing changed) and one note per rewrite; the .pte's parity check against PyTorch covers them."""
     from edgeport.graph.capture import capture
 
@@ -729,8 +729,8 @@ def for_executorch(program: torch.export.ExportedProgram, example: torch.Tensor,
     notes = [f"spatial mean kept 4-D for XNNPACK: {m}" for m in spatial_mean_keepdim(gm)]
     notes += [f"max-pool padding back inside the pool: {m}" for m in maxpool_padding_back(gm)]
     notes += [f"BatchNorm after no conv as a depthwise 1x1 conv: {b}" for b in batchnorm_as_depthwise(gm)]
-    if int8:
-        notes += [f"{a} with ReLU6" for a in relu6_hard_activations(gm)]
+    if int8:  # h-swish stays one op: XNNPACK runs it in int8 (edgeport.exporters.executorch.partitioner)
+        notes += [f"{a} with ReLU6" for a in relu6_hard_activations(gm, HARDSIGMOID_OPS)]
     scalars = scalar_operands_4d(gm)
     if scalars:
         notes.append(f"{len(scalars)} scalar operand(s) as (1, 1, 1, 1) constants (no NCHW transposes in XNNPACK)")

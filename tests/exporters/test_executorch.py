@@ -246,10 +246,13 @@ def test_zoo_family_exports_both_targets(name, cli, tmp_path):
     judged = {c["stage"]: c for c in parity["validation"]["checks"] if c["against"] == "torch"}
     assert judged["executorch-fp32"]["judged"] and judged["executorch-fp32"]["passed"], judged["executorch-fp32"]
     _assert_all_int8_in_xnnpack(tmp_path / f"{name}.int8.pte")
-    if name == "mobilenet_v2":  # every ReLU6 follows a conv: fused into it, none left as a Clamp node
-        from edgeport.formats.delegation import delegation_of
+    from edgeport.formats.delegation import delegation_of
 
-        assert "Clamp:int8" not in delegation_of(tmp_path / f"{name}.int8.pte").fast
+    fast = delegation_of(tmp_path / f"{name}.int8.pte").fast
+    # every ReLU6 (MobileNetV2's after a conv, V3's hard-sigmoid relu6(x + 3) after its add or conv) is fused into
+    # the op before it: no Clamp node; V3's h-swish is one int8 Hardswish, not an add/clamp/mul chain
+    assert "Clamp:int8" not in fast, fast
+    assert ("Hardswish:int8" in fast) == (name == "mobilenet_v3_small"), fast
 
 
 def _assert_all_int8_in_xnnpack(path: Path) -> None:
@@ -260,7 +263,7 @@ def _assert_all_int8_in_xnnpack(path: Path) -> None:
     assert cov.float_total == 0 and not cov.critical_float(), cov.line()
     d = delegation_of(path)
     assert d.partitions == 1 and not d.slow, d.lines()
-    assert all(k.endswith(":int8") for k in d.fast), d.fast  # h-swish as add/clamp/mul in int8, no fp32 Hardswish
+    assert all(k.endswith(":int8") for k in d.fast), d.fast  # h-swish in int8 too, no fp32 Hardswish
 
 
 @pytest.mark.slow
