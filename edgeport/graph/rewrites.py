@@ -10,6 +10,8 @@ XNNPACK takes in int8. The equivalence check after fusion covers these rewrites 
 
 from __future__ import annotations
 
+import operator
+
 import torch
 from torch import fx
 
@@ -658,6 +660,53 @@ def maxpool_padding_back(gm: fx.GraphModule) -> list[str]:
     return _recompiled(gm, done)
 
 
+# --- a channel split as slices ----------------------------------------------------------------------------
+#
+# ExecuTorch's XNNPACK partitioner has no config for split / split_with_sizes, so ShuffleNetV2's 13 channel splits
+# (x.chunk(2, dim=1)) ran as split_with_sizes_copy in ExecuTorch's portable kernels, in fp32, between 14 XNNPACK
+# partitions. Each piece of a split is a slice of its input (exact), and XNNPACK takes a static slice in int8
+# (ExecuTorch's quantizer gives a slice its input's scale, which XNNPACK requires).
+
+SPLIT_OPS = {aten.split.Tensor, aten.split_with_sizes.default, aten.chunk.default}
+
+
+def _split_sizes(node: fx.Node) -> list[int] | None:
+    """The piece sizes of a split node along its dim, or None when they are not static."""
+    value = node.args[0].meta.get("val") if isinstance(node.args[0], fx.Node) else None
+    dim = node.args[2] if len(node.args) > 2 else node.kwargs.get("dim", 0)
+    if value is None or not isinstance(dim, int) or not isinstance(value.shape[dim], int):
+        return None
+    total, arg = value.shape[dim], node.args[1]
+    if node.target is aten.split_with_sizes.default:
+        return list(arg) if all(isinstance(a, int) for a in arg) else None
+    if not isinstance(arg, int) or arg <= 0:
+        return None
+    each = arg if node.target is aten.split.Tensor else -(-total // arg)  # chunk: arg pieces of ceil(total / arg)
+    return [min(each, total - start) for start in range(0, total, each)]
+
+
+def split_as_slices(gm: fx.GraphModule) -> list[str]:
+    """Each piece of a static split / chunk read by index becomes ``slice(x, dim, start, end)``; one note per split."""
+    done = []
+    for node in list(gm.graph.nodes):
+        if node.op != "call_function" or node.target not in SPLIT_OPS:
+            continue
+        sizes = _split_sizes(node)
+        users = list(node.users)
+        if sizes is None or not all(u.target is operator.getitem and isinstance(u.args[1], int) for u in users):
+            continue
+        dim = node.args[2] if len(node.args) > 2 else node.kwargs.get("dim", 0)
+        starts = [sum(sizes[:i]) for i in range(len(sizes))]
+        for piece in users:
+            i = piece.args[1]
+            with gm.graph.inserting_before(piece):
+                sliced = gm.graph.call_function(aten.slice.Tensor, (node.args[0], dim, starts[i], starts[i] + sizes[i]))
+            _replaced(gm, piece, (sliced,))
+        gm.graph.erase_node(node)
+        done.append(module_path(node))
+    return _recompiled(gm, done)
+
+
 RESHAPE_OPS = {aten.view.default, aten.reshape.default}
 
 
@@ -729,6 +778,7 @@ def for_executorch(program: torch.export.ExportedProgram, example: torch.Tensor,
     notes = [f"spatial mean kept 4-D for XNNPACK: {m}" for m in spatial_mean_keepdim(gm)]
     notes += [f"max-pool padding back inside the pool: {m}" for m in maxpool_padding_back(gm)]
     notes += [f"BatchNorm after no conv as a depthwise 1x1 conv: {b}" for b in batchnorm_as_depthwise(gm)]
+    notes += [f"channel split as slices: {m}" for m in split_as_slices(gm)]
     if int8:  # h-swish stays one op: XNNPACK runs it in int8 (edgeport.exporters.executorch.partitioner)
         notes += [f"{a} with ReLU6" for a in relu6_hard_activations(gm, HARDSIGMOID_OPS)]
     scalars = scalar_operands_4d(gm)

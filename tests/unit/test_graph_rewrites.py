@@ -321,3 +321,30 @@ def test_channel_shuffle_becomes_one_channel_gather_with_equal_outputs():
         assert torch.ops.aten.index_select.default in targets and torch.ops.aten.transpose.int not in targets
         assert torch.equal(gm(x), model(x))
         assert channel_shuffle_as_gather(gm) == []  # nothing left to rewrite
+
+
+class _Splits(nn.Module):
+    """ShuffleNetV2's chunk (one piece passed through), an uneven split and a split_with_sizes."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(10, 5, 1)
+
+    def forward(self, x):
+        a, b = x.chunk(2, dim=1)
+        c, d, e = torch.split(x, 4, dim=1)  # 4, 4, 2
+        f, g = torch.split(x, [3, 7], dim=1)
+        return torch.cat((a, self.conv(torch.cat((b, a), 1))), 1) + torch.cat((e, d, c), 1) + torch.cat((g, f), 1)
+
+
+def test_splits_become_slices_with_equal_outputs():
+    from edgeport.graph.rewrites import SPLIT_OPS, split_as_slices
+
+    torch.manual_seed(0)
+    model, x = _Splits().eval(), torch.randn(2, 10, 5, 4)
+    gm = capture(model, x).module()
+    assert len(split_as_slices(gm)) == 3
+    targets = _targets(gm)
+    assert not SPLIT_OPS & set(targets) and targets.count(aten.slice.Tensor) == 7
+    assert torch.equal(gm(x), model(x))
+    assert split_as_slices(gm) == []  # nothing left to rewrite
