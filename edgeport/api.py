@@ -181,6 +181,7 @@ def export(
     validate: bool = True,
     thresholds: dict[str, Thresholds] | None = None,
     dynamic_batch: bool = False,
+    pte_layout: str = "nchw",
     num_classes: int | None = None,
     width: float | None = None,
     strict: bool = True,
@@ -198,6 +199,8 @@ def export(
     or, without ``val_data``, of the rest of ``calib`` (a set too small for both is split in two, with a warning).
     ``preprocess`` overrides the model's preprocessing (``mean``, ``std``, ``scale``, ``bgr``, ...).
     ``thresholds`` maps a target or precision ("int8") to edgeport.validation.checks.Thresholds.
+    ``pte_layout`` ("nchw" or "nhwc", edgeport.exporters.PTE_LAYOUTS) is the memory layout of the executorch
+    targets' image input: "nhwc" files read channels-last memory (shape still NCHW) and skip XNNPACK's input transpose.
     With ``strict`` (the default) a failed threshold or an int8 graph left float raises ParityFailed after
     parity.json is written; the result is on the exception as ``.result``. An artifact compared with PyTorch but
     not judged (int8 of a zoo model's random weights) is never a pass; ``require_judged`` makes it a failure."""
@@ -221,7 +224,8 @@ def export(
                      val_data=val_data)
     out = Path(out)
     run = run_export(loaded, chosen, out, data=data, quant=quant, dynamic_batch=dynamic_batch, validate=validate,
-                     thresholds=thresholds or {}, on_stage=lambda s: on_stage(f"{loaded.name}: {s}"), cache=cache)
+                     thresholds=thresholds or {}, on_stage=lambda s: on_stage(f"{loaded.name}: {s}"), cache=cache,
+                     pte_layout=pte_layout)
     if data is not None:  # what the data could not give, said first
         run.warnings[:0] = data.warnings(calib_samples, val_samples, int8=bool(needs_calib))
     record = parity_file.build(run, data, quant)

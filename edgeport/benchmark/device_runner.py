@@ -180,7 +180,7 @@ class PteModel:
             raise RunnerError(f"cannot load {lib_path}: {str(exc)[:200]}") from None
         lib.edgeport_pte_open.restype = ctypes.c_void_p
         lib.edgeport_pte_open.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_size_t]
-        for name in ("edgeport_pte_input_shape", "edgeport_pte_output_shape"):
+        for name in ("edgeport_pte_input_shape", "edgeport_pte_output_shape", "edgeport_pte_input_dim_order"):
             getattr(lib, name).argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_int64), ctypes.c_int]
         lib.edgeport_pte_run.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t]
         lib.edgeport_pte_time.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int,
@@ -196,6 +196,9 @@ class PteModel:
             raise RunnerError(f"ExecuTorch cannot load {path}: {self.err.value.decode(errors='replace')}")
         self.input_shape, self.output_shape = self._shape(lib.edgeport_pte_input_shape), self._shape(lib.edgeport_pte_output_shape)
         self.batch = self.input_shape[0] if self.input_shape else 1
+        # memory order of the input's dims: (0, 2, 3, 1) for a file exported with --pte-layout nhwc, whose input is
+        # handed over channels-last (ExecuTorch reads the memory as the program says, it checks nothing)
+        self.dim_order = self._shape(lib.edgeport_pte_input_dim_order)
         try:
             with open(os.path.join(folder, "VERSION")) as fh:
                 self.version = fh.read().strip()
@@ -212,10 +215,12 @@ class PteModel:
             raise RunnerError(f"ExecuTorch {what} failed: {self.err.value.decode(errors='replace')}")
 
     def _input(self, x):
-        x = self.np.ascontiguousarray(x, dtype=self.np.float32)
+        x = self.np.asarray(x, dtype=self.np.float32)
         if tuple(x.shape) != self.input_shape:
             raise RunnerError(f"input of shape {x.shape} does not fit the .pte input {self.input_shape}")
-        return x
+        if self.dim_order and self.dim_order != tuple(range(len(self.dim_order))):
+            x = x.transpose(self.dim_order)  # the memory order the program reads (NCHW data -> NHWC memory)
+        return self.np.ascontiguousarray(x)
 
     def prepare(self, batch):
         x = self._input(batch[: self.batch])

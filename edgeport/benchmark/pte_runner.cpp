@@ -39,8 +39,14 @@ const int64_t kInsnMark = 0x6564676570;  // "edgep": device_runner.py's INSN_MAR
 struct Runner {
   std::unique_ptr<Module> module;
   std::vector<int32_t> in_sizes, out_sizes;
+  std::vector<uint8_t> in_dim_order;  // memory order of the input's dims (0, 2, 3, 1: channels-last)
+  std::vector<int32_t> in_strides;    // from in_dim_order: the tensor the runner makes says what the memory holds
   size_t in_numel = 1, out_numel = 1;
 };
+
+executorch::extension::TensorPtr input_tensor(Runner* r, const float* input) {
+  return from_blob(const_cast<float*>(input), r->in_sizes, r->in_strides, ScalarType::Float);
+}
 
 void say(char* err, size_t len, const std::string& text) {
   if (err && len) std::snprintf(err, len, "%s", text.c_str());
@@ -132,6 +138,17 @@ void* edgeport_pte_open(const char* path, char* err, size_t err_len) {
     r->in_sizes.push_back(d);
     r->in_numel *= static_cast<size_t>(d);
   }
+  for (auto d : in->dim_order()) r->in_dim_order.push_back(d);
+  if (r->in_dim_order.size() != r->in_sizes.size()) {
+    r->in_dim_order.clear();
+    for (size_t i = 0; i < r->in_sizes.size(); ++i) r->in_dim_order.push_back(static_cast<uint8_t>(i));
+  }
+  r->in_strides.assign(r->in_sizes.size(), 1);
+  int32_t stride = 1;
+  for (size_t i = r->in_dim_order.size(); i-- > 0;) {  // innermost dim last in the dim order
+    r->in_strides[r->in_dim_order[i]] = stride;
+    stride *= r->in_sizes[r->in_dim_order[i]];
+  }
   for (auto d : out->sizes()) {
     r->out_sizes.push_back(d);
     r->out_numel *= static_cast<size_t>(d);
@@ -146,6 +163,13 @@ int edgeport_pte_input_shape(void* h, int64_t* dims, int cap) {
   return static_cast<int>(r->in_sizes.size());
 }
 
+// The input's dim order (memory order of its dims): writes up to `cap`, returns the rank.
+int edgeport_pte_input_dim_order(void* h, int64_t* dims, int cap) {
+  auto* r = static_cast<Runner*>(h);
+  for (int i = 0; i < static_cast<int>(r->in_dim_order.size()) && i < cap; ++i) dims[i] = r->in_dim_order[i];
+  return static_cast<int>(r->in_dim_order.size());
+}
+
 int edgeport_pte_output_shape(void* h, int64_t* dims, int cap) {
   auto* r = static_cast<Runner*>(h);
   for (int i = 0; i < static_cast<int>(r->out_sizes.size()) && i < cap; ++i) dims[i] = r->out_sizes[i];
@@ -155,7 +179,7 @@ int edgeport_pte_output_shape(void* h, int64_t* dims, int cap) {
 // One inference of one program-sized batch; the float32 output is copied to `output` (out_numel floats).
 int edgeport_pte_run(void* h, const float* input, float* output, char* err, size_t err_len) {
   auto* r = static_cast<Runner*>(h);
-  auto tensor = from_blob(const_cast<float*>(input), r->in_sizes, ScalarType::Float);
+  auto tensor = input_tensor(r, input);
   auto out = r->module->forward(tensor);
   if (!out.ok()) {
     say(err, err_len, "forward failed: " + code(out.error()));
@@ -180,7 +204,7 @@ int edgeport_pte_run(void* h, const float* input, float* output, char* err, size
 int edgeport_pte_time(void* h, const float* input, int warmup, int runs, int markers, double* timings_ms, char* err,
                       size_t err_len) {
   auto* r = static_cast<Runner*>(h);
-  auto tensor = from_blob(const_cast<float*>(input), r->in_sizes, ScalarType::Float);
+  auto tensor = input_tensor(r, input);
   Error e = r->module->set_input("forward", tensor, 0);
   if (e != Error::Ok) {
     say(err, err_len, "set_input failed: " + code(e));

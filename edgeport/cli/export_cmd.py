@@ -51,6 +51,7 @@ def export(
     min_top1: float = opt.MIN_TOP1,
     max_abs: float = opt.MAX_ABS,
     dynamic_batch: bool = typer.Option(False, "--dynamic-batch", help="Make the batch dimension dynamic (ONNX targets)."),
+    pte_layout: str = opt.PTE_LAYOUT,
     validate: bool = typer.Option(True, "--validate/--no-validate", help="Run each artifact in its runtime and check parity."),
     require_judged: bool = typer.Option(False, "--require-judged", help="Exit 3 if an artifact is compared with PyTorch "
                                         "but not judged (int8 of random weights): for release pipelines.",
@@ -89,8 +90,9 @@ def export(
                 model, [t.name for t in targets], out=out, weights=weights, input_shape=opt.shape(input_shape),
                 num_classes=num_classes, width=width, calib=calib, val_data=val_data, calib_samples=calib_samples, val_samples=val_samples,
                 seed=seed, preprocess=opt.preprocess_changes(mean, std, scale_127, bgr), quant=quant,
-                dynamic_batch=dynamic_batch, validate=validate, thresholds=opt.threshold_overrides(min_sqnr, min_top1, max_abs),
-                strict=False, require_judged=require_judged, delegation=True, on_stage=status.update, cache=diag_cache,
+                dynamic_batch=dynamic_batch, pte_layout=pte_layout, validate=validate,
+                thresholds=opt.threshold_overrides(min_sqnr, min_top1, max_abs), strict=False,
+                require_judged=require_judged, delegation=True, on_stage=status.update, cache=diag_cache,
             )
             run = result.run
             diagnosis = None

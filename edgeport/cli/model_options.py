@@ -11,6 +11,7 @@ from rich.console import Console
 
 from edgeport.data import DEFAULT_CALIBRATION, DEFAULT_VALIDATION
 from edgeport.errors import UsageError
+from edgeport.exporters import PTE_LAYOUTS
 from edgeport.quantization.options import (
     DEPLOY_CHOICES,
     IO_DTYPES,
@@ -87,6 +88,8 @@ ONNX_HARD_ACTIVATIONS_OPT = typer.Option(None, "--onnx-hard-activations", help=f
                                          f"{help_list(ONNX_HARD_ACTIVATIONS)} (default float: ORT has no integer kernel for "
                                          "them; int8: as x*relu6(x+3), every op an integer kernel); overrides --deploy.",
                                          rich_help_panel=QUANT_PANEL)
+PTE_LAYOUT = typer.Option("nchw", "--pte-layout", help=f"executorch-* input memory: {help_list(PTE_LAYOUTS)} (nhwc: "
+                          "channels-last, as camera frames come; XNNPACK then skips its input transpose).")
 MIN_SQNR = typer.Option(None, "--min-sqnr", help="int8 threshold: minimum SQNR in dB vs PyTorch (default 15).", rich_help_panel=CHECK_PANEL)
 MIN_TOP1 = typer.Option(None, "--min-top1", help="int8 threshold: minimum top-1 agreement with PyTorch (default 0.9).",
                         rich_help_panel=CHECK_PANEL)

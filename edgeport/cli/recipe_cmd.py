@@ -45,6 +45,7 @@ no_float = false            # true: any float op in an int8 file fails (automati
 [export]
 targets = [{targets}]
 dynamic_batch = false
+pte_layout = "nchw"         # executorch-* input memory: {pte_layouts}
 
 # Parity with PyTorch; a group is a target (onnx-int8) or a precision (fp32, fp16, int8).
 [thresholds.fp32]
@@ -82,11 +83,12 @@ def new(
     model = name if name in MODELS.names() else "mobilenet_v2"
     from edgeport.benchmark.devices import VALID
     from edgeport.data import DEFAULT_CALIBRATION, DEFAULT_VALIDATION
-    from edgeport.exporters import target_names
+    from edgeport.exporters import PTE_LAYOUTS, target_names
     from edgeport.quantization.options import CALIBRATION_METHODS, IO_DTYPES
 
     write_text(path, TEMPLATE.format(  # the closed sets as edgeport defines them, not a copy that can fall behind
         name=name, file=path, model=model, methods=" | ".join(CALIBRATION_METHODS), io_dtypes=" | ".join(IO_DTYPES),
+        pte_layouts=" | ".join(PTE_LAYOUTS),
         targets=", ".join(f'"{t}"' for t in target_names()), devices=VALID, calib_samples=DEFAULT_CALIBRATION,
         val_samples=DEFAULT_VALIDATION))
     console.print(f"wrote {path}" + ("" if model == name else f" (model set to {model}: edit [model] name)"))

@@ -22,6 +22,11 @@ if TYPE_CHECKING:  # the registry stays importable without torch: `edgeport --he
     import torch
 
 
+# Memory layout of a .pte's image input (edgeport.exporters.executorch): PyTorch's NCHW, or NHWC (channels-last dim
+# order, what cameras and image decoders give; XNNPACK then needs no input transpose). Shapes stay NCHW either way.
+PTE_LAYOUTS = ("nchw", "nhwc")
+
+
 @dataclass(frozen=True)
 class ExportRequest:
     name: str  # artifact base name, e.g. "mobilenet_v2"
@@ -36,6 +41,7 @@ class ExportRequest:
     cache: dict = field(default_factory=dict, compare=False, repr=False)
     # What each file says about itself (edgeport.exporters.metadata.describe); {} writes no entry
     metadata: dict = field(default_factory=dict, compare=False)
+    pte_layout: str = "nchw"  # one of PTE_LAYOUTS: the executorch targets' input memory layout
 
 
 # req.cache key: target -> ops an exporter kept float on its own because the converter or runtime cannot run

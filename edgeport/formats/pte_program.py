@@ -87,6 +87,12 @@ class PteProgram:
     backends: Counter = field(default_factory=Counter)  # delegate id -> partitions
     weight_dtypes: Counter = field(default_factory=Counter)  # dtype -> elements (XNNPACK constants + program constants)
     metadata: str | None = None
+    input_dim_orders: list[tuple[int, ...]] = field(default_factory=list)  # memory order of each tensor input
+
+    @property
+    def nhwc_input(self) -> bool:
+        """Whether the image input is laid out channels-last (an NCHW shape with dim order 0, 2, 3, 1)."""
+        return self.input_dim_orders[:1] == [NHWC_DIM_ORDER]
 
     @property
     def partitions(self) -> int:
@@ -113,9 +119,8 @@ def import_executorch() -> None:
         import executorch.exir  # noqa: F401
 
 
-def read(path: Path | str) -> PteProgram:
-    """The program of a .pte file; a UserError when the file is not one, RuntimeMissing without executorch."""
-    path = Path(path)
+def _program(path: Path) -> tuple[bytes, object, dict]:
+    """The file's bytes, its deserialized program and its execution plans by name (a "forward" among them)."""
     if not path.is_file():
         raise UserError(f"{path} does not exist")
     import_executorch()
@@ -131,9 +136,23 @@ def read(path: Path | str) -> PteProgram:
         raise UserError(f"{path} is not a readable ExecuTorch program ({type(exc).__name__})", REEXPORT_HINT) from None
     if "forward" not in plans:
         raise UserError(f"{path} has no forward method (methods: {', '.join(plans) or 'none'})", REEXPORT_HINT)
+    return data, program, plans
+
+
+def input_dim_orders(path: Path | str) -> list[tuple[int, ...]]:
+    """The memory order of each tensor input of forward, without reading the delegates (for the runners)."""
+    plan = _program(Path(path))[2]["forward"]
+    return [_dim_order(plan.values[i].val) for i in plan.inputs if _is_tensor(plan.values[i].val)]
+
+
+def read(path: Path | str) -> PteProgram:
+    """The program of a .pte file; a UserError when the file is not one, RuntimeMissing without executorch."""
+    path = Path(path)
+    data, program, plans = _program(path)
     plan = plans["forward"]
     out = PteProgram(path, len(data), list(plans), [_tensor(plan.values[i].val) for i in plan.inputs if _is_tensor(plan.values[i].val)],
                      [_tensor(plan.values[i].val) for i in plan.outputs if _is_tensor(plan.values[i].val)])
+    out.input_dim_orders = [_dim_order(plan.values[i].val) for i in plan.inputs if _is_tensor(plan.values[i].val)]
     meta = plans.get(METADATA_METHOD)
     if meta is not None and meta.values and hasattr(meta.values[0].val, "string_val"):
         out.metadata = meta.values[0].val.string_val
@@ -163,6 +182,14 @@ def read(path: Path | str) -> PteProgram:
                 out.ops.append(PteOp(f"delegate:{delegate.id}", "?", True, partition, f"{delegate.id}{partition}"))
             partition += 1
     return out
+
+
+NHWC_DIM_ORDER = (0, 2, 3, 1)
+
+
+def _dim_order(t) -> tuple[int, ...]:
+    order = getattr(t, "dim_order", None)
+    return tuple(int(d) for d in order) if order else tuple(range(len(t.sizes)))
 
 
 def _is_tensor(val) -> bool:

@@ -128,13 +128,19 @@ def run_export(
     on_stage: Callable[[str], None] = lambda s: None,
     prepared: Prepared | None = None,
     cache: dict | None = None,
+    pte_layout: str = "nchw",
 ) -> ExportRun:
     """Export ``targets`` in chain order (parents first) and validate them on held-out data.
 
     Several runs over one model (edgeport.quantization.method_comparison) pass ``prepared``, the model already captured, fused
     and equalized as ``quant`` asks (prepare(), equalize_prepared()), and ``cache``, the ExportRequest cache they
-    share (the fp32 ONNX model, onnx2tf output, TFLite calibration); the caller then clears that cache."""
+    share (the fp32 ONNX model, onnx2tf output, TFLite calibration); the caller then clears that cache.
+    ``pte_layout`` (one of edgeport.exporters.PTE_LAYOUTS) is the executorch targets' input memory layout."""
+    from edgeport.exporters import PTE_LAYOUTS
     from edgeport.formats.int8_coverage import coverage_of
+    from edgeport.quantization.options import check_choice
+
+    check_choice(pte_layout, PTE_LAYOUTS, "--pte-layout", "executorch input layout")
 
     calibration = data.calibration.inputs if data is not None else None
     if quant.needs_calibration and calibration is None:
@@ -150,7 +156,7 @@ def run_export(
     from edgeport.exporters import metadata
 
     req = ExportRequest(loaded.name, run.prep.program, run.prep.example, Path(out_dir), dynamic_batch, calibration, quant,
-                        cache if cache is not None else {}, metadata.describe(loaded, calibration))
+                        cache if cache is not None else {}, metadata.describe(loaded, calibration), pte_layout)
     if run.prep.rounded:
         req.cache[ROUNDED] = run.prep.rounded
     order = list(chain())  # parents first

@@ -49,7 +49,7 @@ SCHEMA: dict[str, dict[str, tuple[str, tuple]]] = {
                  # edgeport.quantization.accuracy_control on the int8 targets: budget in points (as --max-accuracy-drop), its data
                  "max_accuracy_drop": ("number", _NUM), "control_data": ("string", (str,)),
                  "control_samples": ("integer", (int,))},
-    "export": {"targets": ("list[string]", (str,)), "dynamic_batch": ("boolean", (bool,))},
+    "export": {"targets": ("list[string]", (str,)), "dynamic_batch": ("boolean", (bool,)), "pte_layout": ("string", (str,))},
     "accuracy": {"min_top1": ("number", _NUM), "max_drop": ("number", _NUM)},
     "bench": {"devices": ("list[string]", (str,)), "threads": ("list[int]", (int,)), "budget_s": ("number", _NUM)},
 }
@@ -126,6 +126,7 @@ class Recipe:
     accuracy: AccuracySection
     bench: BenchSection
     raw: dict = field(default_factory=dict, compare=False, repr=False)  # the TOML as read, for cache keys
+    pte_layout: str = "nchw"  # executorch targets' input memory, one of edgeport.exporters.PTE_LAYOUTS
 
     @property
     def folder(self) -> Path:
@@ -278,6 +279,13 @@ def _choice(ctx: _Ctx, sec: tuple[str, ...], t: dict, key: str, allowed: tuple[s
         raise ctx.fail(sec, key, f"{key} {t[key]!r} is not one of {', '.join(allowed)}")
 
 
+def _pte_layout(ctx: _Ctx, export: dict) -> str:
+    from edgeport.exporters import PTE_LAYOUTS
+
+    _choice(ctx, ("export",), export, "pte_layout", PTE_LAYOUTS)
+    return export.get("pte_layout", "nchw")
+
+
 def _fraction(ctx: _Ctx, sec: tuple[str, ...], t: dict, key: str) -> None:
     if key in t and not 0.0 <= t[key] <= 1.0:
         raise ctx.fail(sec, key, f"{key} = {t[key]:g} is impossible: it is a fraction between 0 and 1")
@@ -415,7 +423,7 @@ def _build(ctx: _Ctx, raw: dict, tables: dict, name: str) -> Recipe:
                               adaround=quant.get("adaround", False),
                               per_layer=quant.get("per_layer", False), max_accuracy_drop=quant.get("max_accuracy_drop"),
                               control_data=quant.get("control_data"), control_samples=quant.get("control_samples", 2000)),
-        targets=targets, dynamic_batch=export.get("dynamic_batch", False),
+        targets=targets, dynamic_batch=export.get("dynamic_batch", False), pte_layout=_pte_layout(ctx, export),
         thresholds=_thresholds(ctx, raw.get("thresholds", {})),
         accuracy=AccuracySection(acc.get("min_top1"), acc.get("max_drop")),
         bench=BenchSection(tuple(bench.get("devices", ["local"])), tuple(bench.get("threads", [1])), bench.get("budget_s", 2.0)),

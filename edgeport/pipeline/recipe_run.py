@@ -261,7 +261,8 @@ def _build_export(recipe, inputs: Inputs, targets, key: str, cache: StageCache, 
         # the run's fp32 models, SavedModel and TFLite calibration, kept for the diagnosis and accuracy control
         keep: dict | None = {} if q.per_layer or q.max_accuracy_drop is not None else None
         run = run_export(loaded, targets, staging, data=data, quant=quant,
-                         dynamic_batch=recipe.dynamic_batch, validate=False, on_stage=on_stage, cache=keep)
+                         dynamic_batch=recipe.dynamic_batch, validate=False, on_stage=on_stage, cache=keep,
+                         pte_layout=recipe.pte_layout)
         try:
             per_layer = _per_layer(run, data, clock) if q.per_layer else None
             control = _accuracy_control(recipe, run, data, quant, keep, clock) if q.max_accuracy_drop is not None else None

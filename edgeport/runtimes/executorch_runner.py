@@ -1,8 +1,11 @@
 """Run .pte programs in ExecuTorch's own runtime: the ``executorch`` wheel's Python runtime
 (``executorch.runtime.Runtime``, the portable/optimized kernels and the XNNPACK backend built into the wheel).
 
-Inputs arrive as float NCHW, as PyTorch takes them; edgeport's programs take float NCHW too (int8 lives inside the
-XNNPACK partition, behind its quantize/dequantize), so nothing is transposed. A program has a fixed batch: a
+Inputs arrive as float NCHW, as PyTorch takes them; edgeport's programs take float NCHW-shaped tensors too (int8
+lives inside the XNNPACK partition, behind its quantize/dequantize). A program exported with ``--pte-layout nhwc``
+reads its input in channels-last memory (dim order 0, 2, 3, 1, read from the program): the runner lays the batch
+out that way, since ExecuTorch's runtime does not check an input's dim order (measured: a contiguous tensor is
+read as if it were channels-last, silently wrong). A program has a fixed batch: a
 larger batch is run in chunks of it. Threads: the wheel's XNNPACK threadpool is process-wide and only reset by
 ``portable_lib._unsafe_reset_threadpool``; the runner sets it when it is opened (the last runner opened wins).
 """
@@ -55,6 +58,16 @@ class ExecuTorchRunner:
             raise UserError(f"{self.path} has no forward method", REEXPORT_HINT)
         meta = self.method.metadata
         self._shape = [int(d) for d in meta.input_tensor_meta(0).sizes()]
+        from edgeport.formats.pte_program import NHWC_DIM_ORDER, input_dim_orders
+
+        self.nhwc = input_dim_orders(self.path)[:1] == [NHWC_DIM_ORDER]
+
+    def _tensor(self, x: np.ndarray):
+        """``x`` (float NCHW) as a torch tensor in the memory layout the program reads."""
+        import torch
+
+        t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        return t.contiguous(memory_format=torch.channels_last) if self.nhwc else t
 
     @staticmethod
     def _set_threads(threads: int) -> None:
@@ -75,22 +88,20 @@ class ExecuTorchRunner:
         return self._shape[0]
 
     def _execute(self, x: np.ndarray) -> np.ndarray:
-        import torch
 
         if tuple(x.shape) != tuple(self._shape):
             raise UserError(f"input of shape {x.shape} does not fit the .pte input {tuple(self._shape)}")
-        return self.method.execute([torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))])[0].numpy().astype(np.float32, copy=True)
+        return self.method.execute([self._tensor(x)])[0].numpy().astype(np.float32, copy=True)
 
     def invoker(self, batch: np.ndarray | None = None):
         """A no-argument callable running one inference on a fixed input (seeded noise without ``batch``)."""
-        import torch
 
         if batch is None:
             batch = np.random.default_rng(0).standard_normal(self._shape).astype(np.float32)
         x = np.asarray(batch, dtype=np.float32)[: self.batch]
         if tuple(x.shape) != tuple(self._shape):
             raise UserError(f"input of shape {x.shape} does not fit the .pte input {tuple(self._shape)}")
-        inputs = [torch.from_numpy(np.ascontiguousarray(x))]
+        inputs = [self._tensor(x)]
         method = self.method
         return lambda: method.execute(inputs)
 

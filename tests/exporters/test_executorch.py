@@ -127,6 +127,47 @@ def test_metadata_is_inside_the_file(exported):
 
 
 @needs_executorch
+def test_nhwc_layout_reads_channels_last_memory_without_the_input_transpose(exported, tmp_path):
+    """--pte-layout nhwc: the program's input keeps its NCHW shape with dim order (0, 2, 3, 1); the runner lays the
+    batch out that way (ExecuTorch itself would read a contiguous tensor as channels-last, silently); XNNPACK gets
+    no input transpose; both targets still match PyTorch."""
+    import dataclasses
+
+    import torch
+
+    from edgeport.exporters import FP32, INT8
+    from edgeport.formats.graph_summary import summarize
+    from edgeport.formats.pte_program import read
+    from edgeport.runtimes import open_runtime
+    from edgeport.validation.parity import compare
+
+    req, paths, x, ref = exported
+    nhwc = dataclasses.replace(req, out_dir=tmp_path, pte_layout="nhwc", cache={})
+    made = {t.name: t.export(nhwc) for t in parse_targets("executorch-fp32,executorch-int8")}
+    for target, path in made.items():
+        assert read(path).nhwc_input and not read(paths[target]).nhwc_input
+        assert read(path).inputs[0][0] == SHAPE
+        assert format_of(path).metadata(path)["input_layout"] == "NHWC"
+    runner = open_runtime(made["executorch-fp32"])
+    got = runner.run(x)
+    p = compare(ref, got)
+    assert p.max_abs <= FP32.max_abs * max(1.0, float(np.abs(ref).max())) and p.sqnr_db >= FP32.min_sqnr_db, p
+    wrong = runner.method.execute([torch.from_numpy(np.ascontiguousarray(x[:1]))])[0].numpy()  # NCHW memory
+    # NCHW memory is read as NHWC: far off, where the runner's channels-last batch is at fp32 rounding
+    assert np.abs(wrong - ref[:1]).max() > 100 * np.abs(got - ref).max(), "the layout would not matter: the test proves nothing"
+    assert compare(ref, open_runtime(made["executorch-int8"]).run(x)).sqnr_db >= INT8.min_sqnr_db
+    transposes = [summarize(f).op_dtypes.get(("xnnpack:StaticTranspose", "int8"), 0)
+                  for f in (paths["executorch-int8"], made["executorch-int8"])]
+    assert transposes[1] == transposes[0] - 1, transposes  # the input's NCHW -> NHWC is gone
+
+
+def test_bad_pte_layout_is_a_usage_error(cli, tmp_path):
+    res = cli("export", "--model", "mobilenet_v2_x0_35", "--input-shape", "1,3,64,64", "--target", "onnx-fp32",
+              "--pte-layout", "nwhc", "--out", tmp_path / "o")
+    assert res.code == 2 and "nchw, nhwc" in res.err + res.out and "Traceback" not in res.err + res.out
+
+
+@needs_executorch
 def test_calibration_method_changes_the_ranges(prepared, exported, tmp_path):
     """percentile clips outliers that minmax keeps: the written program's quantization differs, and still runs."""
     from edgeport.exporters import executorch as et

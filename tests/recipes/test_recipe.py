@@ -245,3 +245,11 @@ def test_val_data_is_resolved_like_calib_and_needs_calib(tmp_path):
     no_calib = GOOD.replace('calib = "synthetic"', 'val_data = "val"').replace('"onnx-fp32", "tflite-int8"', '"onnx-fp32"')
     with pytest.raises(UserError, match="val_data is held out from calibration data and \\[data\\] has no calib"):
         recipe.parse(write(tmp_path, no_calib))
+
+
+def test_pte_layout_key(tmp_path):
+    assert recipe.parse(write(tmp_path, GOOD)).pte_layout == "nchw"
+    nhwc = GOOD.replace('targets = ["onnx-fp32", "tflite-int8"]', 'targets = ["onnx-fp32", "tflite-int8"]\npte_layout = "nhwc"')
+    assert recipe.parse(write(tmp_path, nhwc, "n.toml")).pte_layout == "nhwc"
+    with pytest.raises(UserError, match="pte_layout 'hwc' is not one of nchw, nhwc"):
+        recipe.parse(write(tmp_path, nhwc.replace('"nhwc"', '"hwc"'), "bad.toml"))
