@@ -710,6 +710,25 @@ def split_as_slices(gm: fx.GraphModule) -> list[str]:
 RESHAPE_OPS = {aten.view.default, aten.reshape.default}
 
 
+def reshape_without_contiguous(gm: fx.GraphModule) -> list[str]:
+    """``x.contiguous().view(shape)`` as ``x.reshape(shape)`` (the channel shuffle's transpose -> contiguous -> view):
+    the same values, one op fewer. ExecuTorch's XNNPACKQuantizer propagates an int8 scale through view, transpose
+    and slice but not through contiguous, so in ShuffleNetV2 the shuffle's last reshape and the channel split's
+    slices after it ran in fp32 inside XNNPACK, with 3 Convert nodes per unit. One note per contiguous removed."""
+    done = []
+    for node in list(gm.graph.nodes):
+        if node.op != "call_function" or node.target is not aten.contiguous.default or len(node.args) != 1 or node.kwargs:
+            continue
+        if not node.users or not all(u.op == "call_function" and u.target in RESHAPE_OPS for u in node.users):
+            continue
+        for user in list(node.users):
+            user.target = aten.reshape.default
+        node.replace_all_uses_with(node.args[0])
+        gm.graph.erase_node(node)
+        done.append(module_path(node))
+    return _recompiled(gm, done)
+
+
 def channel_shuffle_as_gather(gm: fx.GraphModule) -> list[str]:
     """ShuffleNet's channel shuffle ``x.view(B, g, C/g, H, W).transpose(1, 2).reshape(B, C, H, W)`` as one
     ``index_select`` of the channels (ONNX Gather on axis 1): output channel k is input channel (k % g) * C/g + k // g,
@@ -779,6 +798,7 @@ def for_executorch(program: torch.export.ExportedProgram, example: torch.Tensor,
     notes += [f"max-pool padding back inside the pool: {m}" for m in maxpool_padding_back(gm)]
     notes += [f"BatchNorm after no conv as a depthwise 1x1 conv: {b}" for b in batchnorm_as_depthwise(gm)]
     notes += [f"channel split as slices: {m}" for m in split_as_slices(gm)]
+    notes += [f"reshape without contiguous: {m}" for m in reshape_without_contiguous(gm)]
     if int8:  # h-swish stays one op: XNNPACK runs it in int8 (edgeport.exporters.executorch.partitioner)
         notes += [f"{a} with ReLU6" for a in relu6_hard_activations(gm, HARDSIGMOID_OPS)]
     scalars = scalar_operands_4d(gm)

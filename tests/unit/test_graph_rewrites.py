@@ -348,3 +348,16 @@ def test_splits_become_slices_with_equal_outputs():
     assert not SPLIT_OPS & set(targets) and targets.count(aten.slice.Tensor) == 7
     assert torch.equal(gm(x), model(x))
     assert split_as_slices(gm) == []  # nothing left to rewrite
+
+
+def test_contiguous_before_a_view_goes_and_the_view_becomes_a_reshape():
+    from edgeport.graph.rewrites import reshape_without_contiguous
+
+    torch.manual_seed(0)
+    model, x = _Shuffle(2).eval(), torch.randn(1, 12, 5, 4)
+    gm = capture(model, x).module()
+    assert len(reshape_without_contiguous(gm)) == 1
+    targets = _targets(gm)
+    assert aten.contiguous.default not in targets and aten.reshape.default in targets
+    assert torch.equal(gm(x), model(x))
+    assert reshape_without_contiguous(gm) == []
