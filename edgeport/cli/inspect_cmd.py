@@ -40,6 +40,10 @@ def inspect(
     for label, tensors in (("input", s.inputs), ("output", s.outputs)):
         for t in tensors:
             console.print(f"  {label:6} {_fmt_tensor(t)}")
+    for i, order in enumerate(s.details.get("input_dim_orders", [])):  # .pte: the memory order the program reads
+        if order != sorted(order):
+            console.print(f"  input{i} memory: dim order {tuple(order)} (channels-last): pass "
+                          "x.to(memory_format=torch.channels_last); ExecuTorch does not check it")
     console.print("  weights: " + ", ".join(f"{dt} {n:,}" for dt, n in s.weight_dtypes.most_common()))
     meta = s.details.get("edgeport")
     if meta:  # what the file says about itself (edgeport.exporters.metadata)

@@ -35,7 +35,8 @@ class PteFormat(FileFormat):
                                ops, op_dtypes, program.weight_dtypes)
         summary.details.update({"methods": program.methods, "delegates": dict(program.backends),
                                 "partitions": program.partitions,
-                                "portable_kernel_calls": sum(not o.delegated for o in program.ops)})
+                                "portable_kernel_calls": sum(not o.delegated for o in program.ops),
+                                "input_dim_orders": [list(o) for o in program.input_dim_orders]})
         return summary
 
     def metadata_text(self, path: Path) -> str | None:

@@ -127,7 +127,7 @@ def test_metadata_is_inside_the_file(exported):
 
 
 @needs_executorch
-def test_nhwc_layout_reads_channels_last_memory_without_the_input_transpose(exported, tmp_path):
+def test_nhwc_layout_reads_channels_last_memory_without_the_input_transpose(exported, tmp_path, cli):
     """--pte-layout nhwc: the program's input keeps its NCHW shape with dim order (0, 2, 3, 1); the runner lays the
     batch out that way (ExecuTorch itself would read a contiguous tensor as channels-last, silently); XNNPACK gets
     no input transpose; both targets still match PyTorch."""
@@ -159,6 +159,10 @@ def test_nhwc_layout_reads_channels_last_memory_without_the_input_transpose(expo
     transposes = [summarize(f).op_dtypes.get(("xnnpack:StaticTranspose", "int8"), 0)
                   for f in (paths["executorch-int8"], made["executorch-int8"])]
     assert transposes[1] == transposes[0] - 1, transposes  # the input's NCHW -> NHWC is gone
+    assert summarize(made["executorch-int8"]).details["input_dim_orders"] == [[0, 2, 3, 1]]
+    shown = cli("inspect", made["executorch-int8"])
+    assert shown.code == 0 and "channels-last" in shown.out and "takes NHWC" in shown.out
+    assert "channels-last" not in cli("inspect", paths["executorch-int8"]).out
 
 
 def test_bad_pte_layout_is_a_usage_error(cli, tmp_path):
