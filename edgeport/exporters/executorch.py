@@ -130,16 +130,14 @@ def partitioner():
       after the clamp ([0, 6], not the add's range). ExecuTorch's FuseActivationPass then folds the clamp into the
       add, where before XNNPACK got a separate int8 Clamp (19 in MobileNetV3-Small)."""
     from executorch.backends.xnnpack.partition.config import ALL_PARTITIONER_CONFIGS
-    from executorch.backends.xnnpack.partition.config.generic_node_configs import AddConfig
+    from executorch.backends.xnnpack.partition.config.generic_node_configs import AddConfig, HardswishConfig
+    from executorch.backends.xnnpack.partition.config.xnnpack_config import ConfigPrecisionType
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
 
     class AddClampConfig(AddConfig):
         def __init__(self, **kwargs):
             super().__init__(**kwargs)
             self.fused_acts = [*self.fused_acts, "hardtanh.default"]
-
-    from executorch.backends.xnnpack.partition.config.generic_node_configs import HardswishConfig
-    from executorch.backends.xnnpack.partition.config.xnnpack_config import ConfigPrecisionType
 
     class Int8HardswishConfig(HardswishConfig):
         def supported_precision_types(self):

@@ -91,8 +91,7 @@ class PteProgram:
 
     @property
     def nhwc_input(self) -> bool:
-        """Whether the image input is laid out channels-last (an NCHW shape with dim order 0, 2, 3, 1)."""
-        return self.input_dim_orders[:1] == [NHWC_DIM_ORDER]
+        return reads_nhwc(self.input_dim_orders)
 
     @property
     def partitions(self) -> int:
@@ -141,8 +140,17 @@ def _program(path: Path) -> tuple[bytes, object, dict]:
 
 def input_dim_orders(path: Path | str) -> list[tuple[int, ...]]:
     """The memory order of each tensor input of forward, without reading the delegates (for the runners)."""
-    plan = _program(Path(path))[2]["forward"]
+    return _input_dim_orders(_program(Path(path))[2]["forward"])
+
+
+def _input_dim_orders(plan) -> list[tuple[int, ...]]:
     return [_dim_order(plan.values[i].val) for i in plan.inputs if _is_tensor(plan.values[i].val)]
+
+
+def reads_nhwc(dim_orders: list[tuple[int, ...]]) -> bool:
+    """Whether a program with these input dim orders reads its image input channels-last (an NCHW shape with dim
+    order 0, 2, 3, 1: a file exported with --pte-layout nhwc)."""
+    return dim_orders[:1] == [NHWC_DIM_ORDER]
 
 
 def read(path: Path | str) -> PteProgram:
@@ -152,7 +160,7 @@ def read(path: Path | str) -> PteProgram:
     plan = plans["forward"]
     out = PteProgram(path, len(data), list(plans), [_tensor(plan.values[i].val) for i in plan.inputs if _is_tensor(plan.values[i].val)],
                      [_tensor(plan.values[i].val) for i in plan.outputs if _is_tensor(plan.values[i].val)])
-    out.input_dim_orders = [_dim_order(plan.values[i].val) for i in plan.inputs if _is_tensor(plan.values[i].val)]
+    out.input_dim_orders = _input_dim_orders(plan)
     meta = plans.get(METADATA_METHOD)
     if meta is not None and meta.values and hasattr(meta.values[0].val, "string_val"):
         out.metadata = meta.values[0].val.string_val

@@ -670,19 +670,19 @@ def maxpool_padding_back(gm: fx.GraphModule) -> list[str]:
 SPLIT_OPS = {aten.split.Tensor, aten.split_with_sizes.default, aten.chunk.default}
 
 
-def _split_sizes(node: fx.Node) -> list[int] | None:
-    """The piece sizes of a split node along its dim, or None when they are not static."""
+def _split_sizes(node: fx.Node) -> tuple[int, list[int]] | None:
+    """The dim of a split node and its piece sizes along it, or None when they are not static."""
     value = node.args[0].meta.get("val") if isinstance(node.args[0], fx.Node) else None
     dim = node.args[2] if len(node.args) > 2 else node.kwargs.get("dim", 0)
     if value is None or not isinstance(dim, int) or not isinstance(value.shape[dim], int):
         return None
     total, arg = value.shape[dim], node.args[1]
     if node.target is aten.split_with_sizes.default:
-        return list(arg) if all(isinstance(a, int) for a in arg) else None
+        return (dim, list(arg)) if all(isinstance(a, int) for a in arg) else None
     if not isinstance(arg, int) or arg <= 0:
         return None
     each = arg if node.target is aten.split.Tensor else -(-total // arg)  # chunk: arg pieces of ceil(total / arg)
-    return [min(each, total - start) for start in range(0, total, each)]
+    return dim, [min(each, total - start) for start in range(0, total, each)]
 
 
 def split_as_slices(gm: fx.GraphModule) -> list[str]:
@@ -691,11 +691,11 @@ def split_as_slices(gm: fx.GraphModule) -> list[str]:
     for node in list(gm.graph.nodes):
         if node.op != "call_function" or node.target not in SPLIT_OPS:
             continue
-        sizes = _split_sizes(node)
+        split = _split_sizes(node)
         users = list(node.users)
-        if sizes is None or not all(u.target is operator.getitem and isinstance(u.args[1], int) for u in users):
+        if split is None or not all(u.target is operator.getitem and isinstance(u.args[1], int) for u in users):
             continue
-        dim = node.args[2] if len(node.args) > 2 else node.kwargs.get("dim", 0)
+        dim, sizes = split
         starts = [sum(sizes[:i]) for i in range(len(sizes))]
         for piece in users:
             i = piece.args[1]

@@ -58,9 +58,9 @@ class ExecuTorchRunner:
             raise UserError(f"{self.path} has no forward method", REEXPORT_HINT)
         meta = self.method.metadata
         self._shape = [int(d) for d in meta.input_tensor_meta(0).sizes()]
-        from edgeport.formats.pte_program import NHWC_DIM_ORDER, input_dim_orders
+        from edgeport.formats.pte_program import input_dim_orders, reads_nhwc
 
-        self.nhwc = input_dim_orders(self.path)[:1] == [NHWC_DIM_ORDER]
+        self.nhwc = reads_nhwc(input_dim_orders(self.path))
 
     def _tensor(self, x: np.ndarray):
         """``x`` (float NCHW) as a torch tensor in the memory layout the program reads."""
