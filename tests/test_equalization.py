@@ -295,3 +295,21 @@ def test_relu6_pairs_can_be_skipped_instead():
     report = equalize(gm, None, cle=True, bias_correction=False, relu6="keep")
     assert len(report.pairs) == 3 and report.relu6_replaced == [] and "ReLU6" in report.skipped[0][1]
     assert _rel(before, _run(gm, x)) < 1e-5
+
+
+@pytest.mark.slow  # two small exports, ~40 s on the shared 2-core machine
+def test_transforms_change_only_the_int8_targets(cli, tmp_path):
+    """Bias correction exists to bring int8 closer to the float model: the float target of the same run is the
+    model as given, byte for byte, and only the int8 file changes."""
+    import hashlib
+
+    def export(name, *extra):
+        res = cli("export", "--model", "fmnist_mobilenet_v2_x0_5", "--target", "onnx-fp32,onnx-int8", "--calib",
+                  "fashion-mnist", "--calib-samples", "64", "--val-samples", "64", *extra, "--out", tmp_path / name)
+        assert res.code == 0, res.out + res.err
+        return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (tmp_path / name).glob("*.onnx")}
+
+    plain, corrected = export("plain"), export("bc", "--bias-correction")
+    fp32, int8 = "fmnist_mobilenet_v2_x0_5.fp32.onnx", "fmnist_mobilenet_v2_x0_5.int8.onnx"
+    assert plain[fp32] == corrected[fp32]
+    assert plain[int8] != corrected[int8]

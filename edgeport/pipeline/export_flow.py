@@ -3,7 +3,7 @@ parity of every artifact in its own runtime against the PyTorch model, on held-o
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -35,17 +35,28 @@ class Prepared:
     program: torch.export.ExportedProgram  # fused graph, ready for the exporters
     example: torch.Tensor
     dynamic_batch: bool = False
+    # the int8 targets' graph when CLE / bias correction / AdaRound changed it (equalize_prepared); float targets
+    # always export ``program``, the model as given
+    transformed: torch.export.ExportedProgram | None = None
+    transformed_graph: fx.GraphModule | None = None  # the fused graph it was captured from
     # AdaRound's int8 weights and scales, {"q"|"scales": {fused-graph weight name: array}}, for the exporters' check
     rounded: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
     def outputs(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(original model, fused graph) outputs on float NCHW ``inputs``."""
+        """(original model, fused graph) outputs on float NCHW ``inputs``; the fused graph is the int8 targets'
+        transformed one when there is one (validation reports it beside the artifacts)."""
         x = torch.from_numpy(np.ascontiguousarray(inputs, dtype=np.float32))
         batch = None if self.dynamic_batch else self.example.shape[0]
         with torch.no_grad():
             reference = run_module(self.loaded.module, x, 256).numpy()
-            fused = run_module(self.fused, x, batch).numpy()
+            graph = self.transformed_graph if self.transformed_graph is not None else self.fused
+            fused = run_module(graph, x, batch).numpy()
         return reference, fused
+
+    @property
+    def int8_program(self) -> torch.export.ExportedProgram:
+        """What int8 targets export: the transformed graph if there is one, else the fused graph."""
+        return self.transformed if self.transformed is not None else self.program
 
 
 @dataclass
@@ -84,25 +95,30 @@ def prepare(loaded: LoadedModel, dynamic_batch: bool = False) -> Prepared:
 
 def equalize_prepared(prep: Prepared, calibration: np.ndarray | None, quant: QuantOptions) -> dict:
     """CLE / bias correction (edgeport.quantization.equalization) and AdaRound (edgeport.quantization.adaround) on
-    the fused graph, then re-capture it so every target exports the transformed graph. prepare() has already
-    proved fusion against the untransformed graph; what the transform changes in float is measured in its report
-    and shows in validation (artifacts vs torch)."""
+    a copy of the fused graph, captured as ``prep.transformed``: what the int8 targets export. They exist to make
+    int8 closer to the float model, so float targets keep exporting the model as given (``prep.program``).
+    prepare() has already proved fusion against the untransformed graph; what the transform changes in float is
+    measured in its report and shows in validation (artifacts vs torch)."""
+    import copy
+
     from edgeport.quantization.equalization import equalize
 
+    graph = copy.deepcopy(prep.fused)
     out: dict = {}
     if quant.cle or (quant.bias_correction and not quant.adaround):
         # with adaround, bias correction is made inside AdaRound's walk (here it would see on-grid weights: no error)
-        report = equalize(prep.fused, calibration, cle=quant.cle, bias_correction=quant.bias_correction and not quant.adaround)
+        report = equalize(graph, calibration, cle=quant.cle, bias_correction=quant.bias_correction and not quant.adaround)
         prep.report.rewrites.append(report.summary())
         out = report.to_dict()
     if quant.adaround:
         from edgeport.quantization.adaround import adaround
 
-        rounded = adaround(prep.fused, calibration, bias_correction=quant.bias_correction)
+        rounded = adaround(graph, calibration, bias_correction=quant.bias_correction)
         prep.report.rewrites.append(rounded.summary())
         prep.rounded = {"q": rounded.chosen, "scales": rounded.scales}
         out["adaround"] = rounded.to_dict()
-    prep.program = capture(prep.fused, prep.example, dynamic_batch=prep.dynamic_batch)
+    prep.transformed = capture(graph, prep.example, dynamic_batch=prep.dynamic_batch)
+    prep.transformed_graph = graph
     return out
 
 
@@ -155,14 +171,17 @@ def run_export(
         run.equalization = equalize_prepared(run.prep, calibration, quant)
     from edgeport.exporters import metadata
 
-    req = ExportRequest(loaded.name, run.prep.program, run.prep.example, Path(out_dir), dynamic_batch, calibration, quant,
-                        cache if cache is not None else {}, metadata.describe(loaded, calibration), pte_layout)
+    req = ExportRequest(loaded.name, run.prep.int8_program, run.prep.example, Path(out_dir), dynamic_batch, calibration,
+                        quant, cache if cache is not None else {}, metadata.describe(loaded, calibration), pte_layout)
     if run.prep.rounded:
         req.cache[ROUNDED] = run.prep.rounded
+    # float targets export the model as given; they share the int8 targets' steps (fp32 ONNX, onnx2tf) only when no
+    # transform changed the int8 graph
+    float_req = req if run.prep.transformed is None else replace(req, program=run.prep.program, cache={})
     order = list(chain())  # parents first
     for target in sorted(targets, key=lambda t: order.index(t.name) if t.name in order else len(order)):
         on_stage(f"export {target.name}")
-        path = target.export(req)
+        path = target.export(req if target.precision == "int8" else float_req)
         dtypes: dict[str, int] = {}
         auto = req.cache.get(AUTO_FLOAT, {}).get(target.name, [])
         if target.precision == "int8":
@@ -201,6 +220,8 @@ def run_export(
                                                 tools=tool_versions(), auto_float=list(auto)))
         run.targets.append(target)
     run.request = req  # with a caller's ``cache``, its fp32 ONNX / onnx2tf / calibrated models stay usable
+    if float_req is not req:
+        float_req.cache.clear()
     if cache is None:
         req.cache.clear()  # drop onnx2tf's temporary SavedModel now
     if validate:

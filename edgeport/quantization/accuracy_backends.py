@@ -125,7 +125,7 @@ def control_targets(prep, target_names, calibration, quant, cset, budget: float,
     from edgeport.exporters import TARGETS
     from edgeport.quantization.accuracy_control import control
 
-    req = ExportRequest(prep.loaded.name, prep.program, prep.example, Path(out_dir), prep.dynamic_batch, calibration,
+    req = ExportRequest(prep.loaded.name, prep.int8_program, prep.example, Path(out_dir), prep.dynamic_batch, calibration,
                         quant, cache)
     results = []
     for name in target_names:

@@ -99,7 +99,7 @@ def warm_shared_steps(prep, targets: list[Target], calibration, quant: QuantOpti
     SavedModel and TFLite's calibrated float model."""
     from edgeport.exporters import onnx_fp32
 
-    req = ExportRequest(prep.loaded.name, prep.program, prep.example, Path("."), prep.dynamic_batch, calibration,
+    req = ExportRequest(prep.loaded.name, prep.int8_program, prep.example, Path("."), prep.dynamic_batch, calibration,
                         quant, cache)
     onnx_fp32.to_onnx(req)
     if any(t.name == "tflite-int8" for t in targets):
