@@ -59,7 +59,10 @@ ROUNDED_CHECK = "adaround-check"
 # Measured: fp32 artifacts 110-130 dB, fp16-weight artifacts 62-75 dB.
 FP32 = Thresholds(max_abs=1e-4, max_rel=1e-4, min_sqnr_db=60.0)
 FP16 = Thresholds(max_abs=1e-2, max_rel=1e-2, min_sqnr_db=30.0)
-INT8 = Thresholds(min_sqnr_db=15.0, min_top1=0.9)  # top-1 is meaningful only on a trained model
+# int8 is judged by top-1 agreement (what users ship on; meaningful only on a trained model), SQNR a floor under it,
+# set from real networks (docs/real-weights.md, "Thresholds"): ImageNet-trained networks whose int8 top-1 agreed with
+# PyTorch on every photo measured 14.3-15.8 dB; broken int8 (7-bit weights saturating, DFQ's ReLU6 -> ReLU) 3-9 dB
+INT8 = Thresholds(min_sqnr_db=12.0, min_top1=0.9)
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ class Parity:
     top1_agreement: float
     top5_overlap: float
     samples: int
+    top1_rows: int = 0  # rows of class scores top-1 was counted over: one per sample, or per pixel of a dense output
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -73,4 +74,5 @@ def compare(reference: np.ndarray, candidate: np.ndarray) -> Parity:
         top1_agreement=float(np.mean(top_ref[:, 0] == top_out[:, 0])),
         top5_overlap=float(overlap),
         samples=n,
+        top1_rows=len(rows_ref),
     )

@@ -11,7 +11,10 @@ from edgeport.validation.parity import Parity
 class Thresholds:
     """A check passes when (max_abs OK or max_rel OK) and SQNR and top-1 agreement are high enough.
 
-    Any bound left as None is not checked.
+    Any bound left as None is not checked. Top-1 agreement below ``min_top1`` fails only when more than one row
+    disagrees: on fewer than 1 / (1 - min_top1) validation samples (10 for 0.9) the bound cannot be met with a
+    single disagreement, and one flip of a near-tie in a handful of photos says nothing about the quantizer
+    (docs/real-weights.md, "Thresholds").
     """
 
     max_abs: float | None = None
@@ -29,7 +32,10 @@ class Thresholds:
         if self.min_sqnr_db is not None and not p.sqnr_db >= self.min_sqnr_db:
             out.append(f"SQNR {p.sqnr_db:.1f} dB < {self.min_sqnr_db:g} dB")
         if self.min_top1 is not None and not p.top1_agreement >= self.min_top1:
-            out.append(f"top-1 agreement {p.top1_agreement:.3f} < {self.min_top1:g}")
+            rows = p.top1_rows or p.samples
+            disagree = round((1 - p.top1_agreement) * rows)
+            if disagree > 1 or rows < 1:
+                out.append(f"top-1 agreement {p.top1_agreement:.3f} < {self.min_top1:g}")
         return out
 
     def describe(self) -> str:

@@ -23,6 +23,27 @@ def test_thresholds_report_each_failing_metric():
     assert len(fails) == 1 and "SQNR" in fails[0]
 
 
+def test_top1_bound_allows_one_disagreement_only_below_ten_samples():
+    def flipped(n, flips, classes=4):
+        ref = np.tile(np.eye(classes) * 5, (n // classes + 1, 1))[:n]
+        out = ref.copy()
+        out[:flips] = np.roll(out[:flips], 1, axis=1)  # the first ``flips`` rows pick another class
+        return compare(ref, out)
+
+    t = Thresholds(min_top1=0.9)
+    assert flipped(8, 1).top1_agreement == 0.875 and flipped(8, 1).top1_rows == 8
+    assert not t.failures(flipped(8, 1))  # 0.9 cannot be met on 8 samples with one flip
+    assert t.failures(flipped(8, 2)) == ["top-1 agreement 0.750 < 0.9"]
+    assert t.failures(flipped(20, 3)) and not t.failures(flipped(20, 2))  # the plain fraction from 10 samples on
+    assert Thresholds(min_top1=1.0).failures(flipped(200, 2))
+    # a dense output counts rows per pixel: one image of 16 pixels with 2 flipped pixels fails
+    ref = np.zeros((1, 3, 4, 4))
+    ref[:, 0] = 1
+    out = ref.copy()
+    out[0, :, 0, :2] = [[0], [1], [0]]
+    assert compare(ref, out).top1_rows == 16 and t.failures(compare(ref, out))
+
+
 def test_stage_chain_falls_back_to_available_parent():
     assert parent_stage("tflite-int8", {"torch", "torch-fused", "onnx-fp32", "tflite-fp32"}) == "tflite-fp32"
     assert parent_stage("tflite-int8", {"torch", "torch-fused", "onnx-fp32"}) == "onnx-fp32"
