@@ -309,7 +309,10 @@ def test_transforms_change_only_the_int8_targets(cli, tmp_path):
         assert res.code == 0, res.out + res.err
         return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (tmp_path / name).glob("*.onnx")}
 
-    plain, corrected = export("plain"), export("bc", "--bias-correction")
+    plain, corrected = export("plain", "--no-bias-correction"), export("default")  # on by default with real data
     fp32, int8 = "fmnist_mobilenet_v2_x0_5.fp32.onnx", "fmnist_mobilenet_v2_x0_5.int8.onnx"
     assert plain[fp32] == corrected[fp32]
     assert plain[int8] != corrected[int8]
+    made = {name: json.loads((tmp_path / name / "parity.json").read_text())["quantization"] for name in ("plain", "default")}
+    assert made["plain"]["bias_correction"] is False and made["default"]["bias_correction"] is True
+    assert made["default"]["method"] == "mse"

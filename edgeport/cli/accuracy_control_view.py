@@ -18,13 +18,14 @@ def step(targets, split, quant, budget: float, control_labelled, samples: int, p
     final artifacts' accuracy on --data; appends (ControlResult, test accuracy or None) to ``results``."""
 
     def run(prep, cache) -> None:
+        from edgeport.pipeline.export_flow import with_data
         from edgeport.quantization.accuracy_backends import control_set, control_targets
         from edgeport.validation import evaluation
 
         on_stage("accuracy control: scoring data")
         cset = control_set(prep, control_labelled, samples, split.validation if split else None, pre)
         calibration = split.calibration.inputs if split else None
-        for r in control_targets(prep, [t.name for t in targets], calibration, quant, cset, budget, out, cache, on_stage):
+        for r in control_targets(prep, [t.name for t in targets], calibration, with_data(quant, split), cset, budget, out, cache, on_stage):
             test = None
             if test_labelled is not None:
                 path = Path(out) / _filename(r.target, prep.loaded.name)

@@ -12,7 +12,7 @@ from edgeport.cli import render
 from edgeport.cli.console import StageReporter
 from edgeport.cli.console import make as make_console
 from edgeport.errors import ParityFailed, UsageError, UserError
-from edgeport.quantization.options import CALIBRATION_METHODS, help_list
+from edgeport.quantization.options import CALIBRATION_METHODS, DEFAULT_METHOD, help_list
 
 console = make_console()
 
@@ -30,7 +30,7 @@ def export(
     calib_samples: int = opt.CALIB_SAMPLES,
     val_samples: int = opt.VAL_SAMPLES,
     seed: int = opt.SEED,
-    calib_method: str = typer.Option("minmax", "--calib-method", help=f"int8 activation ranges (every int8 target): "
+    calib_method: str = typer.Option(DEFAULT_METHOD, "--calib-method", help=f"int8 activation ranges (every int8 target): "
         f"{help_list(CALIBRATION_METHODS)}; compare them with `edgeport quantize --compare-methods`.", rich_help_panel=opt.QUANT_PANEL),
     io_dtype: str = opt.IO_DTYPE,
     allow_float: list[str] = opt.ALLOW_FLOAT,

@@ -61,8 +61,9 @@ BGR = typer.Option(False, "--bgr", help="Feed channels in BGR order.", rich_help
 CLE = typer.Option(False, "--cle/--no-cle", help="Cross-layer equalization (DFQ) of the fused graph before export; ReLU6 in equalized "
     "pairs becomes ReLU.",
                    rich_help_panel=QUANT_PANEL)
-BIAS_CORRECTION = typer.Option(False, "--bias-correction/--no-bias-correction",
-                               help="Correct each layer's bias for the mean error of its int8 weights, measured on --calib data.",
+BIAS_CORRECTION = typer.Option(None, "--bias-correction/--no-bias-correction",
+                               help="Correct each layer's bias for the mean error of its int8 weights, measured on --calib data "
+                                    "[default: on with real --calib data, off with synthetic].",
                                rich_help_panel=QUANT_PANEL)
 ADAROUND = typer.Option(False, "--adaround/--no-adaround",
                         help="AdaRound: learn each conv/linear weight's rounding (up or down) on --calib data, onto the grid "

@@ -15,6 +15,7 @@ from edgeport.cli import model_options as opt
 from edgeport.cli.console import StageReporter
 from edgeport.cli.console import make as make_console
 from edgeport.errors import ParityFailed, UsageError
+from edgeport.quantization.options import CALIBRATION_METHODS, DEFAULT_METHOD, help_list
 
 console = make_console()
 
@@ -31,7 +32,8 @@ def quantize(
     val_samples: int = opt.VAL_SAMPLES,
     seed: int = opt.SEED,
     target: str = typer.Option("onnx-int8,tflite-int8", "--target", "-t", help="Comma-separated int8 targets: onnx-int8, tflite-int8."),
-    method: str = typer.Option("minmax", "--method", help="Calibration method: minmax, percentile, entropy or mse."),
+    method: str | None = typer.Option(None, "--method", help=f"Calibration method: {help_list(CALIBRATION_METHODS)} "
+                                      f"[default: {DEFAULT_METHOD}]."),
     compare_methods: bool = typer.Option(False, "--compare-methods", help="Quantize with every method (artifacts in OUT/<method>/) and "
         "compare them."),
     percentile: float = typer.Option(99.99, "--percentile", help="Mass kept by the percentile method (two-sided)."),
@@ -64,8 +66,8 @@ def quantize(
 
     targets = parse_targets(target)
     mc.check_int8_targets(targets)
-    methods = list(METHODS) if compare_methods else mc.check_methods([method])
-    if compare_methods and method != "minmax":
+    methods = list(METHODS) if compare_methods else mc.check_methods([method or DEFAULT_METHOD])
+    if compare_methods and method is not None:
         raise UsageError("--method and --compare-methods exclude each other", "--compare-methods runs every method")
     if limit is not None and limit < 1:
         raise UsageError("--limit must be positive")

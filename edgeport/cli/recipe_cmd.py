@@ -37,7 +37,8 @@ val_samples = {val_samples}           # held-out validation samples, disjoint fr
 seed = 0
 
 [quantize]
-method = "minmax"           # {methods}
+method = "{method}"              # {methods}
+# bias_correction = true    # default: on with real [data] calib, off with synthetic
 io_dtype = "int8"           # tflite-int8 input/output: {io_dtypes}
 allow_float = []            # layer names allowed to stay float in int8 targets
 no_float = false            # true: any float op in an int8 file fails (automatic fallbacks included)
@@ -84,10 +85,10 @@ def new(
     from edgeport.benchmark.devices import VALID
     from edgeport.data import DEFAULT_CALIBRATION, DEFAULT_VALIDATION
     from edgeport.exporters import PTE_LAYOUTS, target_names
-    from edgeport.quantization.options import CALIBRATION_METHODS, IO_DTYPES
+    from edgeport.quantization.options import CALIBRATION_METHODS, DEFAULT_METHOD, IO_DTYPES
 
     write_text(path, TEMPLATE.format(  # the closed sets as edgeport defines them, not a copy that can fall behind
-        name=name, file=path, model=model, methods=" | ".join(CALIBRATION_METHODS), io_dtypes=" | ".join(IO_DTYPES),
+        name=name, file=path, model=model, method=DEFAULT_METHOD, methods=" | ".join(CALIBRATION_METHODS), io_dtypes=" | ".join(IO_DTYPES),
         pte_layouts=" | ".join(PTE_LAYOUTS),
         targets=", ".join(f'"{t}"' for t in target_names()), devices=VALID, calib_samples=DEFAULT_CALIBRATION,
         val_samples=DEFAULT_VALIDATION))

@@ -100,10 +100,13 @@ def equalize_prepared(prep: Prepared, calibration: np.ndarray | None, quant: Qua
     prepare() has already proved fusion against the untransformed graph; what the transform changes in float is
     measured in its report and shows in validation (artifacts vs torch)."""
     import copy
+    import warnings
 
     from edgeport.quantization.equalization import equalize
 
-    graph = copy.deepcopy(prep.fused)
+    with warnings.catch_warnings():  # torch's pytree specs warn about their own deprecated LeafSpec when copied
+        warnings.simplefilter("ignore", FutureWarning)
+        graph = copy.deepcopy(prep.fused)
     out: dict = {}
     if quant.cle or (quant.bias_correction and not quant.adaround):
         # with adaround, bias correction is made inside AdaRound's walk (here it would see on-grid weights: no error)
@@ -120,6 +123,12 @@ def equalize_prepared(prep: Prepared, calibration: np.ndarray | None, quant: Qua
     prep.transformed = capture(graph, prep.example, dynamic_batch=prep.dynamic_batch)
     prep.transformed_graph = graph
     return out
+
+
+def with_data(quant: QuantOptions, data: DataSplit | None) -> QuantOptions:
+    """``quant`` with its automatic choices made for ``data`` (QuantOptions.with_data): bias correction on real
+    calibration data, off on synthetic noise or without data."""
+    return quant.with_data(data is not None and not data.calibration.synthetic)
 
 
 def judging_thresholds(target: Target, overrides: dict[str, Thresholds], random_weights: bool = False) -> Thresholds | None:
@@ -159,6 +168,7 @@ def run_export(
     check_choice(pte_layout, PTE_LAYOUTS, "--pte-layout", "executorch input layout")
 
     calibration = data.calibration.inputs if data is not None else None
+    quant = with_data(quant, data)
     if quant.needs_calibration and calibration is None:
         raise UserError("bias correction and AdaRound need calibration data", "pass --calib (an image folder, fashion-mnist, ...)")
     if prepared is not None:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from edgeport.data import DEFAULT_CALIBRATION, DEFAULT_VALIDATION
 from edgeport.errors import EdgeportError, UserError
+from edgeport.quantization.options import DEFAULT_METHOD
 from edgeport.validation.checks import Thresholds
 
 # Float32 rounding alone keeps fp32 artifacts near 110-150 dB SQNR against PyTorch (measured 110-130 dB):
@@ -78,7 +79,7 @@ class DataSection:
 
 @dataclass(frozen=True)
 class QuantSection:
-    method: str = "minmax"
+    method: str = DEFAULT_METHOD
     io_dtype: str = "int8"
     allow_float: tuple[str, ...] = ()
     deploy: str | None = None  # onnx-int8 preset, one of options.DEPLOY_CHOICES (x86: from the CPU that runs the recipe)
@@ -88,7 +89,7 @@ class QuantSection:
     onnx_hard_activations: str | None = None  # float | int8
     no_float: bool = False  # any float op in an int8 file fails the recipe, automatic fallbacks included
     cle: bool = False  # cross-layer equalization (edgeport.quantization.equalization)
-    bias_correction: bool = False  # empirical bias correction; needs [data] calib
+    bias_correction: bool | None = None  # empirical bias correction; None: on with real [data] calib (QuantOptions)
     adaround: bool = False  # AdaRound weight rounding (edgeport.quantization.adaround); needs [data] calib
     per_layer: bool = False  # per-layer int8 diagnosis on the validation data (~20 s per int8 target, measured)
     max_accuracy_drop: float | None = None  # accuracy control budget, points of top-1 (edgeport.quantization.accuracy_control)
@@ -415,11 +416,11 @@ def _build(ctx: _Ctx, raw: dict, tables: dict, name: str) -> Recipe:
     return Recipe(
         name=name, path=ctx.path, model=_model(ctx, tables["model"]), preprocess=dict(pre),
         data=_data(ctx, tables["data"]),
-        quantize=QuantSection(quant.get("method", "minmax"), quant.get("io_dtype", "int8"), tuple(quant.get("allow_float", ())),
+        quantize=QuantSection(quant.get("method", DEFAULT_METHOD), quant.get("io_dtype", "int8"), tuple(quant.get("allow_float", ())),
                               *(quant.get(k) for k in ("deploy", "onnx_format", "onnx_activations", "onnx_reduce_range",
                                                         "onnx_hard_activations")),
                               no_float=quant.get("no_float", False),
-                              cle=quant.get("cle", False), bias_correction=quant.get("bias_correction", False),
+                              cle=quant.get("cle", False), bias_correction=quant.get("bias_correction"),
                               adaround=quant.get("adaround", False),
                               per_layer=quant.get("per_layer", False), max_accuracy_drop=quant.get("max_accuracy_drop"),
                               control_data=quant.get("control_data"), control_samples=quant.get("control_samples", 2000)),

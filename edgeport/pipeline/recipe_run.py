@@ -265,7 +265,7 @@ def _build_export(recipe, inputs: Inputs, targets, key: str, cache: StageCache, 
                          pte_layout=recipe.pte_layout)
         try:
             per_layer = _per_layer(run, data, clock) if q.per_layer else None
-            control = _accuracy_control(recipe, run, data, quant, keep, clock) if q.max_accuracy_drop is not None else None
+            control = _accuracy_control(recipe, run, data, run.request.quant, keep, clock) if q.max_accuracy_drop is not None else None
         finally:
             if keep is not None:
                 keep.clear()
@@ -288,7 +288,7 @@ def _build_export(recipe, inputs: Inputs, targets, key: str, cache: StageCache, 
                                              "synthetic": data.calibration.synthetic}
     record = {"model": loaded.name, "files": [a["file"] for a in arts], "artifacts": arts,
               "input_shape": list(loaded.input_shape), "weights": str(loaded.weights) if loaded.weights else None,
-              "quantization": dict(quant.__dict__), "equalization": run.equalization,
+              "quantization": dict(run.request.quant.__dict__), "equalization": run.equalization,
               "data": None if calibration is None else {"calibration": calibration},
               "fusion": {**run.prep.report.to_dict(), "max_rel_error": run.prep.equivalence.max_rel_error},
               "int8_problems": run.int8_problems, "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

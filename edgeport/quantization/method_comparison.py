@@ -125,12 +125,13 @@ def compare_methods(
     """Export ``targets`` with each of ``methods`` (into ``out_dir/<method>/`` when ``subdirs``), validate them and,
     with ``labelled`` data (edgeport.data.labelled), measure top-1 accuracy of the float model and each artifact,
     with ``preprocess`` (default: the model's own). Writes parity.json beside each method's artifacts."""
-    from edgeport.pipeline.export_flow import equalize_prepared, prepare, run_export
+    from edgeport.pipeline.export_flow import equalize_prepared, prepare, run_export, with_data
     from edgeport.validation import parity_file
 
     methods = check_methods(methods)
     check_int8_targets(targets)
     calibration = data.calibration.inputs if data is not None else None
+    quant = with_data(quant, data)
     if calibration is None:
         raise UserError("int8 quantization needs calibration data", "pass --calib (an image folder, .npy/.npz, fashion-mnist)")
     t0 = time.perf_counter()

@@ -15,6 +15,7 @@ from edgeport.errors import EXIT_RUNTIME, RuntimeMissing, UnsupportedOp, UserErr
 from edgeport.exporters import TARGETS, ExportRequest, QuantOptions, metadata, parse_targets, target_names
 from edgeport.formats import format_of
 from edgeport.models import source as model_source
+from edgeport.quantization.options import DEFAULT_METHOD
 
 HAVE_EXECUTORCH = importlib.util.find_spec("executorch") is not None
 needs_executorch = pytest.mark.skipif(not HAVE_EXECUTORCH, reason="executorch not installed (pip install 'edgeport[executorch]')")
@@ -121,7 +122,7 @@ def test_metadata_is_inside_the_file(exported):
     fmt = format_of(paths["executorch-int8"])
     meta = fmt.metadata(paths["executorch-int8"])
     assert meta["target"] == "executorch-int8" and meta["input_layout"] == "NCHW" and meta["io_dtype"] == "float32"
-    assert meta["quantization"]["method"] == "minmax" and meta["model"] == "byo"
+    assert meta["quantization"]["method"] == DEFAULT_METHOD and meta["model"] == "byo"
     assert fmt.metadata(paths["executorch-fp32"])["target"] == "executorch-fp32"
     assert not list(paths["executorch-int8"].parent.glob("*.json"))  # no sidecar
 

@@ -7,6 +7,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
+from edgeport.quantization.options import DEFAULT_METHOD
 from tests.pipeline.helpers import check_outputs, edgeport_run, png_is_nontrivial, screenshot
 
 TARGETS = {"onnx-fp32", "onnx-int8"}
@@ -94,7 +95,7 @@ def test_a_runs_parity_records_match_an_exports_and_merge_with_them(work, tmp_pa
         assert ran["input_shape"] == shape and ran["weights"] and ran["recipe"] == "small"
         assert ran["data"]["calibration"] == {"source": "fashion-mnist:train", "samples": 32, "synthetic": False}
         assert ran["data"]["validation"] == {"source": "fashion-mnist:test", "samples": 64, "labelled": True}
-        assert {a["made_with"]["quantization"]["method"] for a in ran["artifacts"]} == {"minmax"}
+        assert {a["made_with"]["quantization"]["method"] for a in ran["artifacts"]} == {DEFAULT_METHOD}
     folder = tmp_path / "small"
     shutil.copytree(root / "out" / "small", folder)
     int8 = next(a for a in ran["artifacts"] if a["target"] == "onnx-int8")

@@ -189,9 +189,10 @@ def test_int8_target_without_calibration_data(tmp_path):
 
 def test_equalization_keys(tmp_path):
     r = recipe.parse(write(tmp_path, GOOD))
-    assert r.quantize.cle is False and r.quantize.bias_correction is False
+    assert r.quantize.cle is False and r.quantize.bias_correction is None  # None: on with real calibration data
     r = recipe.parse(write(tmp_path, GOOD + "\n[quantize]\ncle = true\nbias_correction = true\n"))
     assert r.quantize.cle is True and r.quantize.bias_correction is True
+    assert recipe.parse(write(tmp_path, GOOD + "\n[quantize]\nbias_correction = false\n")).quantize.bias_correction is False
     assert "boolean" in error_of(write(tmp_path, GOOD + "\n[quantize]\ncle = 1\n"))
     no_calib = GOOD.replace('calib = "synthetic"', "").replace('"tflite-int8"', '"tflite-fp16"')
     msg = error_of(write(tmp_path, no_calib + "\n[quantize]\nbias_correction = true\n"))
