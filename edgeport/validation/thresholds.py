@@ -11,10 +11,11 @@ from edgeport.validation.parity import Parity
 class Thresholds:
     """A check passes when (max_abs OK or max_rel OK) and SQNR and top-1 agreement are high enough.
 
-    Any bound left as None is not checked. Top-1 agreement below ``min_top1`` fails only when more than one row
-    disagrees: on fewer than 1 / (1 - min_top1) validation samples (10 for 0.9) the bound cannot be met with a
-    single disagreement, and one flip of a near-tie in a handful of photos says nothing about the quantizer
-    (docs/real-weights.md, "Thresholds").
+    Any bound left as None is not checked. ``min_top1`` bounds the top-1 agreement with near ties counted as
+    agreeing (edgeport.validation.parity: the artifact picked a class PyTorch found at least half as likely as
+    its own top-1), and fails only when more than one row disagrees decisively: on fewer than 1 / (1 - min_top1)
+    validation samples (10 for 0.9) the bound cannot be met with a single disagreement (docs/real-weights.md,
+    "Thresholds").
     """
 
     max_abs: float | None = None
@@ -31,11 +32,12 @@ class Thresholds:
                 out.append(f"max abs error {p.max_abs:.2e} > {self.max_abs:.0e} (relative {p.max_rel:.2e} > {self.max_rel:.0e})")
         if self.min_sqnr_db is not None and not p.sqnr_db >= self.min_sqnr_db:
             out.append(f"SQNR {p.sqnr_db:.1f} dB < {self.min_sqnr_db:g} dB")
-        if self.min_top1 is not None and not p.top1_agreement >= self.min_top1:
+        if self.min_top1 is not None and not p.top1_decisive >= self.min_top1:
             rows = p.top1_rows or p.samples
-            disagree = round((1 - p.top1_agreement) * rows)
-            if disagree > 1 or rows < 1:
-                out.append(f"top-1 agreement {p.top1_agreement:.3f} < {self.min_top1:g}")
+            decisive = round((1 - p.top1_agreement) * rows) - p.top1_ties
+            if decisive > 1 or rows < 1:
+                ties = f" ({p.top1_ties} near ties not counted)" if p.top1_ties else ""
+                out.append(f"top-1 agreement {p.top1_decisive:.3f} < {self.min_top1:g}{ties}")
         return out
 
     def describe(self) -> str:

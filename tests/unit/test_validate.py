@@ -36,6 +36,15 @@ def test_top1_bound_allows_one_disagreement_only_below_ten_samples():
     assert t.failures(flipped(8, 2)) == ["top-1 agreement 0.750 < 0.9"]
     assert t.failures(flipped(20, 3)) and not t.failures(flipped(20, 2))  # the plain fraction from 10 samples on
     assert Thresholds(min_top1=1.0).failures(flipped(200, 2))
+    # flips between classes PyTorch itself scored nearly alike are near ties, not counted; probabilities as given
+    ref = np.tile([[2.0, 1.9, -3.0], [2.0, -3.0, 1.0]], (10, 1))
+    out = ref[:, [1, 0, 2]]  # every row picks its second class: a near tie in rows 0, 2, ...; decisive in 1, 3, ...
+    p = compare(ref, out)
+    assert p.top1_agreement == 0 and p.top1_ties == 10 and p.top1_decisive == 0.5
+    assert t.failures(p) == ["top-1 agreement 0.500 < 0.9 (10 near ties not counted)"]
+    assert not t.failures(compare(ref[::2], out[::2]))
+    probs = np.array([[0.5, 0.4, 0.1], [0.9, 0.05, 0.05]] * 5)
+    assert compare(probs, probs[:, [1, 0, 2]]).top1_ties == 5
     # a dense output counts rows per pixel: one image of 16 pixels with 2 flipped pixels fails
     ref = np.zeros((1, 3, 4, 4))
     ref[:, 0] = 1
