@@ -3,6 +3,7 @@
 import copy
 import json
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -181,13 +182,35 @@ class Small(nn.Module):
         return self.fc(x.mean(dim=(2, 3)))
 
 
-def _quantized_weights(gm):
+def _quantized_weights(gm, qmax=127):
     q = copy.deepcopy(gm)
     for n in q.graph.nodes:
         if n.op == "call_function" and n.target in (aten.conv2d.default, aten.linear.default):
             w = attr_tensor(q, n.args[1])
-            w.data.copy_(fake_quant_per_channel(w.data))
+            w.data.copy_(fake_quant_per_channel(w.data, qmax))
     return q
+
+
+def _ort_reduce_range_weights(w):
+    """onnxruntime's own 7-bit (reduce_range) per-channel symmetric int8 weights, dequantized."""
+    from onnx import TensorProto
+    from onnxruntime.quantization.quant_utils import compute_scale_zp, get_qmin_qmax_for_qType
+
+    qmin, qmax = get_qmin_qmax_for_qType(TensorProto.INT8, reduce_range=True, symmetric=True)
+    flat = w.reshape(w.shape[0], -1).double().numpy()
+    out = []
+    for row in flat:
+        _, scale = compute_scale_zp(row.min(), row.max(), qmin, qmax, symmetric=True)
+        out.append(np.clip(np.round(row / scale), qmin, qmax) * scale)
+    return torch.from_numpy(np.stack(out)).reshape(w.shape).float()
+
+
+def test_seven_bit_bias_correction_simulates_onnxruntimes_reduce_range_grid():
+    from edgeport.quantization.equalization import WEIGHT_QMAX
+
+    w = torch.randn(6, 4, 3, 3, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(fake_quant_per_channel(w, WEIGHT_QMAX[7]), _ort_reduce_range_weights(w), atol=1e-6)
+    assert not torch.allclose(fake_quant_per_channel(w, 63), _ort_reduce_range_weights(w), atol=1e-6)
 
 
 def test_bias_correction_reduces_the_mean_error_of_int8_weights():
@@ -316,3 +339,13 @@ def test_transforms_change_only_the_int8_targets(cli, tmp_path):
     made = {name: json.loads((tmp_path / name / "parity.json").read_text())["quantization"] for name in ("plain", "default")}
     assert made["plain"]["bias_correction"] is False and made["default"]["bias_correction"] is True
     assert made["default"]["method"] == "mse"
+
+
+@pytest.mark.slow  # one small export, ~25 s
+def test_onnx_int8_with_7_bit_weights_gets_its_own_bias_correction(cli, tmp_path):
+    res = cli("export", "--model", "fmnist_mobilenet_v2_x0_5", "--target", "onnx-int8,tflite-int8", "--calib",
+              "fashion-mnist", "--calib-samples", "64", "--val-samples", "64", "--onnx-reduce-range", "on",
+              "--out", tmp_path)
+    assert res.code == 0, res.out + res.err
+    eq = json.loads((tmp_path / "parity.json").read_text())["equalization"]
+    assert eq["weight_bits"] == 8 and eq["weight_bits_by_target"] == {"onnx-int8": 7}

@@ -127,6 +127,14 @@ def fp32_graph(req: ExportRequest) -> onnx.ModelProto:
     return req.cache[key][0]
 
 
+def weight_bits(quant: QuantOptions, cpu=None) -> int:
+    """The bits of onnx-int8's weights under ``quant``: 7 with reduce_range (``onnx_reduce_range`` "on", or "auto"
+    on a CPU whose kernels would saturate: :func:`edgeport.runtimes.cpu_features.choose_reduce_range`), else 8."""
+    if quant.onnx_reduce_range != "auto":
+        return 7 if quant.onnx_reduce_range == "on" else 8
+    return 7 if cpu_features.choose_reduce_range(cpu or cpu_features.detect()) else 8
+
+
 def export(req: ExportRequest) -> Path:
     global LAST_REPORT
     calibration = check_calibration(req.calibration, tuple(req.example.shape))

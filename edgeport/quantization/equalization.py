@@ -57,6 +57,9 @@ DEAD_RANGE = 1e-8  # a channel whose range is below this fraction of the layer's
 BIAS_SAMPLES = 128  # calibration samples for bias correction: enough for a per-channel mean, seconds not minutes
 METRIC_SAMPLES = 512  # samples on which the float change is measured
 RELU6_RULES = ("exact", "keep", "replace")  # ReLU6 between a pair: equalize where exact / skip / make it ReLU (DFQ)
+# symmetric per-channel weight grid (scale max|w| / qmax, clamp to +-qmax): 8 bits as both converters quantize;
+# 7 bits as onnxruntime's reduce_range does (its reduced int8 range is [-64, 64], quant_utils)
+WEIGHT_QMAX = {8: 127, 7: 64}
 CLE_MIN_SQNR_DB = 60.0  # an exact equalization moves float outputs by rounding only (measured > 90 dB)
 
 
@@ -147,7 +150,7 @@ def equalize(gm: fx.GraphModule, calibration: np.ndarray | None, *, cle: bool = 
     if bias_correction:
         x = subset(torch.from_numpy(np.ascontiguousarray(calibration, dtype=np.float32)), BIAS_SAMPLES, multiple)
         report.bias_samples = len(x)
-        report.bias_corrected = _correct_biases(gm, x, chunk, 2 ** (weight_bits - 1) - 1)
+        report.bias_corrected = _correct_biases(gm, x, chunk, WEIGHT_QMAX[weight_bits])
     gm.graph.lint()
     gm.recompile()
     after = run_module(gm, metric_x, chunk)

@@ -23,3 +23,14 @@ def test_bias_correction_follows_the_calibration_data_unless_chosen():
     off, on = QuantOptions(bias_correction=False), QuantOptions(bias_correction=True)
     assert with_data(off, _split(False)).bias_correction is False
     assert with_data(on, _split(True)).bias_correction is True and on.needs_calibration
+
+
+def test_onnx_weight_bits_follow_reduce_range_and_the_cpu():
+    from edgeport.exporters.onnx_int8 import weight_bits
+    from edgeport.runtimes.cpu_features import CpuFeatures
+
+    avx2 = CpuFeatures("old Xeon", "x86_64", frozenset({"avx2"}))
+    vnni = CpuFeatures("new Xeon", "x86_64", frozenset({"avx2", "avx512f", "avx512_vnni"}))
+    assert weight_bits(QuantOptions(), avx2) == 7 and weight_bits(QuantOptions(), vnni) == 8
+    assert weight_bits(QuantOptions(onnx_reduce_range="on"), vnni) == 7
+    assert weight_bits(QuantOptions(onnx_reduce_range="off"), avx2) == 8
