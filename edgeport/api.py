@@ -204,7 +204,7 @@ def export(
     With ``strict`` (the default) a failed threshold or an int8 graph left float raises ParityFailed after
     parity.json is written; the result is on the exception as ``.result``. An artifact compared with PyTorch but
     not judged (int8 of a zoo model's random weights) is never a pass; ``require_judged`` makes it a failure."""
-    from edgeport.pipeline.export_flow import run_export, with_data
+    from edgeport.pipeline.export_flow import run_export
     from edgeport.validation import parity_file
 
     chosen = _targets(targets)
@@ -228,7 +228,7 @@ def export(
                      pte_layout=pte_layout)
     if data is not None:  # what the data could not give, said first
         run.warnings[:0] = data.warnings(calib_samples, val_samples, int8=bool(needs_calib))
-    record = parity_file.build(run, data, with_data(quant, data))
+    record = parity_file.build(run, data, run.request.quant)  # the options as run (automatic choices made)
     path = parity_file.write(out, record)
     problems = list(run.int8_problems)
     if run.validation is not None:

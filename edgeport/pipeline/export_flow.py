@@ -93,18 +93,23 @@ def prepare(loaded: LoadedModel, dynamic_batch: bool = False) -> Prepared:
     return Prepared(loaded, fused, report, equivalence, fused_program, example, dynamic_batch)
 
 
+def _fused_copy(prep: Prepared) -> fx.GraphModule:
+    """A copy of the fused graph for a transform; the fused graph itself stays the model as given."""
+    import copy
+    import warnings
+
+    with warnings.catch_warnings():  # torch's pytree specs warn about their own deprecated LeafSpec when copied
+        warnings.simplefilter("ignore", FutureWarning)
+        return copy.deepcopy(prep.fused)
+
+
 def bias_corrected_for_bits(prep: Prepared, calibration: np.ndarray, quant: QuantOptions, bits: int):
     """The int8 targets' graph again, with bias correction simulating ``bits``-bit weights: ONNX Runtime's 7-bit
     reduce_range weights err differently from the 8-bit ones the shared graph was corrected for (measured on
     EfficientNet-Lite0 with 7-bit weights: the 8-bit correction took onnx-int8 from 9.0 to 8.2 dB)."""
-    import copy
-    import warnings
-
     from edgeport.quantization.equalization import equalize
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        graph = copy.deepcopy(prep.fused)
+    graph = _fused_copy(prep)
     equalize(graph, calibration, cle=quant.cle, bias_correction=True, weight_bits=bits)
     return capture(graph, prep.example, dynamic_batch=prep.dynamic_batch)
 
@@ -115,14 +120,9 @@ def equalize_prepared(prep: Prepared, calibration: np.ndarray | None, quant: Qua
     int8 closer to the float model, so float targets keep exporting the model as given (``prep.program``).
     prepare() has already proved fusion against the untransformed graph; what the transform changes in float is
     measured in its report and shows in validation (artifacts vs torch)."""
-    import copy
-    import warnings
-
     from edgeport.quantization.equalization import equalize
 
-    with warnings.catch_warnings():  # torch's pytree specs warn about their own deprecated LeafSpec when copied
-        warnings.simplefilter("ignore", FutureWarning)
-        graph = copy.deepcopy(prep.fused)
+    graph = _fused_copy(prep)
     out: dict = {}
     if quant.cle or (quant.bias_correction and not quant.adaround):
         # with adaround, bias correction is made inside AdaRound's walk (here it would see on-grid weights: no error)
