@@ -299,7 +299,7 @@ def validate(
     on_stage("running artifacts")
     val = run.validation_data = data.validation
     reference, fused = prep.outputs(val.inputs)
-    run.validation = validate_artifacts(reference, fused, val.inputs, pairs, val.labels, val.source)
+    run.validation = validate_artifacts(reference, fused, val.inputs, pairs, val.labels, val.source, held_out=val.held_out)
     path = parity_file.write(Path(report) if report else paths[0].parent, parity_file.build(run, data))
     result = ValidateResult(loaded.name, _artifact_results(run, False), path, not run.validation.failed, run)
     if strict and run.validation.failed:

@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from edgeport.data import DEFAULT_CALIBRATION, DEFAULT_VALIDATION
+from edgeport.data import DEFAULT_CALIBRATION, DEFAULT_VALIDATION, MIN_CALIBRATION
 from edgeport.errors import UsageError
 from edgeport.exporters import PTE_LAYOUTS
 from edgeport.quantization.options import (
@@ -52,7 +52,9 @@ VAL_DATA = typer.Option(None, "--val-data", help="Held-out validation data of it
 CALIB_SAMPLES = typer.Option(DEFAULT_CALIBRATION, "--calib-samples",
                              help="Calibration samples (seeded, deterministic).", rich_help_panel=DATA_PANEL)
 VAL_SAMPLES = typer.Option(DEFAULT_VALIDATION, "--val-samples",
-                           help="Held-out validation samples, disjoint from calibration.", rich_help_panel=DATA_PANEL)
+                           help="Held-out validation samples, disjoint from calibration. A single --calib source too small for "
+                           f"both, whose half would be under {MIN_CALIBRATION} samples, is calibrated whole and validated "
+                           "on the same samples (in-sample, with a warning).", rich_help_panel=DATA_PANEL)
 SEED = typer.Option(0, "--seed", help="Seed for choosing samples.", rich_help_panel=DATA_PANEL)
 MEAN = typer.Option(None, "--mean", help="Preprocessing mean per channel on [0,1], e.g. 0.485,0.456,0.406.", rich_help_panel=DATA_PANEL)
 STD = typer.Option(None, "--std", help="Preprocessing std per channel, e.g. 0.229,0.224,0.225.", rich_help_panel=DATA_PANEL)

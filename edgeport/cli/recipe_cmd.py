@@ -33,7 +33,8 @@ name = "{model}"            # zoo name (edgeport models), pkg.module:factory, or
 calib = "synthetic"         # image folder, .npy/.npz, "fashion-mnist", or "synthetic" (says nothing about accuracy)
 # val_data = "val/"         # held-out validation data of its own: calibration then takes all of calib
 calib_samples = {calib_samples}         # calibration samples (seeded)
-val_samples = {val_samples}           # held-out validation samples, disjoint from calibration
+val_samples = {val_samples}           # held-out validation samples, disjoint from calibration (a calib set
+                            # too small to halve is calibrated whole and validated in-sample, with a warning)
 seed = 0
 
 [quantize]

@@ -46,7 +46,8 @@ def validation(console: Console, report) -> None:
     if report is None:
         return
     acc = f"; top-1 accuracy torch {report.reference_accuracy:.4f}" if report.reference_accuracy is not None else ""
-    console.print(f"parity on {report.samples} held-out samples from {report.source}{acc}")
+    kind = "held-out" if report.held_out else "in-sample (calibration)"
+    console.print(f"parity on {report.samples} {kind} samples from {report.source}{acc}")
     table = Table(box=None, pad_edge=False, show_header=True)
     for col in ("stage", "vs", "max|Δ|", "mean|Δ|", "cosine", "SQNR dB", "top-1", "top-5", "accuracy", ""):
         table.add_column(col, no_wrap=True, justify="left" if col in ("stage", "vs", "") else "right")

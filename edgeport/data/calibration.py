@@ -10,8 +10,12 @@ of ``--calib`` and validation up to ``n_val`` of ``--val-data``. Without it, one
 in two (disjoint), and :meth:`DataSplit.shortfall` says so and how to avoid it; asking for counts that fit
 (``--calib-samples``/``--val-samples``) accepts the split knowingly and silences it.
 
-Calibration and validation samples are always disjoint and chosen by a seeded permutation, so the same
-command gives the same samples.
+A source so small that half of it would be fewer than MIN_CALIBRATION samples is not halved: int8 calibrates on
+all of it, since below that count every sample measurably improves the int8 file (docs/real-weights.md,
+"How many calibration images"), and validation runs on the same samples, marked in-sample
+(``DataSplit.in_sample``: the record says ``held_out: false`` and the warning says the int8 numbers are
+optimistic and how to get held-out ones). Otherwise calibration and validation samples are disjoint. Samples are
+chosen by a seeded permutation, so the same command gives the same samples.
 """
 
 from __future__ import annotations
@@ -21,16 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeport.data import DEFAULT_CALIBRATION, DEFAULT_VALIDATION, fashion_mnist, sample_inputs
+from edgeport.data import DEFAULT_CALIBRATION, DEFAULT_VALIDATION, MIN_CALIBRATION, MIN_CALIBRATION_DOC, fashion_mnist, sample_inputs
 from edgeport.data.preprocess import Preprocess
 from edgeport.errors import UsageError, UserError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
-# Fewest calibration samples int8 should get, measured by benchmarks/calibration_samples.py on the four trained
-# Fashion-MNIST models: from 32 samples on, every model's and target's top-1 stays within 0.2 points of its
-# accuracy with 512 (1 sample costs up to 2.5 points; docs/quantization.md#how-many-calibration-samples).
-MIN_CALIBRATION = 32
-MIN_CALIBRATION_DOC = "docs/quantization.md#how-many-calibration-samples"
 
 
 @dataclass(frozen=True)
@@ -39,6 +38,7 @@ class Samples:
     labels: np.ndarray | None
     source: str
     synthetic: bool = False
+    held_out: bool = True  # False: these are the calibration samples (DataSplit.in_sample)
 
     def __len__(self) -> int:
         return len(self.inputs)
@@ -49,11 +49,15 @@ class DataSplit:
     calibration: Samples
     validation: Samples
     shared: int | None = None  # one source split in two: how many samples it held (None: separate sources)
+    in_sample: bool = False  # one source too small to halve: validation is the calibration data itself
 
     def describe(self) -> str:
         """What was used, in one line: counts and sources."""
         c, v = self.calibration, self.validation
         labelled = ", labelled" if v.labels is not None else ""
+        if self.in_sample:
+            return (f"calibration {len(c)} samples ({c.source}), validation on the same {len(v)} samples{labelled} "
+                    f"(in-sample: too few to hold any out)")
         split = f"; one source of {self.shared} samples split in two, disjoint" if self.shared is not None else ""
         return f"calibration {len(c)} samples ({c.source}), validation {len(v)} samples ({v.source}{labelled}){split}"
 
@@ -61,6 +65,11 @@ class DataSplit:
         """A warning when the data held fewer samples than asked for (a small set is split, never padded): what was
         done and how to avoid it. None when the counts asked for were met (a split asked for is accepted)."""
         c, v = len(self.calibration), len(self.validation)
+        if self.in_sample:
+            return (f"{self.calibration.source}: only {self.shared} samples, too few to split (half would be under "
+                    f"{MIN_CALIBRATION}): int8 is calibrated on all {c} and validated on the same samples, so its int8 "
+                    f"numbers are in-sample (optimistic); give held-out data with --val-data, or split it knowingly "
+                    f"with --calib-samples {self.shared // 2} --val-samples {self.shared - self.shared // 2}")
         if c >= n_calib and v >= n_val:
             return None
         if self.shared is not None:
@@ -146,9 +155,14 @@ def _split(inputs: np.ndarray, labels, n_calib: int, n_val: int, seed: int, sour
         raise UserError(f"{source} has {len(inputs)} sample: need at least 2 (calibration and held-out validation)",
                         "give more samples, or validation data of its own with --val-data")
     order = np.random.default_rng(seed).permutation(len(inputs))
-    n_c = min(n_calib, len(inputs) // 2) if n_calib + n_val > len(inputs) else n_calib
-    calib, val = order[:n_c], order[n_c : n_c + n_val]
     pick = lambda idx: None if labels is None else labels[idx]  # noqa: E731
+    too_small = n_calib + n_val > len(inputs)
+    if too_small and len(inputs) // 2 < MIN_CALIBRATION:  # halving would starve calibration: use all of it, in-sample
+        calib, val = order[:n_calib], order[:n_val]
+        return DataSplit(Samples(inputs[calib], pick(calib), source), Samples(inputs[val], pick(val), source, held_out=False),
+                         len(inputs), in_sample=True)
+    n_c = min(n_calib, len(inputs) // 2) if too_small else n_calib
+    calib, val = order[:n_c], order[n_c : n_c + n_val]
     return DataSplit(Samples(inputs[calib], pick(calib), source), Samples(inputs[val], pick(val), source), len(inputs))
 
 

@@ -291,7 +291,7 @@ def validate_run(run: ExportRun, data: DataSplit | None = None, thresholds: dict
             f"{loaded.name} has random weights: int8 parity is reported but not judged "
             "(pass --weights, or set --min-sqnr/--min-top1 to judge it anyway)"
         )
-    run.validation = validate_artifacts(reference, fused, val.inputs, pairs, val.labels, val.source)
+    run.validation = validate_artifacts(reference, fused, val.inputs, pairs, val.labels, val.source, held_out=val.held_out)
     for c in run.validation.unjudged:
         c.not_judged_because = (f"{loaded.name} has random weights (no checkpoint): its int8 error says nothing about the "
                                 "quantizer; pass --weights (torchvision checkpoints load) or set --min-sqnr/--min-top1")

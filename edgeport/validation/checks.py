@@ -59,6 +59,7 @@ class ValidationReport:
     reference_accuracy: float | None
     fused_accuracy: float | None
     checks: list[StageCheck] = field(default_factory=list)
+    held_out: bool = True  # False: validated on the calibration samples themselves (a set too small to split)
 
     @property
     def failed(self) -> list[StageCheck]:
@@ -76,6 +77,7 @@ class ValidationReport:
         return {
             "samples": self.samples,
             "source": self.source,
+            "held_out": self.held_out,
             "accuracy": {"torch": self.reference_accuracy, "torch-fused": self.fused_accuracy},
             "checks": [c.to_dict() for c in self.checks],
             "passed": not self.failed,  # no judged check failed
@@ -130,10 +132,13 @@ def validate_artifacts(
     labels: np.ndarray | None = None,
     source: str = "",
     threads: int = 1,
+    held_out: bool = True,
 ) -> ValidationReport:
-    """``reference``/``fused``: torch outputs on ``inputs``; each artifact is run on the same inputs."""
+    """``reference``/``fused``: torch outputs on ``inputs``; each artifact is run on the same inputs. ``held_out``
+    False: ``inputs`` are the calibration samples (recorded, and said wherever the report is shown)."""
     outputs = {"torch": reference, "torch-fused": fused}
-    report = ValidationReport(len(inputs), source, top1_accuracy(reference, labels), top1_accuracy(fused, labels))
+    report = ValidationReport(len(inputs), source, top1_accuracy(reference, labels), top1_accuracy(fused, labels),
+                              held_out=held_out)
     for artifact, _ in artifacts:
         outputs[artifact.target] = open_runtime(artifact.path, threads=threads).run(inputs)
     for artifact, thresholds in artifacts:

@@ -32,7 +32,7 @@ def build(run, data=None, quant=None) -> dict:
             "calibration": {"source": data.calibration.source, "samples": len(data.calibration),
                             "synthetic": data.calibration.synthetic},
             "validation": {"source": data.validation.source, "samples": len(data.validation),
-                           "labelled": data.validation.labels is not None},
+                           "labelled": data.validation.labels is not None, "held_out": not data.in_sample},
         }
     quantization = quant.__dict__ if quant is not None else None
     made = {"data": data_record, "quantization": quantization}  # per artifact: a later merge keeps each one's own

@@ -163,23 +163,41 @@ def _images(path, n, seed):
 
 
 def test_a_small_calib_set_is_split_out_loud_and_val_data_keeps_it_whole(cli, tmp_path, byo_file):
-    calib, val = _images(tmp_path / "calib.npy", 20, 0), _images(tmp_path / "val.npy", 12, 1)
+    calib, val = _images(tmp_path / "calib.npy", 80, 0), _images(tmp_path / "val.npy", 12, 1)
     base = ["export", "--model", f"{byo_file}:build", "--input-shape", "1,3,32,32"]
     res = cli(*base, "--calib", calib, "--out", tmp_path / "split")
     assert res.code == 0, res.err
     text = " ".join(res.out.split())
-    assert f"data: calibration 10 samples ({calib}), validation 10 samples ({calib}); one source of 20 samples split" in text
-    assert "WARNING: " in text and "its 20 samples were split in two, disjoint" in text
-    assert "--val-data" in text and "--calib-samples 10 --val-samples 10" in text
-    accepted = cli(*base, "--calib", calib, "--calib-samples", "10", "--val-samples", "10", "--out", tmp_path / "accepted")
+    assert f"data: calibration 40 samples ({calib}), validation 40 samples ({calib}); one source of 80 samples split" in text
+    assert "WARNING: " in text and "its 80 samples were split in two, disjoint" in text
+    assert "--val-data" in text and "--calib-samples 40 --val-samples 40" in text
+    assert "parity on 40 held-out samples" in text
+    accepted = cli(*base, "--calib", calib, "--calib-samples", "40", "--val-samples", "40", "--out", tmp_path / "accepted")
     assert accepted.code == 0 and "split in two, disjoint;" not in " ".join(accepted.out.split())  # asked for: no warning
     whole = cli(*base, "--calib", calib, "--val-data", val, "--out", tmp_path / "whole")
     assert whole.code == 0, whole.err
     text = " ".join(whole.out.split())
-    assert f"data: calibration 20 samples ({calib}), validation 12 samples ({val})" in text and "split" not in text
+    assert f"data: calibration 80 samples ({calib}), validation 12 samples ({val})" in text and "split" not in text
     record = json.loads((tmp_path / "whole" / "parity.json").read_text())["data"]
-    assert record["calibration"] == {"source": str(calib), "samples": 20, "synthetic": False}
+    assert record["calibration"] == {"source": str(calib), "samples": 80, "synthetic": False}
     assert record["validation"]["source"] == str(val) and record["validation"]["samples"] == 12
+
+
+def test_a_set_too_small_to_halve_calibrates_on_all_of_it_and_says_validation_is_in_sample(cli, tmp_path, byo_file):
+    calib = _images(tmp_path / "calib.npy", 20, 0)
+    base = ["export", "--model", f"{byo_file}:build", "--input-shape", "1,3,32,32", "--target", "onnx-fp32,onnx-int8"]
+    res = cli(*base, "--calib", calib, "--out", tmp_path / "small")
+    assert res.code == 0, res.err
+    text = " ".join(res.out.split())
+    assert f"data: calibration 20 samples ({calib}), validation on the same 20 samples (in-sample" in text
+    assert "parity on 20 in-sample (calibration) samples" in text
+    assert "too few to split" in text and "--val-data" in text and "--calib-samples 10 --val-samples 10" in text
+    parity = json.loads((tmp_path / "small" / "parity.json").read_text())
+    assert parity["data"]["calibration"]["samples"] == 20 and parity["data"]["validation"]["held_out"] is False
+    assert parity["validation"]["held_out"] is False
+    split = cli(*base, "--calib", calib, "--calib-samples", "10", "--val-samples", "10", "--out", tmp_path / "split")
+    assert split.code == 0 and "parity on 10 held-out samples" in " ".join(split.out.split())  # asked for a split: held out
+    assert json.loads((tmp_path / "split" / "parity.json").read_text())["validation"]["held_out"] is True
 
 
 def test_val_data_that_is_the_calib_data_is_a_usage_error(cli, tmp_path, byo_file):

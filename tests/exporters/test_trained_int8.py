@@ -25,7 +25,7 @@ def test_trained_model_int8_within_one_point(zoo, ckpt, cli, tmp_path):
     assert res.code == 0, res.err + res.out
     parity = json.loads((tmp_path / "parity.json").read_text())
     assert parity["input_shape"] == [1, 3, 64, 64]
-    assert parity["data"]["validation"] == {"source": "fashion-mnist:test", "samples": 2000, "labelled": True}
+    assert parity["data"]["validation"] == {"source": "fashion-mnist:test", "samples": 2000, "labelled": True, "held_out": True}
     arts = {a["target"]: a for a in parity["artifacts"]}
     assert len(arts) == 5 and all(Path(a["path"]).is_file() for a in arts.values())
     for t in ("onnx-int8", "tflite-int8"):

@@ -94,7 +94,7 @@ def test_a_runs_parity_records_match_an_exports_and_merge_with_them(work, tmp_pa
         ran = json.loads((out / "small" / "parity.json").read_text())
         assert ran["input_shape"] == shape and ran["weights"] and ran["recipe"] == "small"
         assert ran["data"]["calibration"] == {"source": "fashion-mnist:train", "samples": 32, "synthetic": False}
-        assert ran["data"]["validation"] == {"source": "fashion-mnist:test", "samples": 64, "labelled": True}
+        assert ran["data"]["validation"] == {"source": "fashion-mnist:test", "samples": 64, "labelled": True, "held_out": True}
         assert {a["made_with"]["quantization"]["method"] for a in ran["artifacts"]} == {DEFAULT_METHOD}
     folder = tmp_path / "small"
     shutil.copytree(root / "out" / "small", folder)

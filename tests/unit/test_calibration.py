@@ -100,10 +100,27 @@ def test_counts_are_described_and_a_small_set_is_said_to_be_small(tmp_path):
 
     arr = np.random.default_rng(0).integers(0, 255, (10, 32, 32, 3), dtype=np.uint8)
     np.save(tmp_path / "x.npy", arr)
-    split = load(str(tmp_path / "x.npy"), Preprocess(size=32, resize=32), (1, 3, 32, 32), 200, 500, 0)
+    split = load(str(tmp_path / "x.npy"), Preprocess(size=32, resize=32), (1, 3, 32, 32), 5, 5, 0)  # asked to split
     assert "calibration 5 samples" in split.describe() and "validation 5 samples" in split.describe()
-    assert "only 5 calibration + 5 validation samples (200 + 500 asked for)" in split.shortfall(200, 500)
-    assert split.shortfall(5, 5) is None
+    assert split.shortfall(5, 5) is None and not split.in_sample
+    assert "only 5 calibration + 5 validation samples (6 + 5 asked for)" in split.shortfall(6, 5)
+
+
+def test_a_set_too_small_to_halve_is_calibrated_whole_and_validated_in_sample(tmp_path):
+    from edgeport.data.calibration import MIN_CALIBRATION
+
+    n = 2 * MIN_CALIBRATION - 2  # half of it would be under the measured minimum
+    split = calibration.load(_npy(tmp_path / "x.npy", n), PRE, SHAPE, 200, 500, 0)
+    assert split.in_sample and (len(split.calibration), len(split.validation), split.shared) == (n, n, n)
+    assert np.array_equal(split.calibration.inputs, split.validation.inputs)
+    assert split.calibration.held_out and not split.validation.held_out
+    assert f"validation on the same {n} samples" in split.describe() and "in-sample" in split.describe()
+    warning = split.shortfall(200, 500)
+    assert "in-sample" in warning and "--val-data" in warning and f"--calib-samples {n // 2} --val-samples {n - n // 2}" in warning
+    asked = calibration.load(_npy(tmp_path / "x.npy", n), PRE, SHAPE, n // 2, n - n // 2, 0)  # a split asked for is kept
+    assert not asked.in_sample and (len(asked.calibration), len(asked.validation)) == (n // 2, n - n // 2)
+    halved = calibration.load(_npy(tmp_path / "y.npy", 2 * MIN_CALIBRATION), PRE, SHAPE, 200, 500, 0)
+    assert not halved.in_sample and len(halved.calibration) == MIN_CALIBRATION  # halves big enough: still disjoint
 
 
 def _npy(path, n, seed=0, tag=0):
