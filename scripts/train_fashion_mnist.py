@@ -49,6 +49,7 @@ CONFIGS: dict[str, tuple[str, float | None, dict]] = {
     # run of a few thousand steps; see edgeport.models.training.train).
     "mobilenet_v3_small": ("mobilenet_v3_small", None, {"epochs": 4, "batch_size": 128, "lr": 0.2, "bn_momentum": 0.1}),
     "shufflenet_v1_g3_x0_5": ("shufflenet_v1_g3_x0_5", None, {"epochs": 6, "batch_size": 128, "lr": 0.2}),
+    "mobilenet_v3_large_x0_5": ("mobilenet_v3_large", 0.5, {"epochs": 4, "batch_size": 128, "lr": 0.2, "bn_momentum": 0.1}),
 }
 
 

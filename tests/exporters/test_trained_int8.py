@@ -17,7 +17,8 @@ TARGETS = "onnx-fp32,onnx-int8,tflite-fp32,tflite-fp16,tflite-int8"
 @pytest.mark.parametrize("zoo, ckpt", [("mobilenet_v2", "fmnist_mobilenet_v2_x0_5.pt"),
                                        ("shufflenet_v2_x0_5", "fmnist_shufflenet_v2_x0_5.pt"),
                                        ("mobilenet_v3_small", "fmnist_mobilenet_v3_small.pt"),
-                                       ("shufflenet_v1_g3_x0_5", "fmnist_shufflenet_v1_g3_x0_5.pt")])
+                                       ("shufflenet_v1_g3_x0_5", "fmnist_shufflenet_v1_g3_x0_5.pt"),
+                                       ("mobilenet_v3_large", "fmnist_mobilenet_v3_large_x0_5.pt")])
 def test_trained_model_int8_within_one_point(zoo, ckpt, cli, tmp_path):
     # Builder kwargs (width, classes), input shape and preprocessing come from the checkpoint itself.
     res = cli("export", "--model", zoo, "--weights", WEIGHTS / ckpt, "--target", TARGETS,

@@ -49,7 +49,7 @@ def test_every_reference_model_has_a_valid_recipe():
     names = {p.stem for p in SHIPPED}
     assert {"mobilenet_v1", "mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small", "shufflenet_v1_g3",
             "shufflenet_v2_x1_0", "fmnist_mobilenet_v2_x0_5", "fmnist_shufflenet_v2_x0_5",
-            "fmnist_mobilenet_v3_small", "fmnist_shufflenet_v1_g3_x0_5"} <= names
+            "fmnist_mobilenet_v3_small", "fmnist_shufflenet_v1_g3_x0_5", "fmnist_mobilenet_v3_large_x0_5"} <= names
     for p in SHIPPED:
         r = recipe.parse(p)
         assert r.name == p.stem and r.model.ref == p.stem
