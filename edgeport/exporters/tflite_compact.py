@@ -105,6 +105,9 @@ METADATA_NAME = "edgeport"
 IO_NAMES = ("input", "output")  # what a written file's graph inputs and outputs are called (several: _1, _2...)
 
 
+SIGNATURE_KEY = "serving_default"  # TensorFlow's and LiteRT's default key
+
+
 def io_renames(model: bytes) -> dict[str, str]:
     """The converter's names of the main graph's inputs/outputs (``serving_default_input:0``,
     ``PartitionedCall:0``) -> the names :func:`with_metadata` gives them."""
@@ -122,7 +125,9 @@ def with_metadata(model: bytes, text: str) -> bytes:
     """``model`` with a metadata entry ``edgeport`` holding ``text`` (an earlier one replaced), and its main graph's
     inputs and outputs named as :func:`io_renames` says. The per-layer diagnosis pairs a written file's I/O tensors
     with the calibrated model's by position (edgeport.diagnose.tflite_layers), so the converter's denylist still
-    gets the names it knows."""
+    gets the names it knows. A file without a SignatureDef (onnx2tf 1.28's float file has none) gets one,
+    ``serving_default`` over those inputs and outputs, so LiteRT's ``get_signature_runner()`` and tools that
+    need a signature (ai-edge-quantizer) take it."""
     from ai_edge_litert import schema_py_generated as schema
 
     renames = io_renames(model)
@@ -131,6 +136,8 @@ def with_metadata(model: bytes, text: str) -> bytes:
         old = tensor.name.decode() if isinstance(tensor.name, bytes) else str(tensor.name)
         if old in renames:
             tensor.name = renames[old].encode()
+    if tree.subgraphs and not tree.signatureDefs:
+        tree.signatureDefs = [_signature(schema, tree.subgraphs[0])]
     tree.buffers = tree.buffers or []
     payload = schema.BufferT()
     payload.data = np.frombuffer(text.encode(), dtype=np.uint8)
@@ -139,6 +146,22 @@ def with_metadata(model: bytes, text: str) -> bytes:
     entry.name, entry.buffer = METADATA_NAME.encode(), len(tree.buffers) - 1
     tree.metadata = [m for m in tree.metadata or [] if m.name not in (METADATA_NAME, METADATA_NAME.encode())] + [entry]
     return _repack(schema, tree, len(model) + len(text) + 1024)
+
+
+def _signature(schema, graph) -> object:
+    """SignatureDef ``serving_default`` of subgraph 0, keyed by its I/O tensors' names."""
+    def maps(indices) -> list:
+        out = []
+        for i in indices:
+            m = schema.TensorMapT()
+            m.name, m.tensorIndex = graph.tensors[i].name, int(i)
+            out.append(m)
+        return out
+
+    sig = schema.SignatureDefT()
+    sig.signatureKey, sig.subgraphIndex = SIGNATURE_KEY.encode(), 0
+    sig.inputs, sig.outputs = maps(graph.inputs), maps(graph.outputs)
+    return sig
 
 
 def read_metadata(model: bytes) -> str | None:

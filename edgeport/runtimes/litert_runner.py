@@ -3,7 +3,7 @@
 ``tflite-runtime`` is dead (2.14 breaks with numpy 2 and in-process with TF 2.21); ai-edge-litert has the
 same kernels and gives bit-identical results. Inputs arrive as float NCHW (PyTorch's layout): they are
 transposed to NHWC when the file wants NHWC, quantized with the file's own input scale/zero point when its
-input is int8/uint8, and the outputs are dequantized with the output's scale/zero point.
+input is int8/uint8/int16, and the outputs are dequantized with the output's scale/zero point.
 """
 
 from __future__ import annotations
@@ -69,14 +69,14 @@ class LiteRtRunner:
         if tuple(x.shape) != want:
             raise UserError(f"input of shape {x.shape} does not fit the .tflite input {want}")
         dtype = self.input["dtype"]
-        if dtype in (np.int8, np.uint8):
+        if _quantized(self.input):
             scale, zero = self.input["quantization"]
             info = np.iinfo(dtype)
             x = np.clip(np.round(x / scale) + zero, info.min, info.max)
         return np.ascontiguousarray(x.astype(dtype))
 
     def _from_output(self, y: np.ndarray) -> np.ndarray:
-        if self.output["dtype"] in (np.int8, np.uint8):
+        if _quantized(self.output):
             scale, zero = self.output["quantization"]
             y = (y.astype(np.float32) - zero) * scale
         y = y.astype(np.float32)
@@ -134,3 +134,9 @@ class LiteRtRunner:
             self._invoke()
             outs.append(self._from_output(self.interpreter.get_tensor(self.output["index"])))
         return np.concatenate(outs)
+
+
+def _quantized(detail: dict) -> bool:
+    """An integer I/O tensor with a scale: int8/uint8, and int16 (16-bit activation files, e.g. ai-edge-quantizer's
+    wi8_ai16), are read and written through their scale and zero point; a plain integer input (ids) is not."""
+    return np.issubdtype(detail["dtype"], np.integer) and bool(detail["quantization"][0])
