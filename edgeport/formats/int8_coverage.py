@@ -100,6 +100,7 @@ class Coverage:
     float_op_types: list[str] = field(default_factory=list)
     format: str = ""  # "onnx" | "tflite"
     critical: frozenset = CRITICAL_ONNX_OPS  # the format's names for conv / depthwise / fully connected / add
+    int16_ops: Counter = field(default_factory=Counter)  # of int8_ops: integer kernels on int16 activations (16x8)
 
     def __post_init__(self):
         if len(self.float_op_names) != len(self.float_op_types):
@@ -131,7 +132,9 @@ class Coverage:
 
     def line(self) -> str:
         floats = ", ".join(f"{k} x{v}" for k, v in self.float_ops.most_common()) or "none"
-        return f"int8 {self.int8_total}/{self.total} compute ops ({100 * self.int8_fraction:.0f} %); float: {floats}"
+        n16 = sum(self.int16_ops.values())
+        wide = f", {n16} of them on int16 activations" if n16 else ""
+        return f"int8 {self.int8_total}/{self.total} compute ops ({100 * self.int8_fraction:.0f} %{wide}); float: {floats}"
 
     def to_dict(self) -> dict:
         return {
@@ -143,6 +146,7 @@ class Coverage:
             "int8_ops": dict(sorted(self.int8_ops.items())),
             "float_ops": dict(sorted(self.float_ops.items())),
             "float_nodes": [{"name": n, "op": t} for n, t in zip(self.float_op_names, self.float_op_types)],
+            **({"int16_activation_ops": dict(sorted(self.int16_ops.items()))} if self.int16_ops else {}),
         }
 
 
@@ -329,14 +333,16 @@ def tflite_coverage(path) -> Coverage:
     int8/uint8 (or int16 in 16x8 mode), read from the flatbuffer's tensor types."""
     from edgeport.formats.graph_summary import tflite_ops
 
-    int8, flt, names, kinds = Counter(), Counter(), [], []
+    int8, flt, names, kinds, int16 = Counter(), Counter(), [], [], Counter()
     for op in tflite_ops(Path(path)):
         if op.name not in COMPUTE_TFLITE_OPS:
             continue
         if op.input_dtype in _TFLITE_INT and op.output_dtype in _TFLITE_INT:
             int8[op.name] += 1
+            if "int16" in (op.input_dtype, op.output_dtype):
+                int16[op.name] += 1  # integer, but not int8 activations: said so (XNNPACK runs none of these)
         else:
             flt[op.name] += 1
             names.append(op.output_name)
             kinds.append(op.name)
-    return Coverage(int8, flt, names, kinds, format="tflite", critical=CRITICAL_TFLITE_OPS)
+    return Coverage(int8, flt, names, kinds, format="tflite", critical=CRITICAL_TFLITE_OPS, int16_ops=int16)

@@ -1,5 +1,6 @@
-"""Written .tflite files carry a SignatureDef (onnx2tf 1.28's float file has none): LiteRT's signature runner and
-tools that need one (ai-edge-quantizer) take edgeport's files."""
+"""TFLite I/O details: written files carry a SignatureDef (onnx2tf 1.28's float file has none), so LiteRT's
+signature runner and tools that need one (ai-edge-quantizer) take them; int16 (16x8) files are read through their
+scale and are named as int16 in the coverage line."""
 
 import numpy as np
 import pytest
@@ -48,3 +49,19 @@ def test_int16_io_goes_through_its_scale_like_int8():
     assert _quantized({"dtype": np.int8, "quantization": (0.1, -3)}) and _quantized({"dtype": np.uint8, "quantization": (0.1, 3)})
     assert not _quantized({"dtype": np.float32, "quantization": (0.0, 0)})
     assert not _quantized({"dtype": np.int32, "quantization": (0.0, 0)})  # plain integers (ids): cast, not scaled
+
+
+def test_int16_activation_ops_are_counted_as_integer_and_named_as_int16(monkeypatch, tmp_path):
+    """A 16x8 file's ops are integer kernels (not float), but the coverage line and record say int16 activations."""
+    from edgeport.formats import graph_summary, int8_coverage
+    from edgeport.formats.graph_summary import TfliteOp
+
+    ops = [TfliteOp("CONV_2D", "int16", "int16", "a"), TfliteOp("CONV_2D", "int8", "int8", "b"),
+           TfliteOp("FULLY_CONNECTED", "float32", "float32", "c")]
+    monkeypatch.setattr(graph_summary, "tflite_ops", lambda path: ops)
+    cov = int8_coverage.tflite_coverage(tmp_path / "x.tflite")
+    assert (cov.int8_total, cov.float_total, dict(cov.int16_ops)) == (2, 1, {"CONV_2D": 1})
+    assert cov.line() == "int8 2/3 compute ops (67 %, 1 of them on int16 activations); float: FULLY_CONNECTED x1"
+    assert cov.to_dict()["int16_activation_ops"] == {"CONV_2D": 1}
+    plain = int8_coverage.Coverage(cov.int8_ops, cov.float_ops, cov.float_op_names, cov.float_op_types, format="tflite")
+    assert "int16" not in plain.line() and "int16_activation_ops" not in plain.to_dict()  # int8 files: as before
