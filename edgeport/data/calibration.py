@@ -43,13 +43,21 @@ class Samples:
     def __len__(self) -> int:
         return len(self.inputs)
 
+    def validation_record(self) -> dict:
+        """What parity.json and a recipe run record about the samples validation ran on."""
+        return {"source": self.source, "samples": len(self), "labelled": self.labels is not None, "held_out": self.held_out}
+
 
 @dataclass(frozen=True)
 class DataSplit:
     calibration: Samples
     validation: Samples
     shared: int | None = None  # one source split in two: how many samples it held (None: separate sources)
-    in_sample: bool = False  # one source too small to halve: validation is the calibration data itself
+
+    @property
+    def in_sample(self) -> bool:
+        """One source too small to halve: validation is the calibration data itself."""
+        return not self.validation.held_out
 
     def describe(self) -> str:
         """What was used, in one line: counts and sources."""
@@ -160,7 +168,7 @@ def _split(inputs: np.ndarray, labels, n_calib: int, n_val: int, seed: int, sour
     if too_small and len(inputs) // 2 < MIN_CALIBRATION:  # halving would starve calibration: use all of it, in-sample
         calib, val = order[:n_calib], order[:n_val]
         return DataSplit(Samples(inputs[calib], pick(calib), source), Samples(inputs[val], pick(val), source, held_out=False),
-                         len(inputs), in_sample=True)
+                         len(inputs))
     n_c = min(n_calib, len(inputs) // 2) if too_small else n_calib
     calib, val = order[:n_c], order[n_c : n_c + n_val]
     return DataSplit(Samples(inputs[calib], pick(calib), source), Samples(inputs[val], pick(val), source), len(inputs))

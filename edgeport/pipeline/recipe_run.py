@@ -376,8 +376,7 @@ def _validate_stage(recipe, inputs: Inputs, artifacts, targets, out, cache: Stag
         told = inputs.data.warnings(d.calib_samples, d.val_samples, any(t.precision == "int8" for t in targets)) if inputs.data else []
         val = run.validation_data
         record = {"validation": run.validation.to_dict(), "warnings": told + run.warnings,
-                  "data": {"source": val.source, "samples": len(val), "labelled": val.labels is not None,
-                           "held_out": not (inputs.data is not None and inputs.data.in_sample)}}
+                  "data": val.validation_record()}
         cache.store("validate", key, record)
     result.validation = record["validation"]
     if result.made_with.get("data") is not None and record.get("data") is not None:

@@ -31,8 +31,7 @@ def build(run, data=None, quant=None) -> dict:
         data_record = {
             "calibration": {"source": data.calibration.source, "samples": len(data.calibration),
                             "synthetic": data.calibration.synthetic},
-            "validation": {"source": data.validation.source, "samples": len(data.validation),
-                           "labelled": data.validation.labels is not None, "held_out": not data.in_sample},
+            "validation": data.validation.validation_record(),
         }
     quantization = quant.__dict__ if quant is not None else None
     made = {"data": data_record, "quantization": quantization}  # per artifact: a later merge keeps each one's own
