@@ -24,6 +24,10 @@ import numpy as np
 from edgeport.errors import RuntimeMissing, UsageError
 
 RUNNER_SCRIPT = Path(__file__).with_name("device_runner.py")
+# Where a format's native device runtime (FileFormat.device_runtime: ExecuTorch's C++ runtime for .pte) is staged,
+# beside device_runner.py; the runner, which imports nothing of edgeport, looks in the folder of the same name.
+STAGED_RUNTIME = "pte"
+ARM64 = ("aarch64", "arm64")  # platform.machine() of the boards a staged (aarch64-built) runtime runs on
 
 
 @dataclass(frozen=True)

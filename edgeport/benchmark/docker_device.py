@@ -23,8 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeport.benchmark.devices import RUNNER_SCRIPT, DeviceRun, DeviceSpec
+from edgeport.benchmark.devices import RUNNER_SCRIPT, STAGED_RUNTIME, DeviceRun, DeviceSpec
 from edgeport.errors import RuntimeMissing, UserError
+from edgeport.formats import format_of
 
 DOCKERFILE = Path(__file__).with_name("Dockerfile.arm64")  # package data: the wheel ships it
 IMAGE = "edgeport/arm64-runner"
@@ -122,7 +123,8 @@ class DockerArm64Device:
     # -- run -------------------------------------------------------------------------------------------
 
     def command(self, tag: str, work: Path, artifact_name: str, threads: int) -> list[str]:
-        """`docker run` arguments for one artifact in ``work`` (mounted at /work)."""
+        """`docker run` arguments for one artifact in ``work`` (mounted at /work); a native runtime staged in
+        ``work`` (FileFormat.device_runtime) is passed to the runner."""
         # no --platform here: an engine that stored the imported image as its own platform (20.10 ignores
         # `import --platform`) would otherwise try to pull an arm64 variant from a registry
         args = ["run", "--rm", "--network", "none", "-v", f"{work}:/work"]
@@ -143,16 +145,21 @@ class DockerArm64Device:
                  "--out", "/work/result.json", "--outputs-npy", "/work/outputs.npy"]
         if not self.xnnpack:
             args.append("--no-xnnpack")
+        if (work / STAGED_RUNTIME).is_dir():
+            args += ["--pte-runtime", f"/work/{STAGED_RUNTIME}"]
         return args
 
     def run(self, artifact: Path, inputs: np.ndarray, threads: int) -> DeviceRun:
         artifact = Path(artifact)
         server = self.check_engine()
+        native = format_of(artifact).device_runtime(print)  # e.g. ExecuTorch's aarch64 C++ runtime for a .pte
         tag = self.ensure_image()
         with tempfile.TemporaryDirectory(prefix="edgeport-docker-run-") as tmp:
             work = Path(tmp)
             work.chmod(0o777)  # the container's user may differ from ours
             shutil.copy(artifact, work / artifact.name)
+            if native is not None:
+                shutil.copytree(native, work / STAGED_RUNTIME)
             np.save(work / "inputs.npy", np.ascontiguousarray(inputs, dtype=np.float32))
             ran = self._call(self.command(tag, work, artifact.name, threads), timeout=3600, what="docker run")
             if ran.returncode != 0 or not (work / "result.json").is_file():

@@ -29,7 +29,7 @@ from typing import Callable
 
 import numpy as np
 
-from edgeport.benchmark import arm_rootfs, executorch_arm
+from edgeport.benchmark import arm_rootfs
 from edgeport.benchmark.arm_rootfs import (  # noqa: F401  (how the userland's Python runs under qemu; re-exported)
     BOARDS,
     CORES,
@@ -40,8 +40,9 @@ from edgeport.benchmark.arm_rootfs import (  # noqa: F401  (how the userland's P
     guest_command,
     guest_env,
 )
-from edgeport.benchmark.devices import RUNNER_SCRIPT, DeviceRun, DeviceSpec
+from edgeport.benchmark.devices import RUNNER_SCRIPT, STAGED_RUNTIME, DeviceRun, DeviceSpec
 from edgeport.errors import RuntimeMissing, UserError
+from edgeport.formats import format_of
 
 PLUGIN_SOURCE = Path(__file__).with_name("insn_counter.c")
 PLUGIN_TOOLS = {"gcc": "gcc", "pkg-config": "pkg-config", "dpkg-query": "dpkg", "apt-get": "apt", "tar": "tar"}
@@ -148,14 +149,14 @@ class QemuDevice:
         artifact = Path(artifact).resolve()
         if not artifact.is_file():
             raise UserError(f"{artifact} does not exist")
-        pte_runtime = executorch_arm.ensure(self.say) if artifact.suffix.lower() == ".pte" else None  # before any build
+        native = format_of(artifact).device_runtime(self.say)  # before any other build
         rootfs = arm_rootfs.ensure(self.say)
         plugin = ensure_plugin(self.say)
         work = Path(tempfile.mkdtemp(prefix="edgeport-qemu-"))  # host /tmp: the view never shadows it
         view = core_view(rootfs.path, self.core)
         try:
-            if pte_runtime is not None:  # ExecuTorch's C++ runtime, where device_runner.py looks: ./pte
-                shutil.copytree(pte_runtime, work / "pte")
+            if native is not None:  # e.g. ExecuTorch's C++ runtime, where device_runner.py looks for it
+                shutil.copytree(native, work / STAGED_RUNTIME)
             return self._run(plugin, work, artifact, np.asarray(inputs, dtype=np.float32), threads,
                              lambda args, counts: guest_command(rootfs.path, view, args, plugin=plugin, counts=counts),
                              guest_env(self.core, threads), rootfs_build_s=rootfs.build_seconds)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeport.benchmark.devices import RUNNER_SCRIPT, DeviceRun, DeviceSpec
+from edgeport.benchmark.devices import ARM64, RUNNER_SCRIPT, STAGED_RUNTIME, DeviceRun, DeviceSpec
 from edgeport.errors import RuntimeMissing, UserError
 from edgeport.formats import format_of
 
@@ -113,11 +113,12 @@ class SshDevice:
         """Fail fast (typed error) when the host cannot be reached or refuses the key."""
         self._ssh("true")
 
-    def probe(self, fmt) -> dict:
-        """The device's python version, machine, missing modules (numpy and ``fmt``'s runtime, a FileFormat), and
-        a scratch directory when nothing is missing."""
+    def probe(self, fmt, staged: bool = False) -> dict:
+        """The device's python version, machine, missing modules (numpy, and ``fmt``'s runtime unless edgeport
+        stages a native one: ``staged``), and a scratch directory when nothing is missing."""
         module, package = fmt.runtime_module, fmt.runtime_package
-        res = self._ssh(self.remote_python + " -", stdin=_PROBE % (["numpy", module],), timeout=self.connect_timeout + 30)
+        modules = ["numpy"] if staged else ["numpy", module]
+        res = self._ssh(self.remote_python + " -", stdin=_PROBE % (modules,), timeout=self.connect_timeout + 30)
         line = next((out_line for out_line in res.stdout.splitlines() if out_line.startswith("EDGEPORT-PROBE ")), None)
         if line is None:
             err = (res.stderr.strip().splitlines() or ["no output"])[-1][:160]
@@ -127,7 +128,8 @@ class SshDevice:
         if info["missing"]:
             pins = [f"numpy=={_host_version('numpy')}" if _host_version("numpy") else "numpy"]
             version = _host_version(module)
-            pins.append(f"{package}=={version}" if version else package)
+            if not staged:
+                pins.append(f"{package}=={version}" if version else package)
             raise RuntimeMissing(
                 f"{', '.join(info['missing'])} missing for {self.remote_python} on {self.where} "
                 f"(python {info['python']}, {info['machine']})",
@@ -140,14 +142,22 @@ class SshDevice:
         fmt = format_of(artifact)
         if not fmt.runtime_module:
             raise UserError(f"cannot run {artifact.name} on a device", f"{fmt.name} files have no device runtime")
-        info = self.probe(fmt)
+        native = fmt.device_runtime(print)  # found or built here before connecting (a typed error if it cannot be)
+        info = self.probe(fmt, staged=native is not None)
         remote = info["tmp"]
         q = shlex.quote
         try:
+            if native is not None and info["machine"].lower() not in ARM64:
+                raise UserError(f"{artifact.name} needs an arm64 board: {self.where} is {info['machine']}",
+                                f"edgeport stages {fmt.name}'s aarch64 runtime there; bench it locally (--device local) instead")
             with tempfile.TemporaryDirectory(prefix="edgeport-ssh-") as tmp:
                 local = Path(tmp)
                 np.save(local / "inputs.npy", np.ascontiguousarray(inputs, dtype=np.float32))
-                sent = self._scp([str(artifact), str(local / "inputs.npy"), str(RUNNER_SCRIPT)], self._remote(remote + "/"),
+                sources = [str(artifact), str(local / "inputs.npy"), str(RUNNER_SCRIPT)]
+                if native is not None:  # the folder's contents go to <remote>/STAGED_RUNTIME, where the runner looks
+                    shutil.copytree(native, local / STAGED_RUNTIME)
+                    sources.append(str(local / STAGED_RUNTIME))
+                sent = self._scp(["-r", *sources] if native is not None else sources, self._remote(remote + "/"),
                                  timeout=self.connect_timeout + 300)
                 if sent.returncode != 0:
                     raise UserError(f"copying to {self.where}:{remote} failed: {sent.stderr.strip()[:200]}")

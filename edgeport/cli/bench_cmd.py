@@ -41,8 +41,8 @@ def bench(
     width: float = opt.WIDTH,
     # --- remote devices (ssh://, docker-arm64) ---
     ssh_key: Path = typer.Option(None, "--ssh-key", help="ssh:// identity file (private key); default: your ssh config/agent."),
-    remote_python: str = typer.Option(None, "--remote-python", help="Python on the device that has numpy + the runtime (ssh:// default "
-        "python3)."),
+    remote_python: str = typer.Option(None, "--remote-python", help="Python on the device that has numpy + the runtime (.pte: numpy "
+        "only, edgeport copies ExecuTorch's arm64 runtime there; ssh:// default python3)."),
     ssh_timeout: float = typer.Option(10.0, "--ssh-timeout", help="ssh:// connect timeout in seconds."),
     ssh_config: Path = typer.Option(None, "--ssh-config", help="ssh:// client config file (ssh -F), e.g. for ProxyJump."),
     runs: int = typer.Option(50, "--runs", help="Timed runs on a remote device (after 5 warm-up runs)."),

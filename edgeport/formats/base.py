@@ -24,6 +24,12 @@ class FileFormat:
     runtime_package: str = ""  # the pip requirement that provides runtime_module
     nhwc: bool = False  # image inputs are NHWC (edgeport's runners transpose NCHW data for them)
 
+    def device_runtime(self, say=print) -> Path | None:
+        """A folder of native runtime files that a remote arm64 device gets beside device_runner.py (as
+        ``edgeport.benchmark.devices.STAGED_RUNTIME``), found or built on this machine; None when the device's own
+        Python imports ``runtime_module`` instead. A format with one runs only on the machines it was built for."""
+        return None
+
     def open_runner(self, path: Path, threads: int = 1):
         """A runner: ``run(batch)``, ``invoker(batch=None)``, ``name``, ``version`` and ``input_shape``."""
         raise self._missing("run")

@@ -17,6 +17,13 @@ class PteFormat(FileFormat):
     runtime_module = "executorch"
     runtime_package = "executorch==1.5.1"
 
+    def device_runtime(self, say=print) -> Path:
+        # On arm64 the executorch wheel's Python extension wants a CUDA torch: devices run ExecuTorch's C++
+        # runtime, built once from the aarch64 wheel (edgeport.benchmark.executorch_arm).
+        from edgeport.benchmark import executorch_arm
+
+        return executorch_arm.ensure(say)
+
     def open_runner(self, path: Path, threads: int = 1):
         from edgeport.runtimes.executorch_runner import ExecuTorchRunner
 

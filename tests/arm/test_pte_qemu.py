@@ -73,3 +73,14 @@ def test_missing_runtime_is_a_typed_error(monkeypatch, tmp_path):
     with pytest.raises(RuntimeMissing) as err:
         executorch_arm.ensure(lambda _: None)
     assert "setup" in (err.value.hint or "")
+
+
+def test_cli_bench_pte_over_ssh_stages_the_runtime(pte, cli, sshd, qemu_python, tmp_path):
+    """ssh:// to a "board" whose python is the arm64 rootfs's under qemu: edgeport copies ExecuTorch's aarch64
+    C++ runtime there (no executorch module on the board) and the outputs equal the x86 runtime's."""
+    res = cli("bench", str(pte), "--device", sshd.url, "--ssh-key", sshd.key, "--ssh-config", sshd.ssh_config,
+              "--remote-python", qemu_python, "--runs", "3", "--json", tmp_path / "r.json")
+    assert res.code == 0, res.err + res.out
+    (run,) = json.loads((tmp_path / "r.json").read_text())["runs"]
+    assert run["machine"] == "aarch64" and run["runtime"] == "executorch" and run["emulated"] is True
+    assert run["runtime_version"] == executorch_arm.VERSION and run["parity_vs_host"]["max_abs"] == 0.0

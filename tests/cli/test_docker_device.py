@@ -94,14 +94,18 @@ def test_no_docker_at_all(monkeypatch, tmp_path):
     assert "not installed" in exc.value.message
 
 
-def test_image_built_once_from_the_rootfs_then_runs(fake_docker, monkeypatch, tmp_path):
-    rootfs, calls = fake_docker
+def _static_qemu(monkeypatch, tmp_path):
     if not docker_device.BINFMT_AARCH64.exists() and not Path(docker_device.QEMU_STATIC).is_file():
         # the fake engine never executes it: a host without binfmt_misc or qemu-user-static (CI containers)
         # still checks that the static qemu is what the container is told to run
         fake_qemu = tmp_path / "qemu-aarch64-static"
         fake_qemu.write_bytes(b"")
         monkeypatch.setattr(docker_device, "QEMU_STATIC", str(fake_qemu))
+
+
+def test_image_built_once_from_the_rootfs_then_runs(fake_docker, monkeypatch, tmp_path):
+    rootfs, calls = fake_docker
+    _static_qemu(monkeypatch, tmp_path)
     artifact = tmp_path / "m.int8.tflite"
     artifact.write_bytes(b"tflite bytes")
     device = _device(rootfs)
@@ -136,3 +140,24 @@ def test_bench_cli_without_engine_exits_4(cli, fake_docker, monkeypatch, tmp_pat
     artifact.write_bytes(b"x")
     res = cli("bench", artifact, "--device", "docker-arm64")
     assert res.code == EXIT_RUNTIME and "no Docker engine" in res.err and "dockerd" in res.err
+
+
+def test_pte_gets_the_staged_executorch_runtime(fake_docker, monkeypatch, tmp_path):
+    """A .pte runs in ExecuTorch's C++ runtime (the aarch64 build edgeport stages), passed to the runner."""
+    from edgeport.formats.pte_file import PteFormat
+
+    rootfs, calls = fake_docker
+    _static_qemu(monkeypatch, tmp_path)
+    native = tmp_path / "runtime"
+    native.mkdir()
+    (native / "libedgeport_pte.so").write_bytes(b"")
+    monkeypatch.setattr(PteFormat, "device_runtime", lambda self, say=print: native)
+    artifact = tmp_path / "m.int8.pte"
+    artifact.write_bytes(b"pte bytes")
+    _device(rootfs).run(artifact, np.ones((1, 3, 8, 8), np.float32), 1)
+    docker_run = [c for c in calls() if c[0] == "run"][-1]
+    assert docker_run[docker_run.index("--pte-runtime") + 1] == "/work/pte"
+    tflite = tmp_path / "m.int8.tflite"
+    tflite.write_bytes(b"tflite bytes")
+    _device(rootfs).run(tflite, np.ones((1, 3, 8, 8), np.float32), 1)
+    assert "--pte-runtime" not in [c for c in calls() if c[0] == "run"][-1]  # other formats import their runtime

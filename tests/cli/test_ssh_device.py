@@ -117,3 +117,22 @@ def test_bench_cli_unreachable_host_is_exit_1_on_one_line(cli, tmp_path):
     assert res.code == 1
     line = res.err.strip()
     assert "\n" not in line and f"127.0.0.1:{port}" in line and "2 s" in line and "Traceback" not in line
+
+
+def test_pte_stages_the_arm64_runtime_and_refuses_another_machine(sshd, tmp_path, monkeypatch):
+    """A .pte needs no executorch module on the board (edgeport copies ExecuTorch's aarch64 C++ runtime there),
+    so the probe asks for numpy only; this x86 "board" cannot load that runtime: a typed error, before copying."""
+    from edgeport.formats.pte_file import PteFormat
+
+    native = tmp_path / "runtime"
+    native.mkdir()
+    monkeypatch.setattr(PteFormat, "device_runtime", lambda self, say=print: native)
+    artifact = tmp_path / "m.pte"
+    artifact.write_bytes(b"not used: the machine check stops first")
+    device = _device(sshd, remote_python=sys.executable)
+    info = device.probe(PteFormat(), staged=True)
+    device._cleanup(info["tmp"])
+    assert info["missing"] == [] and info["machine"] == "x86_64"
+    with pytest.raises(UserError) as exc:
+        device.run(artifact, np.zeros((1, 3, 8, 8), np.float32), 1)
+    assert "needs an arm64 board" in exc.value.message and "x86_64" in exc.value.message
