@@ -18,8 +18,9 @@ with Python's cyclic garbage collector paused during the timed runs (as timeit d
 its Module API, libedgeport_pte.so from pte_runner.cpp) loaded in this process with ctypes, from --pte-runtime DIR
 (default: the folder ``pte`` next to this script). In-process, not a subprocess: under qemu-user a guest cannot
 exec another aarch64 binary without binfmt_misc, and the instruction counter sees only its own process. The
-program takes float32 NCHW as is; its warm-up and timed runs, and their markers, happen inside the library
-around each forward() call, so the count is ExecuTorch's alone.
+library takes float32 NCHW and quantizes it once, before timing, for a program with int8 input (the scale / zero
+point of its forward_input0_* constant methods; an int8 output is dequantized the same way); its warm-up and timed
+runs, and their markers, happen inside the library around each forward() call, so the count is ExecuTorch's alone.
 
 load_ms: runtime session/interpreter creation and tensor allocation (no inference).
 --insn-markers: before and after each timed inference, issue lseek(-1, MARK, 0) -- a syscall that fails

@@ -11,6 +11,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -36,16 +38,47 @@ using executorch::runtime::Error;
 
 const int64_t kInsnMark = 0x6564676570;  // "edgep": device_runner.py's INSN_MARK
 
+// An int8 input or output (executorch-int8's default I/O): its scale and zero point, from the program's constant
+// methods forward_input0_scale / _zp (ExecuTorch's QuantizeInputs names). The C ABI stays float in, float out:
+// the runner quantizes the input once before timing and dequantizes the output it copies back.
+struct Quant {
+  bool on = false;
+  float scale = 1.0f;
+  int64_t zero = 0;
+};
+
 struct Runner {
   std::unique_ptr<Module> module;
   std::vector<int32_t> in_sizes, out_sizes;
   std::vector<uint8_t> in_dim_order;  // memory order of the input's dims (0, 2, 3, 1: channels-last)
   std::vector<int32_t> in_strides;    // from in_dim_order: the tensor the runner makes says what the memory holds
   size_t in_numel = 1, out_numel = 1;
+  Quant in_q, out_q;
+  std::vector<int8_t> in_int8;  // the quantized input, when in_q.on
 };
 
 executorch::extension::TensorPtr input_tensor(Runner* r, const float* input) {
-  return from_blob(const_cast<float*>(input), r->in_sizes, r->in_strides, ScalarType::Float);
+  if (!r->in_q.on) return from_blob(const_cast<float*>(input), r->in_sizes, r->in_strides, ScalarType::Float);
+  r->in_int8.resize(r->in_numel);
+  for (size_t i = 0; i < r->in_numel; ++i) {  // round half to even (FE_TONEAREST), as XNNPACK and numpy's rint
+    float q = std::nearbyint(input[i] / r->in_q.scale) + static_cast<float>(r->in_q.zero);
+    r->in_int8[i] = static_cast<int8_t>(std::min(127.0f, std::max(-128.0f, q)));
+  }
+  return from_blob(r->in_int8.data(), r->in_sizes, r->in_strides, ScalarType::Char);
+}
+
+// Reads forward_<side>0_scale / _zp; false (and a message) when the program lacks them.
+bool read_quant(Module& m, const std::string& side, Quant* q, std::string* why) {
+  auto scale = m.execute("forward_" + side + "0_scale");
+  auto zero = m.execute("forward_" + side + "0_zp");
+  if (!scale.ok() || !zero.ok() || scale->empty() || zero->empty() || !scale->at(0).isDouble() || !zero->at(0).isInt()) {
+    *why = "the " + side + " is int8 but the program has no forward_" + side + "0_scale/_zp constant methods";
+    return false;
+  }
+  q->on = true;
+  q->scale = static_cast<float>(scale->at(0).toDouble());
+  q->zero = zero->at(0).toInt();
+  return true;
 }
 
 void say(char* err, size_t len, const std::string& text) {
@@ -128,10 +161,17 @@ void* edgeport_pte_open(const char* path, char* err, size_t err_len) {
     say(err, err_len, "forward's input or output is not a tensor");
     return nullptr;
   }
-  if (in->scalar_type() != ScalarType::Float || out->scalar_type() != ScalarType::Float) {
+  auto handled = [](ScalarType t) { return t == ScalarType::Float || t == ScalarType::Char; };
+  if (!handled(in->scalar_type()) || !handled(out->scalar_type())) {
     say(err, err_len, "forward's input/output dtypes are " + std::to_string(static_cast<int>(in->scalar_type())) +
                           "/" + std::to_string(static_cast<int>(out->scalar_type())) +
-                          " (ScalarType codes); the runner handles float32 (6) only");
+                          " (ScalarType codes); the runner handles float32 (6) and int8 (1)");
+    return nullptr;
+  }
+  std::string why;
+  if ((in->scalar_type() == ScalarType::Char && !read_quant(*r->module, "input", &r->in_q, &why)) ||
+      (out->scalar_type() == ScalarType::Char && !read_quant(*r->module, "output", &r->out_q, &why))) {
+    say(err, err_len, why);
     return nullptr;
   }
   for (auto d : in->sizes()) {
@@ -195,7 +235,12 @@ int edgeport_pte_run(void* h, const float* input, float* output, char* err, size
                           std::to_string(r->out_numel));
     return 1;
   }
-  std::memcpy(output, t.const_data_ptr<float>(), r->out_numel * sizeof(float));
+  if (r->out_q.on) {
+    const int8_t* q = t.const_data_ptr<int8_t>();
+    for (size_t i = 0; i < r->out_numel; ++i) output[i] = static_cast<float>(q[i] - r->out_q.zero) * r->out_q.scale;
+  } else {
+    std::memcpy(output, t.const_data_ptr<float>(), r->out_numel * sizeof(float));
+  }
   return 0;
 }
 

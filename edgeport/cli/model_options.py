@@ -71,7 +71,8 @@ ADAROUND = typer.Option(False, "--adaround/--no-adaround",
                         help="AdaRound: learn each conv/linear weight's rounding (up or down) on --calib data, onto the grid "
                         "the int8 converters reproduce exactly (minutes on a CPU).",
                         rich_help_panel=QUANT_PANEL)
-IO_DTYPE = typer.Option("int8", "--io-dtype", help=f"tflite-int8 input/output: {help_list(IO_DTYPES)} (int8 inside).",
+IO_DTYPE = typer.Option("int8", "--io-dtype", help=f"tflite-int8 / executorch-int8 input and output: {help_list(IO_DTYPES)} "
+                        "(int8 inside; .pte: int8 or float32).",
                         rich_help_panel=QUANT_PANEL)
 ALLOW_FLOAT = typer.Option([], "--allow-float", help="Layer allowed to stay float in int8 targets (repeatable).",
                            rich_help_panel=QUANT_PANEL)

@@ -40,7 +40,7 @@ seed = 0
 [quantize]
 method = "{method}"              # {methods}
 # bias_correction = true    # default: on with real [data] calib, off with synthetic
-io_dtype = "int8"           # tflite-int8 input/output: {io_dtypes}
+io_dtype = "int8"           # tflite-int8 / executorch-int8 input/output: {io_dtypes}
 allow_float = []            # layer names allowed to stay float in int8 targets
 no_float = false            # true: any float op in an int8 file fails (automatic fallbacks included)
 

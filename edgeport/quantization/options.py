@@ -18,7 +18,7 @@ CALIBRATION_METHODS = ("minmax", "percentile", "entropy", "mse")
 # tflite-int8 14.6 dB minmax -> 21.1 dB; MobileNetV2 embedding 8.8 -> 14.1 dB; SqueezeNet 30.5 -> 32.9 dB), and the
 # trained Fashion-MNIST models stay within 0.3 point of float with them.
 DEFAULT_METHOD = "mse"
-IO_DTYPES = ("int8", "uint8", "float32")  # tflite-int8 input/output (float32 keeps int8 inside)
+IO_DTYPES = ("int8", "uint8", "float32")  # tflite-/executorch-int8 input/output (float32 keeps int8 inside)
 ONNX_FORMATS = ("qdq", "qoperator")  # QuantizeLinear/DequantizeLinear around float ops | QLinearConv...
 ONNX_ACTIVATIONS = ("s8", "u8")  # int8 | uint8 activations; weights are always int8
 REDUCE_RANGE = ("auto", "on", "off")  # 7-bit onnx-int8 weights: from this CPU (cpu_features) | always | never
@@ -75,7 +75,7 @@ CHOICES: dict[str, tuple[tuple[str, ...], str]] = {
     "onnx_reduce_range": (REDUCE_RANGE, "--onnx-reduce-range"),
     "onnx_hard_activations": (ONNX_HARD_ACTIVATIONS, "--onnx-hard-activations"),
 }
-NOUNS = {"method": "calibration method", "io_dtype": "tflite-int8 io dtype", "onnx_format": "onnx-int8 format",
+NOUNS = {"method": "calibration method", "io_dtype": "int8 input/output dtype", "onnx_format": "onnx-int8 format",
          "onnx_activations": "onnx-int8 activation type", "onnx_reduce_range": "onnx-int8 reduce-range setting",
          "onnx_hard_activations": "onnx-int8 h-swish setting",
          "deploy": "deploy architecture"}
@@ -100,7 +100,7 @@ class QuantOptions:
 
     method: str = DEFAULT_METHOD  # one of CALIBRATION_METHODS
     percentile: float = 99.99
-    io_dtype: str = "int8"  # tflite-int8 input/output, one of IO_DTYPES
+    io_dtype: str = "int8"  # tflite-int8 / executorch-int8 input/output, one of IO_DTYPES
     float_fallback: tuple[str, ...] = ()  # layer names the user allows to stay float
     # ops the converter or runtime cannot run in int8 (GELU's Erf, an int8 DIV by a zero-quantized denominator)
     # are kept float automatically and reported; no_float makes any float op in an int8 file a failure (exit 3)

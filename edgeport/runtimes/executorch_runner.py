@@ -1,11 +1,13 @@
 """Run .pte programs in ExecuTorch's own runtime: the ``executorch`` wheel's Python runtime
 (``executorch.runtime.Runtime``, the portable/optimized kernels and the XNNPACK backend built into the wheel).
 
-Inputs arrive as float NCHW, as PyTorch takes them; edgeport's programs take float NCHW-shaped tensors too (int8
-lives inside the XNNPACK partition, behind its quantize/dequantize). A program exported with ``--pte-layout nhwc``
-reads its input in channels-last memory (dim order 0, 2, 3, 1, read from the program): the runner lays the batch
-out that way, since ExecuTorch's runtime does not check an input's dim order (measured: a contiguous tensor is
-read as if it were channels-last, silently wrong). A program has a fixed batch: a
+Inputs arrive as float NCHW, as PyTorch takes them, and outputs leave as float. A program with int8 I/O (the
+executorch-int8 default) gets its input quantized and its output dequantized here with the scale/zero point of
+ExecuTorch's constant methods (``forward_input0_scale``, ... : edgeport.exporters.executorch.IO_KEYS), rounding
+half to even as XNNPACK's own quantize does (measured: outputs equal to the float-I/O program's). A program
+exported with ``--pte-layout nhwc`` reads its input in channels-last memory (dim order 0, 2, 3, 1, read from the
+program): the runner lays the batch out that way, since ExecuTorch's runtime does not check an input's dim order
+(measured: a contiguous tensor is read as if it were channels-last, silently wrong). A program has a fixed batch: a
 larger batch is run in chunks of it. Threads: the wheel's XNNPACK threadpool is process-wide and only reset by
 ``portable_lib._unsafe_reset_threadpool``; the runner sets it when it is opened (the last runner opened wins).
 """
@@ -19,6 +21,8 @@ import numpy as np
 from edgeport.errors import REEXPORT_HINT, ArtifactFailed, UserError
 from edgeport.formats.pte_program import import_executorch
 from edgeport.util import native_logs
+
+FLOAT32, INT8 = 6, 1  # ExecuTorch ScalarType codes (TensorInfo.dtype())
 
 
 class ExecuTorchRunner:
@@ -61,13 +65,41 @@ class ExecuTorchRunner:
         from edgeport.formats.pte_program import input_dim_orders, reads_nhwc
 
         self.nhwc = reads_nhwc(input_dim_orders(self.path))
+        self.input_q = self._io_quantization("input", meta.input_tensor_meta(0).dtype())
+        self.output_q = self._io_quantization("output", meta.output_tensor_meta(0).dtype())
+
+    def _io_quantization(self, side: str, dtype: int) -> tuple[float, int] | None:
+        """(scale, zero point) of an int8 input/output, from the program's constant methods; None for float."""
+        if dtype == INT8:
+            names = self.program.method_names  # a property
+            found = [f"forward_{side}0_{key}" in names for key in ("scale", "zp")]
+            if not all(found):
+                raise UserError(f"{self.path.name} has an int8 {side} but no forward_{side}0_scale/_zp method to "
+                                "(de)quantize it with", REEXPORT_HINT)
+            scale, zero = (self.program.load_method(f"forward_{side}0_{key}").execute([])[0] for key in ("scale", "zp"))
+            return float(scale), int(zero)
+        if dtype != FLOAT32:
+            raise UserError(f"{self.path.name}'s {side} has ScalarType {dtype}; edgeport runs float32 or int8 I/O",
+                            REEXPORT_HINT)
+        return None
 
     def _tensor(self, x: np.ndarray):
-        """``x`` (float NCHW) as a torch tensor in the memory layout the program reads."""
+        """``x`` (float NCHW) as a torch tensor of the program's input dtype, in the memory layout it reads."""
         import torch
 
-        t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if self.input_q is not None:
+            scale, zero = self.input_q
+            x = np.clip(np.rint(x / np.float32(scale)) + zero, -128, 127).astype(np.int8)
+        t = torch.from_numpy(x)
         return t.contiguous(memory_format=torch.channels_last) if self.nhwc else t
+
+    def _output(self, y) -> np.ndarray:
+        out = y.numpy().astype(np.float32, copy=True)
+        if self.output_q is not None:
+            scale, zero = self.output_q
+            out = (out - zero) * np.float32(scale)
+        return out
 
     @staticmethod
     def _set_threads(threads: int) -> None:
@@ -91,7 +123,7 @@ class ExecuTorchRunner:
 
         if tuple(x.shape) != tuple(self._shape):
             raise UserError(f"input of shape {x.shape} does not fit the .pte input {tuple(self._shape)}")
-        return self.method.execute([self._tensor(x)])[0].numpy().astype(np.float32, copy=True)
+        return self._output(self.method.execute([self._tensor(x)])[0])
 
     def invoker(self, batch: np.ndarray | None = None):
         """A no-argument callable running one inference on a fixed input (seeded noise without ``batch``)."""

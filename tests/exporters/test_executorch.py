@@ -110,7 +110,9 @@ def test_delegation_and_summary_read_from_the_program(exported):
     assert d.format == "executorch" and d.partitions == 1 and not d.slow and d.warning() is None, d.lines()
     assert "XNNPACK delegate (executorch" in d.summary() and "1 partition" in d.summary()
     s = summarize(paths["executorch-int8"])
-    assert s.inputs[0].shape == SHAPE and s.inputs[0].dtype == "float32" and s.outputs[0].shape == (1, 10)
+    assert s.inputs[0].shape == SHAPE and s.outputs[0].shape == (1, 10)
+    assert s.inputs[0].dtype == s.outputs[0].dtype == "int8"  # --io-dtype int8, the default
+    assert summarize(paths["executorch-fp32"]).inputs[0].dtype == "float32"
     assert s.op_dtypes[("xnnpack:Conv2d", "int8")] >= 2 and s.weight_dtypes["int8"] > 1000
     assert s.details["delegates"] == {"XnnpackBackend": 1}
     assert summarize(paths["executorch-fp32"]).weight_dtypes["float32"] > 1000
@@ -121,7 +123,8 @@ def test_metadata_is_inside_the_file(exported):
     _, paths, _, _ = exported
     fmt = format_of(paths["executorch-int8"])
     meta = fmt.metadata(paths["executorch-int8"])
-    assert meta["target"] == "executorch-int8" and meta["input_layout"] == "NCHW" and meta["io_dtype"] == "float32"
+    assert meta["target"] == "executorch-int8" and meta["input_layout"] == "NCHW" and meta["io_dtype"] == "int8"
+    assert meta["io"] == {"input": "int8", "output": "int8"}
     assert meta["quantization"]["method"] == DEFAULT_METHOD and meta["model"] == "byo"
     assert fmt.metadata(paths["executorch-fp32"])["target"] == "executorch-fp32"
     assert not list(paths["executorch-int8"].parent.glob("*.json"))  # no sidecar
@@ -170,6 +173,29 @@ def test_bad_pte_layout_is_a_usage_error(cli, tmp_path):
     res = cli("export", "--model", "mobilenet_v2_x0_35", "--input-shape", "1,3,64,64", "--target", "onnx-fp32",
               "--pte-layout", "nwhc", "--out", tmp_path / "o")
     assert res.code == 2 and "nchw, nhwc" in res.err + res.out and "Traceback" not in res.err + res.out
+
+
+@needs_executorch
+def test_int8_io_computes_what_float_io_computes(prepared, exported, tmp_path):
+    """The default int8 I/O takes the program's first quantize and last dequantize out (the runner does them with
+    the scale/zero point of the program's constant methods): outputs equal --io-dtype float32's on the same inputs,
+    one partition either way, and the float file has no I/O constants."""
+    from edgeport.exporters import executorch as et
+    from edgeport.formats.pte_program import read
+    from edgeport.runtimes import open_runtime
+
+    req, paths, x, _ = exported
+    path = et.export_int8(ExportRequest("byo", prepared.program, prepared.example, tmp_path, False, req.calibration,
+                                        QuantOptions(io_dtype="float32"), {}, {"model": "byo"}))
+    int8_io, float_io = open_runtime(paths["executorch-int8"]), open_runtime(path)
+    assert int8_io.input_q is not None and int8_io.output_q is not None and float_io.input_q is float_io.output_q is None
+    scale, zero = int8_io.output_q
+    assert scale > 0 and -128 <= zero <= 127
+    a, b = int8_io.run(x), float_io.run(x)
+    assert np.abs(a).max() > 10 * scale  # outputs span many int8 steps: a wrong scale could not pass below
+    assert np.abs(a - b).max() <= scale * 1.001, np.abs(a - b).max()  # measured equal; at most one output step
+    assert read(path).inputs[0][1] == "float32" and read(path).partitions == read(paths["executorch-int8"]).partitions == 1
+    assert format_of(path).metadata(path)["io"] == {"input": "float32", "output": "float32"}
 
 
 @needs_executorch
