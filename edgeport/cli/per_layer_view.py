@@ -33,7 +33,11 @@ def show(console: Console, diagnosis: Diagnosis, shown: int = SHOWN) -> None:
     """One table per int8 target, worst first (largest layer-local error, then lowest end-to-end SQNR)."""
     for target, rows in diagnosis.per_target.items():
         console.print(table(target, rows, shown, diagnosis.seconds.get(target)))
+        gap = diagnosis.twin_max_abs.get(target)
+        if gap:  # the diagnosed twin did not compute what the artifact computes: say the rows may not describe it
+            console.print(f"[yellow]WARNING: {target}: the diagnosed program's outputs differ from the artifact's by up to "
+                          f"{gap:.3g}; the rows describe a re-quantized twin, not exactly the file[/]")
     console.print(f"[dim]per-layer: {diagnosis.samples} validation samples; SQNR/rel RMSE end to end vs the float model, "
                   f"err/scale = this layer's own error in quantization steps (~0.29 rounding, flagged > {FLAG_ERROR_TO_SCALE:g}); "
                   "fallback name = what keeps that op float: an ONNX node name (--allow-float), a TFLite op-output tensor name "
-                  "(tflite_ptq denylisted_nodes)[/]")
+                  "(tflite_ptq denylisted_nodes), an ExecuTorch graph node name (--allow-float)[/]")

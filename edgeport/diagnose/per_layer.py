@@ -13,12 +13,14 @@ Columns (one :class:`LayerError` per quantized tensor):
   (``QuantOptions.float_fallback`` / quantize_static's ``nodes_to_exclude``) or a TFLite op-output tensor name
   (``tflite_ptq.quantize(denylisted_nodes=...)``). Accuracy control ranks layers by this diagnosis.
 
-The backends live in :mod:`edgeport.diagnose.onnx_layers` and :mod:`edgeport.diagnose.tflite_layers`;
+The backends live in :mod:`edgeport.diagnose.onnx_layers`, :mod:`edgeport.diagnose.tflite_layers` and
+:mod:`edgeport.diagnose.pte_layers`;
 :func:`diagnose_run` diagnoses every int8 artifact of an export run.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass
@@ -40,26 +42,29 @@ class Diagnosis:
     samples: int
     source: str
     seconds: dict[str, float]
+    # target -> largest |difference| between the diagnosed program's outputs and the artifact's (executorch: the
+    # diagnostic twin, edgeport.diagnose.pte_layers); 0.0 means the rows describe the file written
+    twin_max_abs: dict[str, float] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return {
+        d = {
             "flag_error_to_scale": FLAG_ERROR_TO_SCALE,
             "samples": self.samples,
             "source": self.source,
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
             "targets": {t: [r.to_dict() for r in worst_first(rows)] for t, rows in self.per_target.items()},
         }
+        if self.twin_max_abs:
+            d["twin_max_abs"] = dict(self.twin_max_abs)
+        return d
 
     def series(self) -> dict[str, list[dict]]:
         """target -> rows in graph order as plain dicts (RecipeResult.per_layer / manifest ``per_layer_int8``)."""
         return {t: [r.to_dict() for r in sorted(rows, key=lambda r: r.position)] for t, rows in self.per_target.items()}
 
 
-# formats edgeport cannot diagnose layer by layer yet: (message, hint)
-NOT_DIAGNOSED = {"executorch": (
-    "--per-layer does not diagnose executorch-int8 yet",
-    "ExecuTorch's devtools can compare intermediate outputs (ETRecord + an ETDump with debug buffers, Inspector), which "
-    "edgeport does not drive yet; diagnose onnx-int8 or tflite-int8 of the same model")}
+# formats edgeport cannot diagnose layer by layer: format name -> (message, hint); every built-in format can
+NOT_DIAGNOSED: dict[str, tuple[str, str]] = {}
 
 
 def diagnose_run(run, inputs_nchw: np.ndarray, source: str = "") -> Diagnosis:
@@ -76,6 +81,7 @@ def diagnose_run(run, inputs_nchw: np.ndarray, source: str = "") -> Diagnosis:
     inputs = np.ascontiguousarray(inputs_nchw, dtype=np.float32)
     out: dict[str, list[LayerError]] = {}
     seconds: dict[str, float] = {}
+    twins: dict[str, float] = {}
     for art in run.artifacts:
         if not art.target.endswith("-int8"):
             continue
@@ -91,11 +97,15 @@ def diagnose_run(run, inputs_nchw: np.ndarray, source: str = "") -> Diagnosis:
 
             out[art.target] = diagnose_tflite(Path(art.path).read_bytes(), tflite_exporter.calibrated_model(req), inputs,
                                               onnx_weight_norms(onnx_fp32.to_onnx(req)))
+        elif art.format == "executorch":
+            from edgeport.diagnose.pte_layers import diagnose_pte
+
+            out[art.target], twins[art.target] = diagnose_pte(req, Path(art.path), inputs)
         else:
             why = NOT_DIAGNOSED.get(art.format, (f"no per-layer diagnosis for {art.format} files", "diagnose onnx-int8 or tflite-int8"))
             raise UsageError(*why)
         seconds[art.target] = time.perf_counter() - start
-    return Diagnosis(out, len(inputs), source, seconds)
+    return Diagnosis(out, len(inputs), source, seconds, twins)
 
 
 def write(folder: Path, diagnosis: Diagnosis) -> Path:

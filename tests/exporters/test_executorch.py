@@ -285,11 +285,29 @@ def test_damaged_pte_is_a_user_error(tmp_path, cli, exported):
         open_runtime(bad)
 
 
-def test_per_layer_is_refused_for_executorch_with_what_is_missing(cli, tmp_path):
-    res = cli("export", "--model", "mobilenet_v2_x0_35", "--input-shape", "1,3,64,64", "--target", "executorch-int8",
-              "--calib", "synthetic", "--per-layer", "--out", tmp_path / "o")
-    assert res.code == 2 and "does not diagnose executorch-int8" in res.err and "ETDump" in res.err, res.err
-    assert not (tmp_path / "o").exists()
+@needs_executorch
+def test_per_layer_diagnoses_the_pte_in_executorch_and_names_layers_allow_float_takes(cli, prepared, exported, tmp_path):
+    """--per-layer on executorch-int8: a twin of the program returning every int8 activation runs in ExecuTorch's
+    runtime (XNNPACK), equals the written file's outputs, and gives one row per quantized op; the fallback name of
+    the worst row is what --allow-float takes."""
+    from edgeport.exporters import executorch as et
+    from edgeport.formats.int8_coverage import coverage_of
+
+    res = cli("export", "--model", f"{BYO}:build", "--input-shape", ",".join(map(str, SHAPE)), "--target", "executorch-int8",
+              "--calib", "synthetic", "--calib-samples", "16", "--val-samples", "8", "--per-layer", "--out", tmp_path / "o")
+    assert res.code == 0 and "Traceback" not in res.out + res.err, res.err + res.out
+    record = json.loads((tmp_path / "o" / "per_layer.json").read_text())
+    rows = record["targets"]["executorch-int8"]
+    assert record["twin_max_abs"] == {"executorch-int8": 0.0}  # the diagnosed twin computes exactly what the file does
+    assert len(rows) >= 10 and all(r["sqnr_db"] is None or r["sqnr_db"] < 80 for r in rows)
+    assert {r["op"] for r in rows} >= {"conv2d", "linear"} and all(r["layer"] for r in rows)
+    local = [r["error_to_scale"] for r in rows if r["error_to_scale"] is not None]
+    assert len(local) >= len(rows) - 2 and 0.1 < float(np.median(local)) < 1.0, local  # about rounding, in steps
+    worst = next(r for r in rows if r["op"] in ("conv2d", "linear"))
+    req, _, _, _ = exported
+    path = et.export_int8(ExportRequest("byo", prepared.program, prepared.example, tmp_path, False, req.calibration,
+                                        QuantOptions(float_fallback=(worst["fallback"],)), {}, {"model": "byo"}))
+    assert coverage_of(path).float_total >= 1
 
 
 def test_metadata_entry_is_the_shared_one():
