@@ -729,6 +729,32 @@ def reshape_without_contiguous(gm: fx.GraphModule) -> list[str]:
     return _recompiled(gm, done)
 
 
+def transpose_before_reshape_as_copy(gm: fx.GraphModule) -> list[str]:
+    """A transpose (or permute) whose every user is a reshape, as ``permute_copy``: the same values, made
+    contiguous by the op itself. ExecuTorch lowers a reshape of a transposed (non-contiguous) tensor as clone + view,
+    and XNNPACK's partitioner takes a clone in fp32 only, so each ShuffleNetV2 channel shuffle ran its reshape in
+    fp32 with a Convert pair around it (16 of each); after a permute_copy the reshape is a plain int8 view
+    (XNNPACKQuantizer shares the scale through permute_copy as through transpose). One note per transpose."""
+    done = []
+    for node in list(gm.graph.nodes):
+        if node.op != "call_function" or node.target not in (aten.transpose.int, aten.permute.default) or node.kwargs:
+            continue
+        if not node.users or not all(u.op == "call_function" and u.target in RESHAPE_OPS for u in node.users):
+            continue
+        val = node.args[0].meta.get("val") if isinstance(node.args[0], fx.Node) else None
+        if val is None:
+            continue
+        if node.target is aten.transpose.int:
+            perm = list(range(val.dim()))
+            a, b = (d % val.dim() for d in node.args[1:3])
+            perm[a], perm[b] = perm[b], perm[a]
+        else:
+            perm = [d % val.dim() for d in node.args[1]]
+        node.target, node.args = aten.permute_copy.default, (node.args[0], perm)
+        done.append(module_path(node))
+    return _recompiled(gm, done)
+
+
 def channel_shuffle_as_gather(gm: fx.GraphModule) -> list[str]:
     """ShuffleNet's channel shuffle ``x.view(B, g, C/g, H, W).transpose(1, 2).reshape(B, C, H, W)`` as one
     ``index_select`` of the channels (ONNX Gather on axis 1): output channel k is input channel (k % g) * C/g + k // g,
@@ -799,6 +825,7 @@ def for_executorch(program: torch.export.ExportedProgram, example: torch.Tensor,
     notes += [f"BatchNorm after no conv as a depthwise 1x1 conv: {b}" for b in batchnorm_as_depthwise(gm)]
     notes += [f"channel split as slices: {m}" for m in split_as_slices(gm)]
     notes += [f"reshape without contiguous: {m}" for m in reshape_without_contiguous(gm)]
+    notes += [f"transpose before a reshape as permute_copy: {m}" for m in transpose_before_reshape_as_copy(gm)]
     if int8:  # h-swish stays one op: XNNPACK runs it in int8 (edgeport.exporters.executorch.partitioner)
         notes += [f"{a} with ReLU6" for a in relu6_hard_activations(gm, HARDSIGMOID_OPS)]
     scalars = scalar_operands_4d(gm)

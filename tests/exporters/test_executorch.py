@@ -359,7 +359,9 @@ def _assert_all_int8_in_xnnpack(path: Path) -> None:
 @pytest.mark.slow
 @needs_executorch
 @pytest.mark.parametrize("zoo, ckpt", [("mobilenet_v2", "fmnist_mobilenet_v2_x0_5.pt"),
-                                       ("mobilenet_v3_small", "fmnist_mobilenet_v3_small.pt")])
+                                       ("mobilenet_v3_small", "fmnist_mobilenet_v3_small.pt"),
+                                       # the channel shuffles all int8 (no Convert pair around their reshapes)
+                                       ("shufflenet_v2_x0_5", "fmnist_shufflenet_v2_x0_5.pt")])
 def test_trained_model_int8_parity_in_executorch(zoo, ckpt, cli, tmp_path):
     from tests.datasets import have_fashion_mnist
 

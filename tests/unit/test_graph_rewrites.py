@@ -361,3 +361,27 @@ def test_contiguous_before_a_view_goes_and_the_view_becomes_a_reshape():
     assert aten.contiguous.default not in targets and aten.reshape.default in targets
     assert torch.equal(gm(x), model(x))
     assert reshape_without_contiguous(gm) == []
+
+
+def test_transpose_before_a_reshape_becomes_a_permute_copy():
+    """The shuffle's transpose makes its own contiguous copy (ExecuTorch then lowers the reshape as an int8 view,
+    not a clone + view in fp32); equal outputs; a transpose with another user is left alone."""
+    from edgeport.graph.rewrites import reshape_without_contiguous, transpose_before_reshape_as_copy
+
+    torch.manual_seed(0)
+    model, x = _Shuffle(2).eval(), torch.randn(1, 12, 5, 4)
+    gm = capture(model, x).module()
+    reshape_without_contiguous(gm)
+    assert len(transpose_before_reshape_as_copy(gm)) == 1
+    targets = _targets(gm)
+    assert aten.transpose.int not in targets and aten.permute_copy.default in targets
+    assert torch.equal(gm(x), model(x))
+    assert transpose_before_reshape_as_copy(gm) == []
+
+    class Both(nn.Module):
+        def forward(self, x):
+            t = x.transpose(2, 3)
+            return t.reshape(1, -1), t * 2
+
+    gm = capture(Both().eval(), x).module()
+    assert transpose_before_reshape_as_copy(gm) == [] and aten.transpose.int in _targets(gm)
