@@ -117,9 +117,14 @@ class ControlSet:
 
 
 class Backend:
-    """One int8 target: ``build(fallbacks, dest)`` writes the artifact with those layers float."""
+    """One int8 target: ``build(fallbacks, dest)`` writes the artifact with those layers float; ``rank`` orders the
+    candidates (by default by measuring each one kept float alone, :func:`rank`)."""
 
     target = ""
+    rank_metric = "sqnr_gain_db"  # what ``rank``'s scores are (the ranking record's key)
+
+    def rank(self, data: "ControlSet", run, work: Path, on_step) -> tuple[list[Candidate], list[float]]:
+        return rank(self, data, run, work, on_step)
 
     def candidates(self) -> list[Candidate]:
         raise NotImplementedError
@@ -165,8 +170,8 @@ def control(backend: Backend, data: ControlSet, budget: float, out: Path,
         result.trials.append(Trial([], round(base, 4), round(float_score - base, 4)))
         chosen: list[Candidate] = []
         if not result.within_budget:
-            ranked, gains = rank(backend, data, run, work, on_step)
-            result.ranking = [{"layer": c.layer, "op": c.op, "sqnr_gain_db": round(float(g), 3)} for c, g in zip(ranked, gains)]
+            ranked, gains = backend.rank(data, run, work, on_step)
+            result.ranking = [{"layer": c.layer, "op": c.op, backend.rank_metric: round(float(g), 3)} for c, g in zip(ranked, gains)]
             chosen = _search(ranked, lambda cs: trial(tuple(c.fallback for c in cs)), float_score, budget,
                              result, on_step, backend.target)
         final_key = tuple(sorted(c.fallback for c in chosen))

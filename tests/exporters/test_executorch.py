@@ -310,6 +310,29 @@ def test_per_layer_diagnoses_the_pte_in_executorch_and_names_layers_allow_float_
     assert coverage_of(path).float_total >= 1
 
 
+@pytest.mark.slow
+@needs_executorch
+def test_accuracy_control_backend_ranks_by_diagnosis_and_keeps_layers_float(exported, tmp_path):
+    """executorch-int8 accuracy control: candidates ranked by one per-layer diagnosis (largest layer-local error
+    first, no build per candidate); a zero budget on agreement with float ends within budget or says why, and what
+    it keeps float is float in the written program."""
+    from edgeport.formats.int8_coverage import coverage_of
+    from edgeport.quantization.accuracy_backends import backend_for
+    from edgeport.quantization.accuracy_control import ControlSet, control
+
+    req, _, x, ref = exported
+    backend = backend_for("executorch-int8", req)
+    ranked, scores = backend.rank(ControlSet(x, None, ref, "held-out"), None, tmp_path, lambda s: None)
+    finite = [v for v in scores if np.isfinite(v)]
+    assert ranked and finite == sorted(finite, reverse=True) and {c.op for c in ranked} >= {"conv2d", "linear"}
+    result = control(backend_for("executorch-int8", req), ControlSet(x, None, ref, "held-out"), 0.0,
+                     tmp_path / "final.pte", bench=False)
+    assert result.within_budget or result.unreachable, result.summary()
+    assert all("error_to_scale" in r for r in result.ranking)
+    if result.kept_float:
+        assert coverage_of(tmp_path / "final.pte").float_total >= 1
+
+
 def test_metadata_entry_is_the_shared_one():
     text = metadata.for_target({"model": "m"}, "executorch-int8", "NCHW", io_dtype="float32")
     assert json.loads(text) == {"model": "m", "target": "executorch-int8", "input_layout": "NCHW", "io_dtype": "float32"}
