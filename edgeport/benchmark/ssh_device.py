@@ -157,7 +157,7 @@ class SshDevice:
                 if native is not None:  # the folder's contents go to <remote>/STAGED_RUNTIME, where the runner looks
                     shutil.copytree(native, local / STAGED_RUNTIME)
                     sources.append(str(local / STAGED_RUNTIME))
-                sent = self._scp(["-r", *sources] if native is not None else sources, self._remote(remote + "/"),
+                sent = self._scp(["-r", *sources], self._remote(remote + "/"),
                                  timeout=self.connect_timeout + 300)
                 if sent.returncode != 0:
                     raise UserError(f"copying to {self.where}:{remote} failed: {sent.stderr.strip()[:200]}")

@@ -20,10 +20,9 @@ The backends live in :mod:`edgeport.diagnose.onnx_layers`, :mod:`edgeport.diagno
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +43,7 @@ class Diagnosis:
     seconds: dict[str, float]
     # target -> largest |difference| between the diagnosed program's outputs and the artifact's (executorch: the
     # diagnostic twin, edgeport.diagnose.pte_layers); 0.0 means the rows describe the file written
-    twin_max_abs: dict[str, float] = dataclasses.field(default_factory=dict)
+    twin_max_abs: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         d = {

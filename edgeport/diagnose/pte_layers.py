@@ -33,21 +33,22 @@ class _Point:
     zero: int
 
 
-def _points(gm) -> list[_Point]:
-    """The quantized activations of the quantized program's module, in graph order: one per producer."""
+def _quantize_nodes(gm) -> dict:
+    """producer name -> the first quantize_per_tensor node quantizing its output, in graph order."""
     import torch
 
     q_op = torch.ops.quantized_decomposed.quantize_per_tensor.default
-    seen, out = set(), []
+    found = {}
     for node in gm.graph.nodes:
-        if node.op != "call_function" or node.target != q_op:
-            continue
-        src = node.args[0]
-        if getattr(src, "op", None) not in ("call_function", "placeholder", "get_attr") or src.name in seen:
-            continue
-        seen.add(src.name)
-        out.append(_Point(src.name, float(node.args[1]), int(node.args[2])))
-    return out
+        src = node.args[0] if node.op == "call_function" and node.target == q_op else None
+        if getattr(src, "op", None) in ("call_function", "placeholder", "get_attr"):
+            found.setdefault(src.name, node)
+    return found
+
+
+def _points(gm) -> list[_Point]:
+    """The quantized activations of the quantized program's module, in graph order: one per producer."""
+    return [_Point(name, float(q.args[1]), int(q.args[2])) for name, q in _quantize_nodes(gm).items()]
 
 
 def twin(req, quantized_module, points: list[_Point]) -> bytes:
@@ -60,11 +61,7 @@ def twin(req, quantized_module, points: list[_Point]) -> bytes:
     from edgeport.exporters.executorch import lower
 
     gm = copy.deepcopy(quantized_module)
-    q_op = torch.ops.quantized_decomposed.quantize_per_tensor.default
-    by_producer = {}
-    for node in gm.graph.nodes:
-        if node.op == "call_function" and node.target == q_op:
-            by_producer.setdefault(node.args[0].name, node)
+    by_producer = _quantize_nodes(gm)
     out = gm.graph.output_node()
     (results,) = out.args
     results = tuple(results) if isinstance(results, (tuple, list)) else (results,)
@@ -101,7 +98,6 @@ def diagnose_pte(req, artifact, inputs_nchw: np.ndarray) -> tuple[list[LayerErro
         batch = runner.batch
         data = data[: len(data) // batch * batch]
         sums = {p.producer: ErrorSums() for p in points}
-        local = {p.producer: ErrorSums() for p in points}
         twin_gap = 0.0
         for i in range(0, len(data), batch):
             x = data[i : i + batch]
@@ -110,10 +106,9 @@ def diagnose_pte(req, artifact, inputs_nchw: np.ndarray) -> tuple[list[LayerErro
             dq = {p.producer: (outs[k + 1].numpy().astype(np.float32) - p.zero) * np.float32(p.scale)
                   for k, p in enumerate(points)}
             reference = _float_values(floating, torch.from_numpy(x), set(sums))
-            own = _on_int8_inputs(nodes, dq, points)
+            own = _on_int8_inputs(floating, nodes, dq, points)
             for p in points:
-                sums[p.producer].add(reference[p.producer], dq[p.producer])
-                local[p.producer].add(own[p.producer], dq[p.producer])
+                sums[p.producer].add(reference[p.producer], dq[p.producer], dq[p.producer] - own[p.producer])
     rows = []
     for p in points:
         node = nodes[p.producer]
@@ -122,15 +117,8 @@ def diagnose_pte(req, artifact, inputs_nchw: np.ndarray) -> tuple[list[LayerErro
         acc = sums[p.producer]
         op = getattr(node.target, "__name__", str(node.target)).split(".")[0]
         rows.append(LayerError(p.producer, module_path(node), op, p.producer, p.scale, p.zero, acc.sqnr_db(),
-                               acc.rel_rmse(), _local_steps(local[p.producer], p.scale), len(rows)))
+                               acc.rel_rmse(), acc.error_to_scale(p.scale), len(rows)))
     return rows, twin_gap
-
-
-def _local_steps(acc: ErrorSums, scale: float) -> float:
-    """rms(int8 output - float op on the int8 inputs) / scale (ErrorSums keeps that difference as its error)."""
-    import math
-
-    return math.sqrt(acc.error / max(acc.count, 1)) / scale if scale > 0 else math.inf
 
 
 def _float_values(gm, x, wanted: set[str]) -> dict[str, np.ndarray]:
@@ -152,13 +140,12 @@ def _float_values(gm, x, wanted: set[str]) -> dict[str, np.ndarray]:
     return got
 
 
-def _on_int8_inputs(nodes: dict, dq: dict[str, np.ndarray], points: list[_Point]) -> dict[str, np.ndarray]:
+def _on_int8_inputs(module, nodes: dict, dq: dict[str, np.ndarray], points: list[_Point]) -> dict[str, np.ndarray]:
     """Each point's op computed in float on the int8 model's own dequantized tensors: a node between two points
-    (a conv before its fused clamp) is computed from the last points before it, weights are the float ones."""
+    (a conv before its fused clamp) is computed from the last points before it, weights are ``module``'s float ones."""
     import torch
     from torch import fx
 
-    module = next(iter(nodes.values())).graph.owning_module
     out = {}
     for p in points:
         memo: dict[str, object] = {}

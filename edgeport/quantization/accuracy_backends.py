@@ -90,7 +90,6 @@ class ExecutorchBackend(Backend):
 
     def __init__(self, req: ExportRequest):
         self.req = req
-        self._rows = None
 
     def build(self, fallbacks: Sequence[str], dest: Path) -> Path:
         from edgeport.exporters.executorch import export_int8
@@ -100,26 +99,25 @@ class ExecutorchBackend(Backend):
         made.replace(dest)
         return dest
 
-    def _diagnosis(self, inputs, work: Path):
-        if self._rows is None:
-            from edgeport.diagnose.pte_layers import diagnose_pte
+    def _rows(self, inputs, work: Path):
+        """The diagnosis rows of the candidate ops (:mod:`edgeport.diagnose.pte_layers`) on ``inputs``."""
+        from edgeport.diagnose.pte_layers import diagnose_pte
 
-            self._rows, _ = diagnose_pte(self.req, self.build((), work / "rank_base.pte"), inputs)
-        return self._rows
+        rows, _ = diagnose_pte(self.req, self.build((), work / "rank_base.pte"), inputs)
+        return [r for r in rows if r.op in self.OPS]
 
     def candidates(self) -> list[Candidate]:
         import tempfile
 
         with tempfile.TemporaryDirectory(prefix="edgeport-accuracy-probe-") as tmp:
-            rows = self._diagnosis(self.req.calibration[:8], Path(tmp))
-        return [Candidate(r.fallback, r.layer, r.op) for r in rows if r.op in self.OPS]
+            return [Candidate(r.fallback, r.layer, r.op) for r in self._rows(self.req.calibration[:8], Path(tmp))]
 
     def rank(self, data, run, work: Path, on_step) -> tuple[list[Candidate], list[float]]:
         from edgeport.diagnose.metrics import worst_first
         from edgeport.quantization.accuracy_control import RANK_SAMPLES
 
         on_step(f"{self.target}: per-layer diagnosis")
-        rows = worst_first([r for r in self._diagnosis(data.inputs[:RANK_SAMPLES], work) if r.op in self.OPS])
+        rows = worst_first(self._rows(data.inputs[:RANK_SAMPLES], work))
         return [Candidate(r.fallback, r.layer, r.op) for r in rows], [r.error_to_scale for r in rows]
 
 

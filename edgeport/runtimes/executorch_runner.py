@@ -71,12 +71,13 @@ class ExecuTorchRunner:
     def _io_quantization(self, side: str, dtype: int) -> tuple[float, int] | None:
         """(scale, zero point) of an int8 input/output, from the program's constant methods; None for float."""
         if dtype == INT8:
-            names = self.program.method_names  # a property
-            found = [f"forward_{side}0_{key}" in names for key in ("scale", "zp")]
-            if not all(found):
-                raise UserError(f"{self.path.name} has an int8 {side} but no forward_{side}0_scale/_zp method to "
+            from executorch.exir.passes.quantize_io_pass import get_config_method_name
+
+            methods = [get_config_method_name("forward", side, 0, key) for key in ("scale", "zp")]
+            if not set(methods) <= self.program.method_names:
+                raise UserError(f"{self.path.name} has an int8 {side} but no {' / '.join(methods)} method to "
                                 "(de)quantize it with", REEXPORT_HINT)
-            scale, zero = (self.program.load_method(f"forward_{side}0_{key}").execute([])[0] for key in ("scale", "zp"))
+            scale, zero = (self.program.load_method(m).execute([])[0] for m in methods)
             return float(scale), int(zero)
         if dtype != FLOAT32:
             raise UserError(f"{self.path.name}'s {side} has ScalarType {dtype}; edgeport runs float32 or int8 I/O",
