@@ -19,6 +19,8 @@ Routes (``--routes``; all by default):
 - ``cle`` (minmax + ``--cle``) and ``mse+cle+bc``: ``edgeport.export`` with that calibration/validation.
 - ``adaround``, ``mse+adaround``, ``mse+adaround+bc``: ``edgeport.export`` with ``--adaround`` (minmax / mse
   ranges; ``+bc``: bias correction inside AdaRound's walk), that calibration/validation.
+- ``range-search``: the defaults with ``--range-search`` (edgeport.quantization.range_search), that
+  calibration/validation.
 - ``rr-off`` / ``mse+bc+rr-off``: onnx-int8 only, minmax / mse + bias correction, ``--onnx-reduce-range off``:
   8-bit weights where ``auto`` picks 7-bit (x86 without VNNI, as this table's machine; ``auto`` on such a CPU is
   what ``defaults`` and the other routes get).
@@ -64,7 +66,8 @@ INT8 = ("tflite-int8", "onnx-int8")
 METHODS = ("minmax", "percentile", "entropy", "mse")
 # edgeport.quantization.adaround (--adaround): minmax / mse ranges, with bias correction inside AdaRound's walk
 ADAROUND = {"adaround": {}, "mse+adaround": {"method": "mse"}, "mse+adaround+bc": {"method": "mse", "bias_correction": True}}
-ROUTES = ("defaults", *METHODS, *(f"{m}+bc" for m in METHODS), "cle", "mse+cle+bc", *ADAROUND, "rr-off", "mse+bc+rr-off",
+ROUTES = ("defaults", *METHODS, *(f"{m}+bc" for m in METHODS), "cle", "mse+cle+bc", *ADAROUND, "range-search", "rr-off",
+          "mse+bc+rr-off",
           "onnx2tf", "ort-qdq", "ort-qdq-pc", "litert-torch")
 BEGIN, END = "<!-- quality table: begin (benchmarks/real_weights/quality.py --doc) -->", "<!-- quality table: end -->"
 
@@ -338,6 +341,9 @@ def run_network(name: str, routes: list[str], dirs) -> dict:
         if route in routes:
             q = edgeport.QuantOptions(adaround=True, **extra)
             attempt([route], lambda r=route, q=q: {r: run_export(n, r, q)})
+    if "range-search" in routes:  # the defaults (mse, bias correction) + --range-search
+        q = edgeport.QuantOptions(range_search=True)
+        attempt(["range-search"], lambda: {"range-search": run_export(n, "range-search", q)})
     if "rr-off" in routes:
         q = edgeport.QuantOptions(onnx_reduce_range="off")
         attempt(["rr-off"], lambda: {"rr-off": run_export(n, "rr-off", q, ("onnx-int8",))})

@@ -43,6 +43,7 @@ def export(
     cle: bool = opt.CLE,
     bias_correction: bool = opt.BIAS_CORRECTION,
     adaround: bool = opt.ADAROUND,
+    range_search: bool = opt.RANGE_SEARCH,
     mean: str = opt.MEAN,
     std: str = opt.STD,
     scale_127: bool = opt.SCALE_127,
@@ -67,11 +68,12 @@ def export(
 
     targets = parse_targets(target)
     check_choice(calib_method, CALIBRATION_METHODS, "--calib-method", "calibration method")
-    if (bias_correction or adaround) and not calib:
-        flag = "--bias-correction" if bias_correction else "--adaround"
+    if (bias_correction or adaround or range_search) and not calib:
+        flag = "--bias-correction" if bias_correction else "--adaround" if adaround else "--range-search"
         raise UserError(f"{flag} needs calibration data", "add --calib (an image folder, fashion-mnist, ...)")
     quant = QuantOptions(method=calib_method, io_dtype=io_dtype, float_fallback=tuple(allow_float), no_float=no_float, cle=cle,
-                         bias_correction=bias_correction, adaround=adaround)
+                         bias_correction=bias_correction, adaround=adaround,
+                         range_search=range_search)
     quant = deploy_options(quant, deploy, onnx_format=onnx_format, onnx_activations=onnx_activations,
                            onnx_reduce_range=onnx_reduce_range, onnx_hard_activations=onnx_hard_activations)
     if deploy == HOST_DEPLOY:

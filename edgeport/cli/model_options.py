@@ -71,6 +71,11 @@ ADAROUND = typer.Option(False, "--adaround/--no-adaround",
                         help="AdaRound: learn each conv/linear weight's rounding (up or down) on --calib data, onto the grid "
                         "the int8 converters reproduce exactly (minutes on a CPU).",
                         rich_help_panel=QUANT_PANEL)
+RANGE_SEARCH = typer.Option(False, "--range-search/--no-range-search",
+                            help="Output-aware int8 ranges: narrow the ranges of the activations the output is most "
+                            "sensitive to where a simulation of the int8 network on --calib data says it helps (tflite-int8, "
+                            "onnx-int8; a minute or two at 224x224).",
+                            rich_help_panel=QUANT_PANEL)
 IO_DTYPE = typer.Option("int8", "--io-dtype", help=f"tflite-int8 / executorch-int8 input and output: {help_list(IO_DTYPES)} "
                         "(int8 inside; .pte: int8 or float32).",
                         rich_help_panel=QUANT_PANEL)

@@ -45,6 +45,7 @@ def quantize(
     cle: bool = opt.CLE,
     bias_correction: bool = opt.BIAS_CORRECTION,
     adaround: bool = opt.ADAROUND,
+    range_search: bool = opt.RANGE_SEARCH,
     mean: str = opt.MEAN,
     std: str = opt.STD,
     scale_127: bool = opt.SCALE_127,
@@ -76,7 +77,7 @@ def quantize(
         raise UsageError("--max-accuracy-drop takes one --method, a budget >= 0 points and --control-samples >= 1",
                          "e.g. --method minmax --max-accuracy-drop 0.5")
     quant = QuantOptions(method=methods[0], percentile=percentile, io_dtype=io_dtype, cle=cle, bias_correction=bias_correction,
-                         adaround=adaround)
+                         adaround=adaround, range_search=range_search)
     with StageReporter(console, f"loading {model}") as status:
         loaded = opt.load_model(model, weights, input_shape, num_classes, width)
         if calib == "synthetic":

@@ -54,6 +54,11 @@ WIDENED_RANGES = "widened-ranges"
 ROUNDED = "adaround-weights"
 # req.cache key: target -> what its file kept of them (edgeport.quantization.adaround_check.compare)
 ROUNDED_CHECK = "adaround-check"
+# req.cache key: the output-aware range search's report (edgeport.quantization.range_search), whose chosen shrinks
+# the tflite-int8 and onnx-int8 exporters apply to their own tensors' ranges
+RANGE_SEARCH = "range-search"
+# req.cache key: target -> {"narrowed": [fused-graph tensors], "unmatched": [...]} as that exporter applied them
+RANGE_SEARCH_APPLIED = "range-search-applied"
 
 # max|Δ| alone passes any net with tiny logits (random init: ~1e-8), so a scale-free SQNR floor joins it.
 # Measured: fp32 artifacts 110-130 dB, fp16-weight artifacts 62-75 dB.

@@ -54,6 +54,8 @@ from edgeport.errors import UserError
 from edgeport.exporters import (
     AUTO_FLOAT,
     INT8,
+    RANGE_SEARCH,
+    RANGE_SEARCH_APPLIED,
     ROUNDED,
     ROUNDED_CHECK,
     TARGETS,
@@ -99,6 +101,7 @@ class QuantReport:
     rewritten_reduce_means: int = 0
     seconds: float = 0.0
     auto_float: list[dict] = field(default_factory=list)  # nodes ORT's quantizer could not take (kept float)
+    range_search: dict | None = None  # the output-aware range search's shrinks applied (calibrate)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -140,8 +143,12 @@ def export(req: ExportRequest) -> Path:
     calibration = check_calibration(req.calibration, tuple(req.example.shape))
     fp32 = fp32_graph(req)
     batch = 1 if req.dynamic_batch else int(req.example.shape[0])
-    model, report = quantize(fp32, calibration, req.quant, batch=batch)
+    search = req.cache.get(RANGE_SEARCH)
+    model, report = quantize(fp32, calibration, req.quant, batch=batch, shrinks=search.chosen if search else None)
     facts = _quant_facts(req.quant)
+    if report.range_search:
+        facts["range_search"] = report.range_search
+        req.cache.setdefault(RANGE_SEARCH_APPLIED, {})["onnx-int8"] = report.range_search
     if rewrites := req.cache[("onnx-int8 fp32 graph", req.quant.onnx_hard_activations == "int8")][1]:
         facts["rewrites"] = rewrites
     if report.auto_float:
@@ -189,6 +196,7 @@ def quantize(
     reduce_range: bool | None = None,
     activations: str | None = None,
     ranges_cache: dict | None = None,
+    shrinks: list | None = None,
 ) -> tuple[onnx.ModelProto, QuantReport]:
     """Static quantization of ``fp32`` (in memory) with per-channel int8 weights.
 
@@ -198,6 +206,8 @@ def quantize(
     ``activations``: "s8"/"int8" (the default) or "u8"/"uint8" (fully fused by ORT on x86, see above).
     ``ranges_cache``: a dict kept by a caller that quantizes the same model and calibration data many times
     (accuracy control: only the float fallback changes), so the activation ranges are computed once per method.
+    ``shrinks``: the output-aware range search's choices (edgeport.quantization.range_search.Shrink), applied to the
+    ranges of the tensors they match (histogram methods; the report's ``range_search`` says what was applied).
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.calibrate import save_tensors_data
@@ -235,13 +245,13 @@ def quantize(
 
     with tempfile.TemporaryDirectory(prefix="edgeport-int8-") as tmp, quiet_ort():
         tmp = Path(tmp)
-        key = ("onnx-ranges", quant.method, quant.percentile)
+        key = ("onnx-ranges", quant.method, quant.percentile, id(shrinks) if shrinks else None)
         if ranges_cache is not None and key in ranges_cache:
-            ranges = ranges_cache[key]
+            ranges, searched = ranges_cache[key]
         else:
-            ranges = calibrate(model, reader, quant, tmp)
+            ranges, searched = calibrate(model, reader, quant, tmp, shrinks)
             if ranges_cache is not None:
-                ranges_cache[key] = ranges
+                ranges_cache[key] = ranges, searched
         cache = tmp / "calibration.json"
         save_tensors_data(ranges, cache)
         out = tmp / "model.int8.onnx"
@@ -269,7 +279,7 @@ def quantize(
         qmodel = onnx.load(str(out))
     qmodel.producer_name = "edgeport"
     report = QuantReport(quant.method, len(reader), batch, bool(reduce_range), cpu.describe(), fmt, acts, excluded,
-                         rewritten, time.perf_counter() - start, auto)
+                         rewritten, time.perf_counter() - start, auto, searched)
     return qmodel, report
 
 
@@ -328,8 +338,9 @@ def _quantizable(attempt, model: onnx.ModelProto, excluded: list[str]) -> list[d
                         f"{MAX_AUTO_FLOAT} searches did not isolate the failing nodes; keep the attention blocks float with --allow-float")
 
 
-def calibrate(model: onnx.ModelProto, reader: "CalibrationReader", quant: QuantOptions, workdir: Path):
-    """Activation ranges (ORT ``TensorsData``) of ``model`` over the reader's batches, with ORT's calibrators.
+def calibrate(model: onnx.ModelProto, reader: "CalibrationReader", quant: QuantOptions, workdir: Path, shrinks=None):
+    """Activation ranges (ORT ``TensorsData``) of ``model`` over the reader's batches, with ORT's calibrators, and
+    which ``shrinks`` (edgeport.quantization.range_search) were applied: {"narrowed", "unmatched"} or None.
 
     Batches go through in chunks of MAX_CALIBRATION_CHUNK: ORT's histogram calibrators keep every
     intermediate output of a ``collect_data`` call in memory (MobileNetV2-224: 101 tensors, 53 MB per
@@ -342,6 +353,8 @@ def calibrate(model: onnx.ModelProto, reader: "CalibrationReader", quant: QuantO
 
     "mse" collects the same signed-value histograms (ORT's entropy collector, MSE_BINS bins) and hands them to
     :func:`edgeport.quantization.ranges.mse_ranges`; the result is plain (min, max) ranges, as MinMax gives.
+    The shrinks find their tensors by the values' signature, read from those histograms: mse, percentile and
+    entropy ranges take them; MinMax collects no histogram, and its ranges are left as they are.
     """
     from onnxruntime.quantization import CalibrationMethod
     from onnxruntime.quantization.calibrate import create_calibrator
@@ -366,12 +379,22 @@ def calibrate(model: onnx.ModelProto, reader: "CalibrationReader", quant: QuantO
         for start in range(0, len(reader), MAX_CALIBRATION_CHUNK):
             reader.set_range(start, start + MAX_CALIBRATION_CHUNK)
             calibrator.collect_data(reader)
-        if quant.method == "mse":
-            from onnxruntime.quantization.calibrate import TensorsData
+        if quant.method == "minmax" or (quant.method != "mse" and not shrinks):
+            return calibrator.compute_data(), None
+        from onnxruntime.quantization.calibrate import TensorsData
 
-            found = calibration_ranges.mse_ranges(calibrator.collector.histogram_dict)
-            return TensorsData(CalibrationMethod.MinMax, {k: (np.float32(lo), np.float32(hi)) for k, (lo, hi) in found.items()})
-        return calibrator.compute_data()
+        hist = calibrator.collector.histogram_dict
+        if quant.method == "mse":
+            found = calibration_ranges.mse_ranges(hist)
+        else:
+            found = {k: (float(v.range_value[0]), float(v.range_value[1])) for k, v in calibrator.compute_data().items()}
+        searched = None
+        if shrinks:
+            from edgeport.quantization import range_search
+
+            found, unmatched = range_search.apply(found, range_search.histogram_signatures(hist), shrinks)
+            searched = {"narrowed": {s.tensor: s.scale for s in shrinks if s.tensor not in unmatched}, "unmatched": unmatched}
+        return TensorsData(CalibrationMethod.MinMax, {k: (np.float32(lo), np.float32(hi)) for k, (lo, hi) in found.items()}), searched
     finally:
         del calibrator  # holds an InferenceSession on a file in workdir
 

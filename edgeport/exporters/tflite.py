@@ -25,6 +25,8 @@ from edgeport.exporters import (
     FP16,
     FP32,
     INT8,
+    RANGE_SEARCH,
+    RANGE_SEARCH_APPLIED,
     ROUNDED,
     ROUNDED_CHECK,
     TARGETS,
@@ -193,16 +195,25 @@ def calibrated_model(req: ExportRequest) -> bytes:
 
 def method_ranges(req: ExportRequest) -> dict[str, tuple[float, float]] | None:
     """Activation ranges of ``req.quant.method`` for the calibrated model's tensors (None for minmax: TFLite's own
-    calibration), from :func:`edgeport.quantization.ranges.tflite_ranges`; made once per run and method."""
+    calibration), from :func:`edgeport.quantization.ranges.tflite_collector`, with the output-aware range search's
+    shrinks applied (``req.cache[RANGE_SEARCH]``, found among the tensors by their values); made once per run and
+    method."""
+    from edgeport.quantization import range_search
     from edgeport.quantization import ranges as calibration_ranges
 
     calibration_ranges.check_method(req.quant.method, req.quant.percentile)
-    if req.quant.method == "minmax":
+    search = req.cache.get(RANGE_SEARCH)
+    if req.quant.method == "minmax" and not (search and search.chosen):
         return None
-    key = f"tflite-ranges:{req.quant.method}:{req.quant.percentile}"
+    key = f"tflite-ranges:{req.quant.method}:{req.quant.percentile}:{id(search) if search else None}"
     if key not in req.cache:
-        req.cache[key] = calibration_ranges.tflite_ranges(calibrated_model(req), to_nhwc(req.calibration),
-                                                          int(req.example.shape[0]), req.quant.method, req.quant.percentile)
+        collector = calibration_ranges.tflite_collector(calibrated_model(req), to_nhwc(req.calibration),
+                                                        int(req.example.shape[0]), req.quant.method, req.quant.percentile)
+        ranges = collector.ranges()
+        if search and search.chosen:
+            ranges, unmatched = range_search.apply(ranges, collector.signatures(), search.chosen)
+            req.cache.setdefault(RANGE_SEARCH_APPLIED, {})["tflite-int8"] = range_search.applied(search, unmatched)
+        req.cache[key] = ranges
     return req.cache[key]
 
 
@@ -252,6 +263,8 @@ def export_int8(req: ExportRequest, denylisted_nodes: tuple[str, ...] = (),
     io = {"io_dtype": req.quant.io_dtype, "quantization": {"method": req.quant.method,
                                                           "float_fallback": list(req.quant.float_fallback),
                                                           "adaround": req.quant.adaround}}
+    if applied := req.cache.get(RANGE_SEARCH_APPLIED, {}).get("tflite-int8"):
+        io["quantization"]["range_search"] = applied
     if req.cache.get(ROUNDED):  # AdaRound's weights: did the converter reproduce them?
         from edgeport.quantization import adaround_check
 

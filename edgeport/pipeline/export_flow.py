@@ -14,7 +14,17 @@ from torch import fx
 from edgeport.data import sample_inputs
 from edgeport.data.calibration import DataSplit, Samples
 from edgeport.errors import InternalError, UserError
-from edgeport.exporters import AUTO_FLOAT, ROUNDED, ROUNDED_CHECK, WIDENED_RANGES, ExportRequest, QuantOptions, Target, chain
+from edgeport.exporters import (
+    AUTO_FLOAT,
+    RANGE_SEARCH,
+    ROUNDED,
+    ROUNDED_CHECK,
+    WIDENED_RANGES,
+    ExportRequest,
+    QuantOptions,
+    Target,
+    chain,
+)
 from edgeport.graph.capture import capture
 from edgeport.graph.fuse import Equivalence, FusionReport, check_equivalence, fuse
 from edgeport.graph.rewrites import rewrite_for_edge
@@ -141,6 +151,29 @@ def equalize_prepared(prep: Prepared, calibration: np.ndarray | None, quant: Qua
     return out
 
 
+# the int8 formats whose exporters apply the output-aware range search (ExecuTorch's PT2E observers do not take
+# ranges from outside)
+SEARCHED_FORMATS = ("tflite", "onnx")
+
+
+def _search_ranges(run: ExportRun, req: ExportRequest, calibration: np.ndarray, quant: QuantOptions, on_stage) -> None:
+    """edgeport.quantization.range_search on the graph the int8 targets export, scored against the fused graph as
+    given; the report goes to ``req.cache[RANGE_SEARCH]`` (the exporters apply it) and to the equalization record.
+    Once per method in a shared cache (method comparison)."""
+    from edgeport.quantization import range_search
+
+    key = (RANGE_SEARCH, quant.method, quant.percentile)
+    if key not in req.cache:
+        on_stage("output-aware ranges")
+        graph = run.prep.transformed_graph if run.prep.transformed_graph is not None else run.prep.fused
+        req.cache[key] = range_search.search(graph, calibration, reference=run.prep.fused, method=quant.method,
+                                             percentile=quant.percentile, on_step=on_stage)
+    report = req.cache[RANGE_SEARCH] = req.cache[key]
+    if report.summary() not in run.prep.report.rewrites:
+        run.prep.report.rewrites.append(report.summary())
+    run.equalization = {**(run.equalization or {}), "range_search": report.to_dict()}
+
+
 def with_data(quant: QuantOptions, data: DataSplit | None) -> QuantOptions:
     """``quant`` with its automatic choices made for ``data`` (QuantOptions.with_data): bias correction on real
     calibration data, off on synthetic noise or without data."""
@@ -201,6 +234,8 @@ def run_export(
                         quant, cache if cache is not None else {}, metadata.describe(loaded, calibration), pte_layout)
     if run.prep.rounded:
         req.cache[ROUNDED] = run.prep.rounded
+    if quant.range_search and calibration is not None and any(t.format in SEARCHED_FORMATS and t.precision == "int8" for t in targets):
+        _search_ranges(run, req, calibration, quant, on_stage)
     # float targets export the model as given; they share the int8 targets' steps (fp32 ONNX, onnx2tf) only when no
     # transform changed the int8 graph
     float_req = req if run.prep.transformed is None else replace(req, program=run.prep.program, cache={})
@@ -210,7 +245,10 @@ def run_export(
 
         if (bits := weight_bits(quant)) != 8:
             on_stage(f"equalize ({bits}-bit weights for onnx-int8)")
-            by_target["onnx-int8"] = replace(req, program=bias_corrected_for_bits(run.prep, calibration, quant, bits), cache={})
+            # the range search ran on the 8-bit graph; its ranges carry over (activations barely move with the
+            # weights' bias correction)
+            kept = {k: req.cache[k] for k in (RANGE_SEARCH,) if k in req.cache}
+            by_target["onnx-int8"] = replace(req, program=bias_corrected_for_bits(run.prep, calibration, quant, bits), cache=kept)
             if run.equalization is not None:
                 run.equalization.setdefault("weight_bits_by_target", {})["onnx-int8"] = bits
     order = list(chain())  # parents first

@@ -45,6 +45,8 @@ SCHEMA: dict[str, dict[str, tuple[str, tuple]]] = {
                  "cle": ("boolean", (bool,)), "bias_correction": ("boolean", (bool,)),
                  # edgeport.quantization.adaround on the fused graph (after CLE); needs [data] calib
                  "adaround": ("boolean", (bool,)),
+                 # edgeport.quantization.range_search (tflite-int8, onnx-int8); needs [data] calib
+                 "range_search": ("boolean", (bool,)),
                  # edgeport.diagnose.per_layer of the int8 targets (manifest per_layer_int8, report plot and table)
                  "per_layer": ("boolean", (bool,)),
                  # edgeport.quantization.accuracy_control on the int8 targets: budget in points (as --max-accuracy-drop), its data
@@ -91,6 +93,7 @@ class QuantSection:
     cle: bool = False  # cross-layer equalization (edgeport.quantization.equalization)
     bias_correction: bool | None = None  # empirical bias correction; None: on with real [data] calib (QuantOptions)
     adaround: bool = False  # AdaRound weight rounding (edgeport.quantization.adaround); needs [data] calib
+    range_search: bool = False  # output-aware ranges (edgeport.quantization.range_search); needs [data] calib
     per_layer: bool = False  # per-layer int8 diagnosis on the validation data (~20 s per int8 target, measured)
     max_accuracy_drop: float | None = None  # accuracy control budget, points of top-1 (edgeport.quantization.accuracy_control)
     control_data: str | None = None  # labelled data control scores on (edgeport.data.labelled); None: the validation split
@@ -388,7 +391,7 @@ def _build(ctx: _Ctx, raw: dict, tables: dict, name: str) -> Recipe:
     if any(t.endswith("int8") for t in targets) and tables["data"].get("calib") is None:
         raise ctx.fail(("export",), "targets", "int8 targets need calibration data and [data] has no calib",
                        'add [data] calib = "<image folder, .npy/.npz, fashion-mnist or synthetic>"')
-    for key, what in (("bias_correction", "bias correction"), ("adaround", "AdaRound")):
+    for key, what in (("bias_correction", "bias correction"), ("adaround", "AdaRound"), ("range_search", "the range search")):
         if quant.get(key) and tables["data"].get("calib") is None:
             raise ctx.fail(("quantize",), key, f"{what} needs calibration data and [data] has no calib",
                            'add [data] calib = "<image folder, .npy/.npz, fashion-mnist or synthetic>"')
@@ -421,7 +424,7 @@ def _build(ctx: _Ctx, raw: dict, tables: dict, name: str) -> Recipe:
                                                         "onnx_hard_activations")),
                               no_float=quant.get("no_float", False),
                               cle=quant.get("cle", False), bias_correction=quant.get("bias_correction"),
-                              adaround=quant.get("adaround", False),
+                              adaround=quant.get("adaround", False), range_search=quant.get("range_search", False),
                               per_layer=quant.get("per_layer", False), max_accuracy_drop=quant.get("max_accuracy_drop"),
                               control_data=quant.get("control_data"), control_samples=quant.get("control_samples", 2000)),
         targets=targets, dynamic_batch=export.get("dynamic_batch", False), pte_layout=_pte_layout(ctx, export),

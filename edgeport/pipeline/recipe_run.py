@@ -255,7 +255,8 @@ def _build_export(recipe, inputs: Inputs, targets, key: str, cache: StageCache, 
         from edgeport.exporters.onnx_int8 import deploy_options
 
         quant = deploy_options(QuantOptions(q.method, io_dtype=q.io_dtype, float_fallback=q.allow_float, no_float=q.no_float, cle=q.cle,
-                                            bias_correction=q.bias_correction, adaround=q.adaround), q.deploy,
+                                            bias_correction=q.bias_correction, adaround=q.adaround,
+                                            range_search=q.range_search), q.deploy,
                                onnx_format=q.onnx_format, onnx_activations=q.onnx_activations, onnx_reduce_range=q.onnx_reduce_range,
                                onnx_hard_activations=q.onnx_hard_activations)
         # the run's fp32 models, SavedModel and TFLite calibration, kept for the diagnosis and accuracy control

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import io
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -53,6 +54,7 @@ class RangeCollector:
         check_method(method, percentile)
         self.method = method
         self._minmax: dict[str, tuple[float, float]] = {}
+        self._stats: dict[str, list[float]] = {}  # name -> [count, min, max, sum]: signatures()
         self._histograms = None
         if method != "minmax":
             from onnxruntime.quantization.calibrate import HistogramCollector
@@ -70,6 +72,11 @@ class RangeCollector:
             if a.size and not np.isfinite(a).all():
                 raise UserError(f"tensor {name} has NaN or infinite values on the calibration data",
                                 "check the model and the calibration preprocessing")
+            if a.size:
+                st = self._stats.setdefault(name, [0, np.inf, -np.inf, 0.0])
+                st[0] += a.size
+                st[1], st[2] = min(st[1], float(a.min())), max(st[2], float(a.max()))
+                st[3] += float(a.sum(dtype=np.float64))
         if self._histograms is None:
             for name, a in clean.items():
                 if a.size:
@@ -79,6 +86,10 @@ class RangeCollector:
             return
         with contextlib.redirect_stdout(io.StringIO()):  # ORT prints progress lines
             self._histograms.collect({k: v for k, v in clean.items() if v.size})
+
+    def signatures(self) -> dict[str, Signature]:
+        """Each tensor's value signature: count, min, max, mean."""
+        return {k: Signature(int(c), lo, hi, total / c) for k, (c, lo, hi, total) in self._stats.items()}
 
     def ranges(self) -> dict[str, tuple[float, float]]:
         if self._histograms is None:
@@ -94,6 +105,42 @@ class RangeCollector:
 
 def _with_zero(lo: float, hi: float) -> tuple[float, float]:
     return min(lo, 0.0), max(hi, 0.0)
+
+
+# --- which tensor is which, by its values ------------------------------------------------------------------
+
+SIGNATURE_RTOL = 1e-3  # min/max/mean match within this fraction of the tensor's range (histogram means are binned)
+
+
+@dataclass(frozen=True)
+class Signature:
+    """What identifies a tensor's values whatever its name and layout: element count over the calibration data,
+    min, max and mean."""
+
+    count: int
+    lo: float
+    hi: float
+    mean: float
+
+    def matches(self, other: Signature) -> bool:
+        tol = SIGNATURE_RTOL * max(self.hi - self.lo, other.hi - other.lo, 1e-12)
+        return (self.count == other.count and abs(self.lo - other.lo) <= tol and abs(self.hi - other.hi) <= tol
+                and abs(self.mean - other.mean) <= tol)
+
+
+def histogram_signatures(histogram_dict: Mapping[str, tuple]) -> dict[str, Signature]:
+    """Signatures of the tensors an ORT ``HistogramCollector`` saw (``name -> (hist, edges, min, max, ...)``): the
+    count and mean come from the histogram (the mean to within a bin)."""
+    out = {}
+    for name, h in histogram_dict.items():
+        counts, edges = np.asarray(h[0], dtype=np.float64), np.asarray(h[1], dtype=np.float64)
+        n = counts.sum()
+        if n <= 0:
+            continue
+        mean = float((counts * (edges[:-1] + edges[1:]) / 2).sum() / n)
+        out[name] = Signature(int(round(n)), float(h[2]), float(h[3]), mean)
+    return out
+
 
 
 # --- MSE-optimal clipping ---------------------------------------------------------------------------------
@@ -190,8 +237,14 @@ def quantization_mse(values: np.ndarray, lo: float, hi: float, levels: int = LEV
 
 def tflite_ranges(calibrated: bytes, calibration_nhwc: np.ndarray, batch: int, method: str, percentile: float = 99.99,
                   names: Iterable[str] | None = None, chunk: int = 8, keep_inputs: bool = True) -> dict[str, tuple[float, float]]:
-    """``method``'s range of every tensor TFLite calibrated (or of ``names``), from running the calibrated float
-    model in ai-edge-litert on the calibration inputs with every intermediate tensor preserved.
+    """``method``'s range of every tensor TFLite calibrated (or of ``names``): :func:`tflite_collector`'s ranges."""
+    return tflite_collector(calibrated, calibration_nhwc, batch, method, percentile, names, chunk, keep_inputs).ranges()
+
+
+def tflite_collector(calibrated: bytes, calibration_nhwc: np.ndarray, batch: int, method: str, percentile: float = 99.99,
+                     names: Iterable[str] | None = None, chunk: int = 8, keep_inputs: bool = True) -> RangeCollector:
+    """The values of every tensor TFLite calibrated (or of ``names``), collected for ``method`` from running the
+    calibrated float model in ai-edge-litert on the calibration inputs with every intermediate tensor preserved.
 
     ``keep_inputs``: the model's input tensors are left out, so they keep TFLite's calibrated (min/max) range:
     the input range is the preprocessing's value domain (Fashion-MNIST: exactly [-1, 1]) and, with int8 I/O, the
@@ -221,4 +274,4 @@ def tflite_ranges(calibrated: bytes, calibration_nhwc: np.ndarray, batch: int, m
         if n % chunk == 0 or n == len(steps):
             collector.collect({k: np.stack(v) for k, v in pending.items()})
             pending.clear()
-    return collector.ranges()
+    return collector
