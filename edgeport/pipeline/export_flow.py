@@ -240,15 +240,22 @@ def run_export(
     # transform changed the int8 graph
     float_req = req if run.prep.transformed is None else replace(req, program=run.prep.program, cache={})
     by_target = {}
-    if prepared is None and quant.bias_correction and not quant.adaround and any(t.name == "onnx-int8" for t in targets):
+    if quant.bias_correction and not quant.adaround and any(t.name == "onnx-int8" for t in targets):
         from edgeport.exporters.onnx_int8 import weight_bits
 
         if (bits := weight_bits(quant)) != 8:
-            on_stage(f"equalize ({bits}-bit weights for onnx-int8)")
+            # made once per shared cache (method comparison runs every method on one prepared model), with an export
+            # cache of its own (its fp32 ONNX differs from the 8-bit graph's)
+            key = ("bias-corrected program", bits)
+            if key not in req.cache:
+                on_stage(f"equalize ({bits}-bit weights for onnx-int8)")
+                req.cache[key] = bias_corrected_for_bits(run.prep, calibration, quant, bits), {}
+            program, own = req.cache[key]
             # the range search ran on the 8-bit graph; its ranges carry over (activations barely move with the
             # weights' bias correction)
-            kept = {k: req.cache[k] for k in (RANGE_SEARCH,) if k in req.cache}
-            by_target["onnx-int8"] = replace(req, program=bias_corrected_for_bits(run.prep, calibration, quant, bits), cache=kept)
+            own.pop(RANGE_SEARCH, None)
+            own.update({k: req.cache[k] for k in (RANGE_SEARCH,) if k in req.cache})
+            by_target["onnx-int8"] = replace(req, program=program, cache=own)
             if run.equalization is not None:
                 run.equalization.setdefault("weight_bits_by_target", {})["onnx-int8"] = bits
     order = list(chain())  # parents first
