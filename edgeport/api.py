@@ -21,6 +21,7 @@ from edgeport.errors import ParityFailed, UsageError, UserError
 from edgeport.quantization.options import QuantOptions
 
 if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
 
     from edgeport.validation.checks import Thresholds
 
@@ -109,7 +110,7 @@ def load_model(model, *, weights=None, input_shape: Sequence[int] | None = None,
 
 
 def load_data(loaded, calib, *, calib_samples: int = DEFAULT_CALIBRATION, val_samples: int = DEFAULT_VALIDATION,
-              seed: int = 0, preprocess: dict | None = None, val_data: str | Path | None = None):
+              seed: int = 0, preprocess: dict | None = None, val_data: str | Path | np.ndarray | None = None):
     """The calibration/validation DataSplit for ``loaded`` (None without ``calib``): calibration from ``calib``,
     validation from ``val_data`` when given, else a disjoint part of ``calib``."""
     from edgeport.data import calibration
@@ -119,8 +120,20 @@ def load_data(loaded, calib, *, calib_samples: int = DEFAULT_CALIBRATION, val_sa
             raise UsageError("val_data without calib: validation data is held out from calibration data",
                              "pass calib= too (an image folder, an .npz, fashion-mnist, ...)")
         return None
-    return calibration.for_model(loaded, str(calib), calib_samples, val_samples, seed, preprocess or {},
-                                 str(val_data) if val_data is not None else None)
+    return calibration.for_model(loaded, _source(calib), calib_samples, val_samples, seed, preprocess or {},
+                                 _source(val_data))
+
+
+def _source(data):
+    """A data argument as edgeport.data.calibration takes it: paths as strings, arrays (and anything else, which it
+    refuses with a typed error) as they are."""
+    return str(data) if isinstance(data, Path) else data
+
+
+def _data_name(data) -> str:
+    from edgeport.data.calibration import array_name
+
+    return str(data) if isinstance(data, (str, Path)) else array_name(data) if hasattr(data, "dtype") else repr(data)[:40]
 
 
 def _label(model) -> str:
@@ -170,8 +183,8 @@ def export(
     *,
     input_shape: Sequence[int] | None = None,
     weights: str | Path | None = None,
-    calib: str | Path | None = None,
-    val_data: str | Path | None = None,
+    calib: str | Path | np.ndarray | None = None,
+    val_data: str | Path | np.ndarray | None = None,
     calib_samples: int = DEFAULT_CALIBRATION,
     val_samples: int = DEFAULT_VALIDATION,
     seed: int = 0,
@@ -194,7 +207,8 @@ def export(
     """Capture -> fuse (equivalence-checked) -> export each target -> verify int8 graphs -> validate every
     artifact in its own runtime against PyTorch; writes the artifacts and ``parity.json`` into ``out``.
 
-    ``calib`` is an image folder, an .npy/.npz, ``"fashion-mnist"`` or ``"synthetic"``; int8 targets need it.
+    ``calib`` is an image folder, an .npy/.npz, ``"fashion-mnist"``, ``"synthetic"`` or a numpy array (uint8 pixels
+    N,H,W[,C], preprocessed like a file's, or float32 shaped like the model input); int8 targets need it.
     Calibration takes up to ``calib_samples`` of it and validation up to ``val_samples`` of ``val_data`` (same kinds)
     or, without ``val_data``, of the rest of ``calib`` (a set too small for both is split in two, with a warning).
     ``preprocess`` overrides the model's preprocessing (``mean``, ``std``, ``scale``, ``bgr``, ...).
@@ -219,7 +233,7 @@ def export(
     on_stage(f"loading {_label(model)}")
     loaded = load_model(model, weights=weights, input_shape=input_shape, num_classes=num_classes, width=width, name=name)
     if calib is not None:
-        on_stage(f"{loaded.name}: reading calibration data ({calib})")
+        on_stage(f"{loaded.name}: reading calibration data ({_data_name(calib)})")
     data = load_data(loaded, calib, calib_samples=calib_samples, val_samples=val_samples, seed=seed, preprocess=preprocess,
                      val_data=val_data)
     out = Path(out)
@@ -254,8 +268,8 @@ def validate(
     *,
     weights: str | Path | None = None,
     input_shape: Sequence[int] | None = None,
-    calib: str | Path | None = None,
-    val_data: str | Path | None = None,
+    calib: str | Path | np.ndarray | None = None,
+    val_data: str | Path | np.ndarray | None = None,
     val_samples: int = DEFAULT_VALIDATION,
     seed: int = 0,
     preprocess: dict | None = None,
@@ -283,8 +297,8 @@ def validate(
     on_stage(f"loading {_label(model)}")
     loaded = load_model(model, weights=weights, input_shape=input_shape, num_classes=num_classes, width=width)
     on_stage("preparing data")
-    data = load_data(loaded, calib or "synthetic", calib_samples=1, val_samples=val_samples, seed=seed, preprocess=preprocess,
-                     val_data=val_data)
+    data = load_data(loaded, calib if calib is not None else "synthetic", calib_samples=1, val_samples=val_samples,
+                     seed=seed, preprocess=preprocess, val_data=val_data)
     on_stage("capture + fuse")
     prep = prepare(loaded)
     run = ExportRun(prep)
@@ -387,7 +401,7 @@ def evaluate(
 
 def quantize(
     model,
-    calib: str | Path,
+    calib: str | Path | np.ndarray,
     *,
     targets: str | Iterable[str] = ("onnx-int8", "tflite-int8"),
     methods: Sequence[str] | None = None,
@@ -397,7 +411,7 @@ def quantize(
     out: str | Path = "artifacts",
     input_shape: Sequence[int] | None = None,
     weights: str | Path | None = None,
-    val_data: str | Path | None = None,
+    val_data: str | Path | np.ndarray | None = None,
     calib_samples: int = DEFAULT_CALIBRATION,
     val_samples: int = DEFAULT_VALIDATION,
     seed: int = 0,

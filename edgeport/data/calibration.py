@@ -141,6 +141,15 @@ def array_inputs(arr: np.ndarray, labels: np.ndarray | None, pre: Preprocess, in
     )
 
 
+def array_name(arr: np.ndarray) -> str:
+    """How an in-memory array (the API's ``calib=`` / ``val_data=``) is named in records and messages."""
+    return f"array {arr.dtype}{tuple(arr.shape)}"
+
+
+def _named(spec) -> str:
+    return array_name(spec) if isinstance(spec, np.ndarray) else str(spec)
+
+
 def _load_array_file(path: Path, pre: Preprocess, input_shape) -> tuple[np.ndarray, np.ndarray | None]:
     try:
         data = np.load(path, allow_pickle=False)
@@ -185,6 +194,8 @@ def _fashion_split(spec: str, role: str) -> tuple[Path | None, str]:
 
 def _source(spec: str, role: str) -> tuple:
     """What ``spec`` reads, for telling whether --calib and --val-data are the same data."""
+    if isinstance(spec, np.ndarray):
+        return ("array", id(spec))
     if spec.partition(":")[0] == "fashion-mnist":
         root, split = _fashion_split(spec, role)
         return ("fashion-mnist", str(root.resolve()) if root else None, split)
@@ -198,6 +209,10 @@ def _source(spec: str, role: str) -> tuple:
 
 def _part(spec: str, role: str, pre: Preprocess, input_shape, n: int, seed: int) -> Samples:
     """Up to ``n`` samples of ``spec`` for ``role`` ("calibration" or "validation"), chosen by a seeded permutation."""
+    if isinstance(spec, np.ndarray):
+        inputs, _ = array_inputs(spec, None, pre, input_shape, array_name(spec))
+        idx = np.random.default_rng(seed).permutation(len(inputs))[:n]
+        return Samples(inputs[idx], None, array_name(spec))
     if spec == "synthetic":
         gen = sample_inputs.image_like((n, *input_shape[1:]), n, seed=seed + (101 if role == "calibration" else 202)).numpy()
         return Samples(gen, None, "synthetic", True)
@@ -242,9 +257,16 @@ def load(
     from ``spec`` and validation from ``val_spec``."""
     if n_calib < 1 or n_val < 1:
         raise UserError("calibration and validation need at least one sample each")
+    for given in (spec, val_spec):
+        if given is not None and not isinstance(given, (str, np.ndarray)):
+            raise UsageError(f"calibration/validation data of type {type(given).__name__} is not a data source",
+                             "give a path (image folder, .npy/.npz), fashion-mnist, synthetic or a numpy array")
+    if isinstance(spec, np.ndarray) and val_spec is None:
+        inputs, _ = array_inputs(spec, None, pre, input_shape, array_name(spec))
+        return _split(inputs, None, n_calib, n_val, seed, array_name(spec))
     if val_spec is not None:
         if _source(spec, "calibration") == _source(val_spec, "validation"):
-            raise UsageError(f"--val-data {val_spec} is the --calib data: validation would not be held out",
+            raise UsageError(f"--val-data {_named(val_spec)} is the --calib data: validation would not be held out",
                              "omit --val-data to split one source in two (disjoint), or give other data")
         return DataSplit(_part(spec, "calibration", pre, input_shape, n_calib, seed),
                          _part(val_spec, "validation", pre, input_shape, n_val, seed))

@@ -53,6 +53,30 @@ def test_saved_torch_export_program(tmp_path):
     assert r.model == "tiny" and r.input_shape == (1, 3, 16, 16) and r.passed
 
 
+def test_calibration_data_may_be_numpy_arrays(tmp_path):
+    """calib= and val_data= take arrays in memory, as a file's: uint8 pixels are preprocessed, float32 shaped like the
+    input is used as is; the same array twice is refused (not held out), anything else is a typed error."""
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (12, 16, 16, 3), dtype=np.uint8)
+    floats = rng.normal(size=(6, 3, 16, 16)).astype(np.float32)
+    r = edgeport.export(_tiny(), ["onnx-int8"], input_shape=(1, 3, 16, 16), calib=pixels, val_data=floats,
+                        calib_samples=12, val_samples=6, out=tmp_path / "a", strict=False)
+    assert r.data["calibration"] == {"source": "array uint8(12, 16, 16, 3)", "samples": 12, "synthetic": False}
+    assert r.data["validation"]["source"] == "array float32(6, 3, 16, 16)" and r.data["validation"]["samples"] == 6
+    assert r.artifact("onnx-int8").parity is not None
+    one = edgeport.export(_tiny(), ["onnx-int8"], input_shape=(1, 3, 16, 16), calib=pixels, out=tmp_path / "b",
+                          strict=False)
+    # one array of 12: too few to halve, so calibrated on all of it and validated in-sample, as a file of 12
+    assert one.data["calibration"]["samples"] == 12 and one.data["validation"]["held_out"] is False
+    with pytest.raises(UsageError, match="is the --calib data"):
+        edgeport.export(_tiny(), ["onnx-int8"], input_shape=(1, 3, 16, 16), calib=pixels, val_data=pixels, out=tmp_path / "c")
+    with pytest.raises(UsageError, match="not a data source"):
+        edgeport.export(_tiny(), ["onnx-int8"], input_shape=(1, 3, 16, 16), calib=[1, 2, 3], out=tmp_path / "d")
+    with pytest.raises(UserError, match="fits neither"):
+        edgeport.export(_tiny(), ["onnx-int8"], input_shape=(1, 3, 16, 16), calib=floats[:, :2], out=tmp_path / "e")
+
+
 @pytest.mark.parametrize("call,error,text", [
     (lambda: edgeport.export(object(), "onnx-fp32", input_shape=(1, 3, 8, 8)), UserError, "not a torch.nn.Module"),
     (lambda: edgeport.export(_tiny(), "onnx-fp32"), UsageError, "input shape"),
