@@ -125,7 +125,8 @@ class _Simulation:
             if r is None:
                 return x
             scale, zero = _grid(*r)
-            return torch.fake_quantize_per_tensor_affine(x, scale, int(zero), -128, 127)
+            # what fake_quantize_per_tensor_affine computes (round half to even), in ops torch.func.vmap batches
+            return (torch.clamp(torch.round(x / scale) + zero, -128, 127) - zero) * scale
 
         for n in list(self.gm.graph.nodes):
             if n.name in names:
@@ -141,10 +142,25 @@ class _Simulation:
         self.gm.recompile()
 
     def __call__(self, x: torch.Tensor, chunk: int) -> torch.Tensor:
-        from edgeport.runtimes.torch_runner import run_module
+        return run_batched(self.gm, x, chunk)
 
-        with torch.no_grad():
-            return run_module(self.gm, x, chunk)
+
+VMAP_SAMPLES = 16  # samples one vmapped call of a batch-1 graph takes (memory: 16 samples' activations at once)
+
+
+def run_batched(gm: torch.nn.Module, x: torch.Tensor, chunk: int) -> torch.Tensor:
+    """``gm`` on every sample of ``x``. A graph captured for batch 1 (its reshapes name that batch) runs one sample a
+    call, where Python's per-op overhead dominates small inputs; torch.func.vmap runs VMAP_SAMPLES at once (measured:
+    3x faster on a 64x64 MobileNetV3-Small). A graph vmap cannot batch runs sample by sample."""
+    from edgeport.runtimes.torch_runner import run_module
+
+    with torch.no_grad():
+        if chunk == 1 and len(x) > 1:
+            try:
+                return torch.cat([torch.func.vmap(gm)(part[:, None]).flatten(0, 1) for part in x.split(VMAP_SAMPLES)])
+            except Exception:  # noqa: BLE001 -- an op without a batching rule: fall back to one sample a call
+                pass
+        return run_module(gm, x, chunk)
 
 
 def _sqnr(ref: torch.Tensor, out: torch.Tensor) -> float:
@@ -192,12 +208,10 @@ def search(gm: fx.GraphModule, calibration: np.ndarray, reference: torch.nn.Modu
     points = _points(gm)
     base, signatures = _observe(gm, points, x, chunk, method, percentile)
     points = [p for p in points if p.name in base and base[p.name][1] > base[p.name][0]]
-    from edgeport.runtimes.torch_runner import run_module
-
     xs = subset(x, score_samples, multiple)
     xr = subset(xs, RANK_SAMPLES, multiple)
-    ref = run_module(reference if reference is not None else gm, xs, chunk)
-    ref_r = run_module(reference if reference is not None else gm, xr, chunk)
+    ref = run_batched(reference if reference is not None else gm, xs, chunk)
+    ref_r = run_batched(reference if reference is not None else gm, xr, chunk)
     alone = _Simulation(gm, points, quantize_weights=False)
     sensitivity = {}
     for i, p in enumerate(points):
