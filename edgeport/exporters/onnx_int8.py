@@ -393,7 +393,7 @@ def calibrate(model: onnx.ModelProto, reader: "CalibrationReader", quant: QuantO
             from edgeport.quantization import range_search
 
             found, unmatched = range_search.apply(found, range_search.histogram_signatures(hist), shrinks)
-            searched = {"narrowed": {s.tensor: s.scale for s in shrinks if s.tensor not in unmatched}, "unmatched": unmatched}
+            searched = range_search.applied(shrinks, unmatched)
         return TensorsData(CalibrationMethod.MinMax, {k: (np.float32(lo), np.float32(hi)) for k, (lo, hi) in found.items()}), searched
     finally:
         del calibrator  # holds an InferenceSession on a file in workdir

@@ -212,7 +212,7 @@ def method_ranges(req: ExportRequest) -> dict[str, tuple[float, float]] | None:
         ranges = collector.ranges()
         if search and search.chosen:
             ranges, unmatched = range_search.apply(ranges, collector.signatures(), search.chosen)
-            req.cache.setdefault(RANGE_SEARCH_APPLIED, {})["tflite-int8"] = range_search.applied(search, unmatched)
+            req.cache.setdefault(RANGE_SEARCH_APPLIED, {})["tflite-int8"] = range_search.applied(search.chosen, unmatched)
         req.cache[key] = ranges
     return req.cache[key]
 

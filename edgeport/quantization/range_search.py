@@ -258,6 +258,6 @@ def apply(ranges: Mapping[str, tuple[float, float]], signatures: Mapping[str, Si
     return out, unmatched
 
 
-def applied(report: RangeSearchReport, unmatched: list[str]) -> dict:
+def applied(chosen: list[Shrink], unmatched: list[str]) -> dict:
     """What an exporter records of the shrinks it applied (file metadata ``quantization.range_search``)."""
-    return {"narrowed": {s.tensor: s.scale for s in report.chosen if s.tensor not in unmatched}, "unmatched": unmatched}
+    return {"narrowed": {s.tensor: s.scale for s in chosen if s.tensor not in unmatched}, "unmatched": unmatched}
