@@ -11,7 +11,8 @@ from torch import nn
 
 from edgeport.graph.capture import capture
 from edgeport.graph.fuse import attr_tensor, fuse
-from edgeport.quantization.equalization import _in_view, equalize, fake_quant_per_channel, find_pairs
+from edgeport.quantization.equalization import _in_view, equalize, find_pairs
+from edgeport.quantization.weight_grid import fake_quant
 
 aten = torch.ops.aten
 
@@ -163,11 +164,11 @@ def test_cle_refuses_to_change_the_float_model_unless_asked():
 
 def test_fake_quant_per_channel():
     w = torch.tensor([[1.0, 0.6, -0.26], [0.0, 0.0, 0.0], [-2.0, 0.01, 1.1]])
-    q = fake_quant_per_channel(w)
+    q = fake_quant(w)
     assert torch.allclose(q[0], torch.tensor([127, 76, -33]) / 127.0)  # 76.2 -> 76, -33.02 -> -33
     assert torch.equal(q[1], w[1])  # an all-zero channel stays zero (no division by a zero scale)
     assert torch.allclose(q[2], torch.tensor([-127, 1, 70]) * (2.0 / 127))  # 0.635 -> 1, 69.85 -> 70
-    assert torch.allclose(fake_quant_per_channel(w, 63)[0], torch.tensor([63, 38, -16]) / 63.0)  # 7-bit
+    assert torch.allclose(fake_quant(w, "int7")[0], torch.tensor([64, 38, -17]) / 64.0)  # 7-bit: 38.4 -> 38, -16.64 -> -17
 
 
 class Small(nn.Module):
@@ -182,12 +183,12 @@ class Small(nn.Module):
         return self.fc(x.mean(dim=(2, 3)))
 
 
-def _quantized_weights(gm, qmax=127):
+def _quantized_weights(gm):
     q = copy.deepcopy(gm)
     for n in q.graph.nodes:
         if n.op == "call_function" and n.target in (aten.conv2d.default, aten.linear.default):
             w = attr_tensor(q, n.args[1])
-            w.data.copy_(fake_quant_per_channel(w.data, qmax))
+            w.data.copy_(fake_quant(w.data))
     return q
 
 
@@ -206,11 +207,9 @@ def _ort_reduce_range_weights(w):
 
 
 def test_seven_bit_bias_correction_simulates_onnxruntimes_reduce_range_grid():
-    from edgeport.quantization.equalization import WEIGHT_QMAX
-
     w = torch.randn(6, 4, 3, 3, generator=torch.Generator().manual_seed(0))
-    assert torch.allclose(fake_quant_per_channel(w, WEIGHT_QMAX[7]), _ort_reduce_range_weights(w), atol=1e-6)
-    assert not torch.allclose(fake_quant_per_channel(w, 63), _ort_reduce_range_weights(w), atol=1e-6)
+    assert torch.allclose(fake_quant(w, "int7"), _ort_reduce_range_weights(w), atol=1e-6)
+    assert not torch.allclose(fake_quant(w, "int8"), _ort_reduce_range_weights(w), atol=1e-6)
 
 
 def test_bias_correction_reduces_the_mean_error_of_int8_weights():
@@ -238,6 +237,27 @@ def test_bias_correction_reduces_the_mean_error_of_int8_weights():
     # ... and its int8-weight version is now, on average, where the untransformed float model was.
     q_err = float((_run(_quantized_weights(gm), held_out) - reference).mean(dim=0).abs().mean())
     assert q_err < 0.3 * before, (before, q_err)
+
+
+def test_bias_correction_simulates_the_grid_per_layer_kind():
+    """On the "int8-pairs" grid a depthwise conv keeps the plain 8-bit grid (ORT's depthwise kernel cannot saturate)
+    and a 1x1 conv gets pair-bounded scales: the correction follows each (the groups come from the conv's args)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(4, 4, 3, padding=1, groups=4), nn.Conv2d(4, 8, 1)).eval()
+    with torch.no_grad():
+        model[1].weight.view(8, -1)[:, :2] = 1.0  # an adjacent same-sign pair in every channel
+        model[0].weight.view(4, -1)[:, :2] = 1.0
+    x = _inputs(32, shape=(4, 8, 8)).abs()
+
+    def biases(grid):
+        gm = _fused(model, shape=(1, 4, 8, 8))
+        equalize(gm, x.numpy(), cle=False, bias_correction=True, weight_grid=grid)
+        return [attr_tensor(gm, n.args[2]).clone() for n in gm.graph.nodes if n.op == "call_function" and
+                n.target == aten.conv2d.default]
+
+    plain, pairs = biases("int8"), biases("int8-pairs")
+    assert torch.equal(plain[0], pairs[0])  # depthwise: the same grid, the same input
+    assert not torch.allclose(plain[1], pairs[1])  # 1x1: a coarser, pair-bounded grid errs differently
 
 
 def test_bias_correction_needs_calibration():
@@ -342,17 +362,19 @@ def test_transforms_change_only_the_int8_targets(cli, tmp_path):
 
 
 @pytest.mark.slow  # one small export, ~25 s
-def test_onnx_int8_with_7_bit_weights_gets_its_own_bias_correction(cli, tmp_path):
+@pytest.mark.parametrize("setting,grid", [("on", "int7"), ("pairs", "int8-pairs")])
+def test_onnx_int8_on_its_own_weight_grid_gets_its_own_bias_correction(cli, tmp_path, setting, grid):
     res = cli("export", "--model", "fmnist_mobilenet_v2_x0_5", "--target", "onnx-int8,tflite-int8", "--calib",
-              "fashion-mnist", "--calib-samples", "64", "--val-samples", "64", "--onnx-reduce-range", "on",
+              "fashion-mnist", "--calib-samples", "64", "--val-samples", "64", "--onnx-reduce-range", setting,
               "--out", tmp_path)
     assert res.code == 0, res.out + res.err
     eq = json.loads((tmp_path / "parity.json").read_text())["equalization"]
-    assert eq["weight_bits"] == 8 and eq["weight_bits_by_target"] == {"onnx-int8": 7}
+    assert eq["weight_grid"] == "int8" and eq["weight_grid_by_target"] == {"onnx-int8": grid}
 
 
 @pytest.mark.slow  # two small quantizations, ~40 s
-def test_quantize_gives_7_bit_onnx_weights_the_same_bias_correction_as_export(tmp_path):
+@pytest.mark.parametrize("setting", ["on", "pairs"])
+def test_quantize_gives_7_bit_onnx_weights_the_same_bias_correction_as_export(tmp_path, setting):
     """edgeport.quantize (one prepared model, each method a run) made the 7-bit onnx-int8 file from the graph corrected
     for 8-bit weights (measured on ImageNet-trained networks: 8 dB where export's file had 16 dB); now both paths
     write the same file."""
@@ -360,7 +382,7 @@ def test_quantize_gives_7_bit_onnx_weights_the_same_bias_correction_as_export(tm
 
     import edgeport
 
-    quant = edgeport.QuantOptions(onnx_reduce_range="on")
+    quant = edgeport.QuantOptions(onnx_reduce_range=setting)
     kw = dict(calib_samples=64, val_samples=64, quant=quant)
     exported = edgeport.export("fmnist_mobilenet_v2_x0_5", ["onnx-int8"], calib="fashion-mnist", out=tmp_path / "export", **kw)
     quantized = edgeport.quantize("fmnist_mobilenet_v2_x0_5", "fashion-mnist", targets=["onnx-int8"], out=tmp_path / "quantize",

@@ -91,8 +91,10 @@ ONNX_FORMAT = typer.Option(None, "--onnx-format", help=f"onnx-int8 format: {help
                            rich_help_panel=QUANT_PANEL)
 ONNX_ACTIVATIONS = typer.Option(None, "--onnx-activations", help=f"onnx-int8 activations: {help_list(ONNX_ACTIVATIONS)} (default s8); "
                                 "weights stay int8; overrides --deploy.", rich_help_panel=QUANT_PANEL)
-ONNX_REDUCE_RANGE = typer.Option(None, "--onnx-reduce-range", help=f"onnx-int8 7-bit weights: {help_list(REDUCE_RANGE)} "
-                                 "(auto: from this CPU, the default); overrides --deploy.", rich_help_panel=QUANT_PANEL)
+ONNX_REDUCE_RANGE = typer.Option(None, "--onnx-reduce-range", help=f"onnx-int8 weight grid: {help_list(REDUCE_RANGE)} "
+                                 "(on: 7-bit everywhere; off: 8-bit; pairs: 8-bit with scales no x86 kernel without VNNI "
+                                 "can saturate; auto, the default: pairs on such a CPU, else off); overrides --deploy.",
+                                 rich_help_panel=QUANT_PANEL)
 ONNX_HARD_ACTIVATIONS_OPT = typer.Option(None, "--onnx-hard-activations", help=f"onnx-int8 h-swish/hard-sigmoid: "
                                          f"{help_list(ONNX_HARD_ACTIVATIONS)} (default float: ORT has no integer kernel for "
                                          "them; int8: as x*relu6(x+3), every op an integer kernel); overrides --deploy.",

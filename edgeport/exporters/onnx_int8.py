@@ -11,8 +11,11 @@ Recipe (the issue's "static QDQ via quantize_static, per-channel int8 weights, i
   the ranges are handed to ``quantize_static`` through its calibration cache (see :func:`calibrate`);
 * ``quantize_static``: ``QuantFormat.QDQ``, per-channel symmetric int8 weights (zero point 0), asymmetric
   int8 activations (S8S8, ORT's recommended default), int32 biases;
-* ``reduce_range`` (7-bit weights) only where the CPU's u8*s8 kernels saturate; see
-  :func:`edgeport.runtimes.cpu_features.choose_reduce_range` for why that still applies to S8S8 QDQ on x86;
+* where the CPU's u8*s8 kernels would saturate (x86 without VNNI; see
+  :func:`edgeport.runtimes.cpu_features.choose_reduce_range` for why that still applies to S8S8 QDQ on x86), 8-bit
+  weights whose per-channel scales bound every pair the kernel adds (``int8-pairs``,
+  :mod:`edgeport.quantization.weight_grid`), handed to ``quantize_static`` as tensor overrides and checked in
+  the written graph; ``--onnx-reduce-range on`` keeps ORT's 7-bit ``reduce_range`` weights instead;
 * nodes named in ``req.quant.float_fallback`` (ONNX node names, or layer names as in the state dict,
   e.g. ``features.0.0``) stay float;
 * checked with onnx.checker (full), written atomically; ORT's intermediate files live in a temporary
@@ -72,6 +75,7 @@ from edgeport.quantization.options import (
     DEPLOY_PRESETS,
     ONNX_ACTIVATIONS,
     ONNX_FORMATS,
+    REDUCE_RANGE_GRIDS,
     deploy_options,  # noqa: F401  (re-exported: edgeport.exporters.onnx_int8.deploy_options)
 )
 from edgeport.quantization.options import REDUCE_RANGE as REDUCE_RANGE_CHOICES
@@ -95,6 +99,8 @@ class QuantReport:
     batch: int
     reduce_range: bool
     cpu: str
+    weight_grid: str = "int8"  # edgeport.quantization.weight_grid.WEIGHT_GRIDS
+    pair_check: dict | None = None  # int8-pairs: {"layers", "worst_pair"} read from the written graph
     format: str = "qdq"
     activations: str = "s8"
     excluded_nodes: list[str] = field(default_factory=list)
@@ -130,12 +136,14 @@ def fp32_graph(req: ExportRequest) -> onnx.ModelProto:
     return req.cache[key][0]
 
 
-def weight_bits(quant: QuantOptions, cpu=None) -> int:
-    """The bits of onnx-int8's weights under ``quant``: 7 with reduce_range (``onnx_reduce_range`` "on", or "auto"
-    on a CPU whose kernels would saturate: :func:`edgeport.runtimes.cpu_features.choose_reduce_range`), else 8."""
-    if quant.onnx_reduce_range != "auto":
-        return 7 if quant.onnx_reduce_range == "on" else 8
-    return 7 if cpu_features.choose_reduce_range(cpu or cpu_features.detect()) else 8
+def weight_grid(quant: QuantOptions, cpu=None) -> str:
+    """onnx-int8's weight grid (:mod:`edgeport.quantization.weight_grid`) under ``quant``: what
+    ``onnx_reduce_range`` names, and for "auto" "int8-pairs" on a CPU whose kernels would saturate plain 8-bit
+    weights (:func:`edgeport.runtimes.cpu_features.choose_reduce_range`), else "int8"."""
+    setting = quant.onnx_reduce_range
+    if setting == "auto":
+        setting = "pairs" if cpu_features.choose_reduce_range(cpu or cpu_features.detect()) else "off"
+    return REDUCE_RANGE_GRIDS[setting]
 
 
 def export(req: ExportRequest) -> Path:
@@ -146,6 +154,9 @@ def export(req: ExportRequest) -> Path:
     search = req.cache.get(RANGE_SEARCH)
     model, report = quantize(fp32, calibration, req.quant, batch=batch, shrinks=search.chosen if search else None)
     facts = _quant_facts(req.quant)
+    facts["weight_grid"] = report.weight_grid
+    if report.pair_check:
+        facts["pair_check"] = report.pair_check
     if report.range_search:
         facts["range_search"] = report.range_search
         req.cache.setdefault(RANGE_SEARCH_APPLIED, {})["onnx-int8"] = report.range_search
@@ -159,7 +170,7 @@ def export(req: ExportRequest) -> Path:
 
         facts["adaround_check"] = adaround_check.compare(req.cache[ROUNDED]["q"], adaround_check.onnx_int8_weights(model),
                                                           req.cache[ROUNDED]["scales"])
-        facts["adaround_check"]["weight_bits"] = 7 if report.reduce_range else 8
+        facts["adaround_check"]["weight_grid"] = report.weight_grid
         req.cache.setdefault(ROUNDED_CHECK, {})["onnx-int8"] = facts["adaround_check"]
     if req.metadata:
         metadata.set_onnx(model, metadata.for_target(req.metadata, "onnx-int8", "NCHW", quantization=facts))
@@ -203,6 +214,7 @@ def quantize(
     Format (QDQ / QOperator), activation type and reduce_range come from ``quant`` (onnx_format,
     onnx_activations, onnx_reduce_range); the keyword arguments override them. ``reduce_range=None`` with
     onnx_reduce_range "auto" picks it from this CPU (:func:`edgeport.runtimes.cpu_features.choose_reduce_range`).
+    ``reduce_range`` True / False: the "int7" / "int8" weight grid whatever ``quant`` says.
     ``activations``: "s8"/"int8" (the default) or "u8"/"uint8" (fully fused by ORT on x86, see above).
     ``ranges_cache``: a dict kept by a caller that quantizes the same model and calibration data many times
     (accuracy control: only the float fallback changes), so the activation ranges are computed once per method.
@@ -224,21 +236,19 @@ def quantize(
         raise UserError(f"unknown onnx-int8 activation type {acts!r}", f"choose from {', '.join(ACTIVATIONS)}")
     if quant.onnx_reduce_range not in REDUCE_RANGE:
         raise UserError(f"unknown reduce-range setting {quant.onnx_reduce_range!r}", f"choose from {', '.join(REDUCE_RANGE)}")
-    if reduce_range is None and quant.onnx_reduce_range != "auto":
-        reduce_range = quant.onnx_reduce_range == "on"
     calibration = np.ascontiguousarray(calibration, dtype=np.float32)
     usable = len(calibration) // batch * batch
     if usable == 0:
         raise UserError(f"{len(calibration)} calibration samples cannot fill one batch of {batch}", f"pass at least {batch}")
     cpu = cpu_features.detect()
-    if reduce_range is None:
-        reduce_range = cpu_features.choose_reduce_range(cpu)
+    grid = weight_grid(quant, cpu) if reduce_range is None else ("int7" if reduce_range else "int8")
 
     start = time.perf_counter()
     model = onnx.ModelProto()
     model.CopyFrom(fp32)
     rewritten = rewrite_spatial_reduce_mean(model)
     excluded = resolve_nodes(model, quant.float_fallback)
+    overrides = pair_bounded_scales(model) if grid == "int8-pairs" else {}
     reader = CalibrationReader(onnx_fp32.INPUT_NAME, calibration[:usable], batch)
     method = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
               "entropy": CalibrationMethod.Entropy, "mse": CalibrationMethod.MinMax}[quant.method]
@@ -265,22 +275,91 @@ def quantize(
                 None,  # ranges come from the cache written above
                 quant_format=QuantFormat.QDQ if fmt == "qdq" else QuantFormat.QOperator,
                 per_channel=True,
-                reduce_range=reduce_range,
+                reduce_range=grid == "int7",
                 activation_type=QuantType.QInt8 if acts == "s8" else QuantType.QUInt8,
                 weight_type=QuantType.QInt8,
                 nodes_to_exclude=nodes,
                 calibrate_method=method,
                 calibration_cache_path=cache,
-                extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
+                extra_options={"ActivationSymmetric": False, "WeightSymmetric": True,
+                               **({"TensorQuantOverrides": overrides} if overrides else {})},
             )
             onnx.checker.check_model(onnx.load(str(out)), full_check=True)  # ORT can write an invalid graph
 
         auto = _quantizable(attempt, model, excluded)
         qmodel = onnx.load(str(out))
     qmodel.producer_name = "edgeport"
-    report = QuantReport(quant.method, len(reader), batch, bool(reduce_range), cpu.describe(), fmt, acts, excluded,
-                         rewritten, time.perf_counter() - start, auto, searched)
+    report = QuantReport(quant.method, len(reader), batch, grid == "int7", cpu.describe(), weight_grid=grid, format=fmt,
+                         activations=acts, excluded_nodes=excluded, rewritten_reduce_means=rewritten,
+                         seconds=time.perf_counter() - start, auto_float=auto, range_search=searched)
+    if grid == "int8-pairs":
+        report.pair_check = check_pairs(qmodel)
     return qmodel, report
+
+
+def _weights(model: onnx.ModelProto, ops: dict[str, int]) -> list[tuple[str, int, int, bool]]:
+    """(initializer, per-channel axis, groups, transposed) of every weight ``model``'s nodes of type ``ops`` (op ->
+    the weight's input index) read from an initializer, directly or through a DequantizeLinear; ``transposed``: the
+    weight is (K, N), a MatMul's or a Gemm's without transB, so its channels are its columns."""
+    inits = {i.name for i in model.graph.initializer}
+    dq = {n.output[0]: n.input[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
+    found = []
+    for node in model.graph.node:
+        if node.op_type not in ops or len(node.input) <= ops[node.op_type]:
+            continue
+        name = node.input[ops[node.op_type]]
+        name = dq.get(name, name)
+        if name not in inits:
+            continue
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        transposed = node.op_type in ("MatMul", "QLinearMatMul", "MatMulInteger") or (
+            node.op_type in ("Gemm", "QGemm") and not attrs.get("transB", 0))
+        found.append((name, 1 if transposed else 0, int(attrs.get("group", 1)), transposed))
+    return found
+
+
+def pair_bounded_scales(model: onnx.ModelProto) -> dict[str, list[dict]]:
+    """ORT TensorQuantOverrides putting every 2-D conv/linear weight of the fp32 ``model`` on the "int8-pairs" grid
+    (:mod:`edgeport.quantization.weight_grid`); other weights get ORT's 7-bit ``reduce_range`` (per tensor)."""
+    import torch
+
+    from edgeport.quantization import weight_grid as grids
+
+    arrays = {i.name: i for i in model.graph.initializer}
+    overrides: dict[str, list[dict]] = {}
+    for name, axis, groups, transposed in _weights(model, {"Conv": 1, "Gemm": 1, "MatMul": 1}):
+        w = numpy_helper.to_array(arrays[name])
+        if w.ndim < 2 or (transposed and w.ndim != 2) or not np.issubdtype(w.dtype, np.floating):
+            overrides[name] = [{"reduce_range": True}]
+            continue
+        scales = grids.channel_scales(torch.from_numpy(np.array(w.T if transposed else w)), "int8-pairs", groups)
+        overrides[name] = [{"scale": np.float32(s), "zero_point": np.int8(0)} for s in scales.double().numpy()]
+        overrides[name][0]["axis"] = axis
+    return overrides
+
+
+# where each int8 op reads its weight: QDQ graphs (through a DequantizeLinear) and QOperator graphs
+INT8_WEIGHT_INPUTS = {"Conv": 1, "Gemm": 1, "MatMul": 1, "QLinearConv": 3, "QLinearMatMul": 3, "QGemm": 3, "MatMulInteger": 1}
+
+
+def check_pairs(model: onnx.ModelProto) -> dict:
+    """Read every int8 conv/linear weight of the quantized ``model`` and check that no pair an x86 kernel without VNNI
+    adds in int16 can saturate (edgeport.quantization.weight_grid.worst_pair); an InternalError if one can."""
+    from edgeport.errors import InternalError
+    from edgeport.quantization import weight_grid as grids
+
+    arrays = {i.name: i for i in model.graph.initializer}
+    worst, layers = 0, 0
+    for name, _, groups, transposed in _weights(model, INT8_WEIGHT_INPUTS):
+        q = numpy_helper.to_array(arrays[name])
+        if q.dtype != np.int8 or q.ndim < 2:
+            continue
+        layers += 1
+        worst = max(worst, grids.worst_pair(q.T if transposed and q.ndim == 2 else q, groups))
+    if worst > grids.PAIR_LIMIT:
+        raise InternalError(f"onnx-int8 holds an int8 weight pair summing to {worst} > {grids.PAIR_LIMIT}: x86 kernels "
+                            "without VNNI would saturate it", "a bug in edgeport; --onnx-reduce-range on avoids it")
+    return {"layers": layers, "worst_pair": worst}
 
 
 MAX_AUTO_FLOAT = 8  # bisections (each keeps a node or an op type float) before the export gives up

@@ -113,14 +113,26 @@ def _fused_copy(prep: Prepared) -> fx.GraphModule:
         return copy.deepcopy(prep.fused)
 
 
-def bias_corrected_for_bits(prep: Prepared, calibration: np.ndarray, quant: QuantOptions, bits: int):
-    """The int8 targets' graph again, with bias correction simulating ``bits``-bit weights: ONNX Runtime's 7-bit
-    reduce_range weights err differently from the 8-bit ones the shared graph was corrected for (measured on
+GRID_PROGRAM = "bias-corrected program"  # req.cache[(GRID_PROGRAM, grid)]: onnx-int8's own program and export cache
+
+
+def grid_program(cache: dict, quant: QuantOptions) -> tuple | None:
+    """(program, export cache) that onnx-int8 exports when its weight grid is not plain 8-bit and bias correction is on
+    (made by the export into ``cache``), or None: accuracy control rebuilds onnx-int8 from the same program."""
+    from edgeport.exporters.onnx_int8 import weight_grid
+
+    return cache.get((GRID_PROGRAM, weight_grid(quant)))
+
+
+def bias_corrected_for_grid(prep: Prepared, calibration: np.ndarray, quant: QuantOptions, grid: str):
+    """The int8 targets' graph again, with bias correction simulating weights on ``grid``
+    (edgeport.quantization.weight_grid): ONNX Runtime's 7-bit reduce_range weights, or 8-bit ones with pair-bounded
+    scales, err differently from the plain 8-bit ones the shared graph was corrected for (measured on
     EfficientNet-Lite0 with 7-bit weights: the 8-bit correction took onnx-int8 from 9.0 to 8.2 dB)."""
     from edgeport.quantization.equalization import equalize
 
     graph = _fused_copy(prep)
-    equalize(graph, calibration, cle=quant.cle, bias_correction=True, weight_bits=bits)
+    equalize(graph, calibration, cle=quant.cle, bias_correction=True, weight_grid=grid)
     return capture(graph, prep.example, dynamic_batch=prep.dynamic_batch)
 
 
@@ -241,15 +253,15 @@ def run_export(
     float_req = req if run.prep.transformed is None else replace(req, program=run.prep.program, cache={})
     by_target = {}
     if quant.bias_correction and not quant.adaround and any(t.name == "onnx-int8" for t in targets):
-        from edgeport.exporters.onnx_int8 import weight_bits
+        from edgeport.exporters.onnx_int8 import weight_grid
 
-        if (bits := weight_bits(quant)) != 8:
+        if (grid := weight_grid(quant)) != "int8":
             # made once per shared cache (method comparison runs every method on one prepared model), with an export
             # cache of its own (its fp32 ONNX differs from the 8-bit graph's)
-            key = ("bias-corrected program", bits)
+            key = (GRID_PROGRAM, grid)
             if key not in req.cache:
-                on_stage(f"equalize ({bits}-bit weights for onnx-int8)")
-                req.cache[key] = bias_corrected_for_bits(run.prep, calibration, quant, bits), {}
+                on_stage(f"equalize ({grid} weights for onnx-int8)")
+                req.cache[key] = bias_corrected_for_grid(run.prep, calibration, quant, grid), {}
             program, own = req.cache[key]
             # the range search ran on the 8-bit graph; its ranges carry over (activations barely move with the
             # weights' bias correction)
@@ -257,7 +269,7 @@ def run_export(
             own.update({k: req.cache[k] for k in (RANGE_SEARCH,) if k in req.cache})
             by_target["onnx-int8"] = replace(req, program=program, cache=own)
             if run.equalization is not None:
-                run.equalization.setdefault("weight_bits_by_target", {})["onnx-int8"] = bits
+                run.equalization.setdefault("weight_grid_by_target", {})["onnx-int8"] = grid
     order = list(chain())  # parents first
     for target in sorted(targets, key=lambda t: order.index(t.name) if t.name in order else len(order)):
         on_stage(f"export {target.name}")
@@ -274,8 +286,8 @@ def run_export(
                 run.warnings.append(_auto_float_line(target.name, auto, quant.no_float))
             kept = req.cache.get(ROUNDED_CHECK, {}).get(target.name)
             if kept and kept["missing"]:
-                bits = " (ORT's 7-bit reduce_range weights: AdaRound rounds onto the 8-bit grid; --onnx-reduce-range off)" \
-                    if kept.get("weight_bits") == 7 else ""
+                bits = f" (the {kept['weight_grid']} weight grid: AdaRound rounds onto the plain 8-bit one; " \
+                    "--onnx-reduce-range off)" if kept.get("weight_grid", "int8") != "int8" else ""
                 run.warnings.append(f"{target.name}: {len(kept['missing'])} of {kept['layers']} layers do not hold AdaRound's "
                                     f"int8 weights{bits}")
             widened = req.cache.get(WIDENED_RANGES, {}).get(target.name, [])

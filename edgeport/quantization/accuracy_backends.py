@@ -169,12 +169,15 @@ def control_targets(prep, target_names, calibration, quant, cset, budget: float,
     """Accuracy control for each int8 target of ``prep``; each final artifact replaces ``out_dir``'s file of
     that target. ``cache``: the run's ExportRequest cache (fp32 ONNX, SavedModel, TFLite calibration)."""
     from edgeport.exporters import TARGETS
+    from edgeport.pipeline.export_flow import grid_program
     from edgeport.quantization.accuracy_control import control
 
     req = ExportRequest(prep.loaded.name, prep.int8_program, prep.example, Path(out_dir), prep.dynamic_batch, calibration,
                         quant, cache)
+    own = grid_program(cache, quant)  # onnx-int8's weight grid got a bias correction of its own: rebuild from it
     results = []
     for name in target_names:
         dest = Path(out_dir) / TARGETS.get(name).filename(prep.loaded.name)
-        results.append(control(backend_for(name, req), cset, budget, dest, on_step=on_step, bench=bench))
+        target_req = dataclasses.replace(req, program=own[0], cache=own[1]) if own and name == "onnx-int8" else req
+        results.append(control(backend_for(name, target_req), cset, budget, dest, on_step=on_step, bench=bench))
     return results

@@ -47,6 +47,7 @@ from edgeport.graph.fuse import (
     only_user,
     set_param,
 )
+from edgeport.quantization.weight_grid import fake_quant
 from edgeport.runtimes.torch_runner import run_module
 
 aten = torch.ops.aten
@@ -57,9 +58,6 @@ DEAD_RANGE = 1e-8  # a channel whose range is below this fraction of the layer's
 BIAS_SAMPLES = 128  # calibration samples for bias correction: enough for a per-channel mean, seconds not minutes
 METRIC_SAMPLES = 512  # samples on which the float change is measured
 RELU6_RULES = ("exact", "keep", "replace")  # ReLU6 between a pair: equalize where exact / skip / make it ReLU (DFQ)
-# symmetric per-channel weight grid (scale max|w| / qmax, clamp to +-qmax): 8 bits as both converters quantize;
-# 7 bits as onnxruntime's reduce_range does (its reduced int8 range is [-64, 64], quant_utils)
-WEIGHT_QMAX = {8: 127, 7: 64}
 CLE_MIN_SQNR_DB = 60.0  # an exact equalization moves float outputs by rounding only (measured > 90 dB)
 
 
@@ -78,7 +76,7 @@ class EqualizationReport:
     converged: bool = True
     bias_corrected: list[str] = field(default_factory=list)
     bias_samples: int = 0
-    weight_bits: int = 8
+    weight_grid: str = "int8"  # edgeport.quantization.weight_grid.WEIGHT_GRIDS
     # Transformed vs untransformed fused graph, measured on ``metric_samples`` inputs of ``metric_source``.
     float_sqnr_db: float | None = None
     float_max_rel: float | None = None
@@ -96,7 +94,7 @@ class EqualizationReport:
                          + (f", {clipping} pairs skipped: their ReLU6 clips" if clipping else ""))
         if self.bias_corrected:
             parts.append(f"bias correction: {len(self.bias_corrected)} layers on {self.bias_samples} samples "
-                         f"({self.weight_bits}-bit weights)")
+                         f"({self.weight_grid} weights)")
         if self.float_sqnr_db is not None:
             sqnr = "exact" if math.isinf(self.float_sqnr_db) else f"SQNR {self.float_sqnr_db:.1f} dB"
             parts.append(f"float change: {sqnr}, max rel {self.float_max_rel:.1e}, top-1 agreement "
@@ -115,13 +113,13 @@ class EqualizationReport:
 
 
 def equalize(gm: fx.GraphModule, calibration: np.ndarray | None, *, cle: bool = True, bias_correction: bool = True,
-             weight_bits: int = 8, relu6: str = "exact") -> EqualizationReport:
+             weight_grid: str = "int8", relu6: str = "exact") -> EqualizationReport:
     """Apply CLE and/or empirical bias correction to the fused graph ``gm`` in place.
 
     ``calibration``: float32 NCHW inputs (needed for bias correction; without it the float change is
-    measured on edgeport's synthetic inputs). ``weight_bits``: the weight precision to simulate. 8 is what
-    both backends use; ONNX Runtime's ``reduce_range`` (7-bit weights, chosen on x86 CPUs without VNNI)
-    would want 7, but which one applies is decided by the exporter later, so the default stays 8.
+    measured on edgeport's synthetic inputs). ``weight_grid``: the weight grid to simulate
+    (:mod:`edgeport.quantization.weight_grid`). "int8" is what both backends use by default; onnx-int8 on x86 CPUs
+    without VNNI uses another, and the export makes a graph of its own for it.
     ``relu6``: what to do with a ReLU6 between a pair, one of RELU6_RULES (see the module docstring).
     Raises :class:`EqualizationRefused` when CLE moves the float model below CLE_MIN_SQNR_DB (unless
     ``relu6="replace"``, the user's consent to DFQ's change): ``gm`` is then equalized and must be dropped.
@@ -130,7 +128,7 @@ def equalize(gm: fx.GraphModule, calibration: np.ndarray | None, *, cle: bool = 
         raise ValueError(f"relu6={relu6!r}: one of {RELU6_RULES}")
     if bias_correction and calibration is None:
         raise ValueError("bias correction needs calibration inputs")  # the CLI checks first; this is a bug
-    report = EqualizationReport(weight_bits=weight_bits)
+    report = EqualizationReport(weight_grid=weight_grid)
     chunk, multiple = chunk_size(gm)
     metric_x, report.metric_source = _metric_inputs(gm, calibration, chunk, multiple)
     report.metric_samples = len(metric_x)
@@ -150,7 +148,7 @@ def equalize(gm: fx.GraphModule, calibration: np.ndarray | None, *, cle: bool = 
     if bias_correction:
         x = subset(torch.from_numpy(np.ascontiguousarray(calibration, dtype=np.float32)), BIAS_SAMPLES, multiple)
         report.bias_samples = len(x)
-        report.bias_corrected = _correct_biases(gm, x, chunk, WEIGHT_QMAX[weight_bits])
+        report.bias_corrected = _correct_biases(gm, x, chunk, weight_grid)
     gm.graph.lint()
     gm.recompile()
     after = run_module(gm, metric_x, chunk)
@@ -328,14 +326,6 @@ def replace_param(gm: fx.GraphModule, target: str, value: torch.Tensor) -> None:
 # --- empirical bias correction ---------------------------------------------------------------------------
 
 
-def fake_quant_per_channel(w: torch.Tensor, qmax: int = 127) -> torch.Tensor:
-    """Per-output-channel symmetric quantize-dequantize: scale max|w|/qmax, round, clamp to [-qmax, qmax]."""
-    flat = w.reshape(w.shape[0], -1)
-    scale = flat.abs().amax(dim=1, keepdim=True) / qmax
-    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
-    return (torch.clamp(torch.round(flat / scale), -qmax, qmax) * scale).reshape(w.shape)
-
-
 class Const:
     """A value that is the same for every chunk (a weight, a bias)."""
 
@@ -353,7 +343,7 @@ def last_uses(gm: fx.GraphModule) -> tuple[list[fx.Node], dict[fx.Node, int]]:
     return nodes, last_use
 
 
-def _correct_biases(gm: fx.GraphModule, x: torch.Tensor, chunk: int, qmax: int) -> list[str]:
+def _correct_biases(gm: fx.GraphModule, x: torch.Tensor, chunk: int, grid: str) -> list[str]:
     """Walk the graph once in topological order over the chunks of ``x``; at each conv/linear, correct its
     bias from its actual input (which includes the corrections made upstream), then run it."""
     nodes, last_use = last_uses(gm)
@@ -374,7 +364,7 @@ def _correct_biases(gm: fx.GraphModule, x: torch.Tensor, chunk: int, qmax: int) 
             elif n.op == "output":
                 break
             elif n.op == "call_function" and n.target in WEIGHTED and _bias_correctable(gm, n, env):
-                env[n] = _run_corrected(gm, n, env, qmax)
+                env[n] = _run_corrected(gm, n, env, grid)
                 corrected.append(module_path(n))
             else:
                 env[n] = [run_node(gm, n, lambda a, k=k: value(a, k)) for k in range(len(chunks))]
@@ -396,13 +386,14 @@ def _bias_correctable(gm: fx.GraphModule, n: fx.Node, env: dict) -> bool:
     return not any(isinstance(env.get(a), list) for a in n.all_input_nodes[1:]) and not n.kwargs
 
 
-def _run_corrected(gm: fx.GraphModule, n: fx.Node, env: dict, qmax: int) -> list[torch.Tensor]:
+def _run_corrected(gm: fx.GraphModule, n: fx.Node, env: dict, grid: str) -> list[torch.Tensor]:
     xs = env[n.args[0]]
     x = torch.cat(xs)
     w = attr_tensor(gm, n.args[1])
     b_node = n.args[2] if len(n.args) > 2 else None
     rest = [env[a].value if isinstance(a, fx.Node) else a for a in n.args[3:]]
-    delta = n.target(x, fake_quant_per_channel(w, qmax) - w, None, *rest)  # conv(x, Wq) - conv(x, W): linear in W
+    groups = rest[3] if n.target in CONV_OPS and len(rest) > 3 else 1  # aten.convN(x, w, b, stride, padding, dilation, groups)
+    delta = n.target(x, fake_quant(w, grid, groups) - w, None, *rest)  # conv(x, Wq) - conv(x, W): linear in W
     dims = [d for d in range(delta.dim()) if d != (delta.dim() - 1 if n.target in LINEAR_OPS else 1)]
     shift = delta.double().mean(dim=dims)
     old = attr_tensor(gm, b_node) if b_node is not None else torch.zeros(w.shape[0], dtype=w.dtype)

@@ -21,7 +21,11 @@ DEFAULT_METHOD = "mse"
 IO_DTYPES = ("int8", "uint8", "float32")  # tflite-/executorch-int8 input/output (float32 keeps int8 inside)
 ONNX_FORMATS = ("qdq", "qoperator")  # QuantizeLinear/DequantizeLinear around float ops | QLinearConv...
 ONNX_ACTIVATIONS = ("s8", "u8")  # int8 | uint8 activations; weights are always int8
-REDUCE_RANGE = ("auto", "on", "off")  # 7-bit onnx-int8 weights: from this CPU (cpu_features) | always | never
+# onnx-int8's weight grid (edgeport.quantization.weight_grid) by --onnx-reduce-range: 7-bit weights everywhere (ORT's
+# reduce_range) | plain 8-bit | 8-bit with each channel's scale bounding the pairs x86 kernels without VNNI add in
+# int16 (depthwise convs plain 8-bit). "auto" reads this CPU: "pairs" on x86 without VNNI, else "off".
+REDUCE_RANGE_GRIDS = {"on": "int7", "off": "int8", "pairs": "int8-pairs"}
+REDUCE_RANGE = ("auto", *REDUCE_RANGE_GRIDS)
 # onnx-int8 h-swish / hard-sigmoid: ORT's HardSigmoid and Mul in float between DQ/Q (no QLinear kernel exists for
 # them) | x * relu6(x + 3) with the 1/6 folded into the next conv, every op an integer kernel
 # (edgeport.graph.rewrites.for_ort_int8; measured below and in docs/quantization.md)
@@ -34,8 +38,9 @@ ONNX_HARD_ACTIVATIONS = ("float", "int8")
 #   left every residual input in float (MobileNetV2 39/64 integer kernels), and S8 QOperator runs MLAS's portable
 #   S8S8 kernels (4-7x fp32). h-swish in int8 (ORT has no QLinear HardSigmoid: 50 float ops in MobileNetV3-Large).
 #   8-bit weights: VPDPBUSD accumulates in int32, nothing saturates. Numbers: docs/quantization.md, "onnx-int8 on x86".
-# * x86-avx2 (x86 without VNNI: AVX2, or AVX-512 without VNNI): the same layout with 7-bit weights, because
-#   VPMADDUBSW's int16 pair sums saturate with 8-bit weights (edgeport.runtimes.cpu_features.choose_reduce_range).
+# * x86-avx2 (x86 without VNNI: AVX2, or AVX-512 without VNNI): the same layout with pair-bounded 8-bit weights,
+#   because VPMADDUBSW's int16 pair sums saturate with plain 8-bit weights (edgeport.runtimes.cpu_features.
+#   choose_reduce_range; edgeport.quantization.weight_grid: same kernels as 7-bit weights, full 8-bit accuracy).
 # * arm64 (dot-product cores, Pi 5 cortex-a76): s8 activations 58.39 vs u8 62.33 (M guest instructions per
 #   inference, MobileNetV2 1.0/224 under qemu; docs/arm.md, "ONNX int8 on arm64"); QOperator = QDQ in cost
 #   (58.39), but QOperator s8 is bit-exact arm64 vs x86 (QDQ s8: 7.3e-3 relative, ORT on x86 runs 25 of its
@@ -44,7 +49,7 @@ ONNX_HARD_ACTIVATIONS = ("float", "int8")
 # * arm64-nodot (no SDOT, Pi 4 cortex-a72): u8 activations 117.90 vs s8 127.41 (either format).
 DEPLOY_PRESETS: dict[str, dict[str, str]] = {
     "x86-vnni": {"onnx_format": "qdq", "onnx_activations": "u8", "onnx_reduce_range": "off", "onnx_hard_activations": "int8"},
-    "x86-avx2": {"onnx_format": "qdq", "onnx_activations": "u8", "onnx_reduce_range": "on", "onnx_hard_activations": "int8"},
+    "x86-avx2": {"onnx_format": "qdq", "onnx_activations": "u8", "onnx_reduce_range": "pairs", "onnx_hard_activations": "int8"},
     "arm64": {"onnx_format": "qoperator", "onnx_activations": "s8", "onnx_reduce_range": "off"},
     "arm64-nodot": {"onnx_format": "qoperator", "onnx_activations": "u8", "onnx_reduce_range": "off"},
 }

@@ -134,11 +134,12 @@ class _Simulation:
                     q = self.gm.graph.call_function(fq, (n, n.name))
                 n.replace_all_uses_with(q, delete_user_cb=lambda u, q=q: u is not q)
             if quantize_weights and n.op == "call_function" and n.target in CONV_OPS | LINEAR_OPS:
-                from edgeport.quantization.equalization import fake_quant_per_channel, replace_param
+                from edgeport.quantization.equalization import replace_param
+                from edgeport.quantization.weight_grid import fake_quant
 
                 w = attr_tensor(self.gm, n.args[1])
                 if w is not None and w.is_floating_point():
-                    replace_param(self.gm, n.args[1].target, fake_quant_per_channel(w))
+                    replace_param(self.gm, n.args[1].target, fake_quant(w))
         self.gm.recompile()
 
     def __call__(self, x: torch.Tensor, chunk: int) -> torch.Tensor:

@@ -338,9 +338,10 @@ def test_reduce_range_only_where_u8s8_saturates(text, machine, expected):
 def test_fake_cpu_reaches_the_quantizer(fp32, calibration, monkeypatch):
     monkeypatch.setattr(cpu_features, "detect", lambda: CpuFeatures("old Xeon", "x86_64", frozenset({"avx2", "avx512f"})))
     _, report = onnx_int8.quantize(fp32, calibration)
-    assert report.reduce_range and report.cpu.startswith("old Xeon x86_64 AVX2 AVX-512")
+    assert report.weight_grid == "int8-pairs" and report.cpu.startswith("old Xeon x86_64 AVX2 AVX-512")
+    assert report.pair_check["worst_pair"] <= 128 and not report.reduce_range
     monkeypatch.setattr(cpu_features, "detect", lambda: CpuFeatures("phone", "aarch64", frozenset({"asimd", "asimddp"})))
-    assert not onnx_int8.quantize(fp32, calibration)[1].reduce_range
+    assert onnx_int8.quantize(fp32, calibration)[1].weight_grid == "int8"
 
 
 def test_detect_describes_this_machine_without_assuming_it():

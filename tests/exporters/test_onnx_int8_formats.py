@@ -82,6 +82,7 @@ def test_reduce_range_knob_changes_the_weights(fp32, calibration):
 
     assert weights("off") == 127  # per-channel symmetric: the largest weight of some channel maps to 127
     assert weights("on") <= 64  # 7-bit weights
+    assert 64 < weights("pairs") <= 127  # 8-bit weights, each channel's scale bounding its pairs
 
 
 def test_deploy_presets():
@@ -112,7 +113,8 @@ def test_deploy_x86_presets_fuse_on_x86_and_never_saturate():
         q = onnx_int8.deploy_options(QuantOptions(), preset)
         # uint8 QDQ: the only layout ORT's x86 provider fuses whole (int8 QDQ: 39/64 on MobileNetV2)
         assert (q.onnx_format, q.onnx_activations, q.onnx_hard_activations) == ("qdq", "u8", "int8")
-    assert onnx_int8.deploy_options(QuantOptions(), "x86-avx2").onnx_reduce_range == "on"  # VPMADDUBSW saturates
+    # VPMADDUBSW saturates plain 8-bit pairs: 8-bit weights with pair-bounded scales
+    assert onnx_int8.deploy_options(QuantOptions(), "x86-avx2").onnx_reduce_range == "pairs"
     assert onnx_int8.deploy_options(QuantOptions(), "x86-vnni").onnx_reduce_range == "off"
     here = onnx_int8.deploy_options(QuantOptions(), "x86") if cpu_features.detect().is_x86 else None
     if here is not None:

@@ -25,12 +25,15 @@ def test_bias_correction_follows_the_calibration_data_unless_chosen():
     assert with_data(on, _split(True)).bias_correction is True and on.needs_calibration
 
 
-def test_onnx_weight_bits_follow_reduce_range_and_the_cpu():
-    from edgeport.exporters.onnx_int8 import weight_bits
+def test_onnx_weight_grid_follows_reduce_range_and_the_cpu():
+    from edgeport.exporters.onnx_int8 import weight_grid
     from edgeport.runtimes.cpu_features import CpuFeatures
 
     avx2 = CpuFeatures("old Xeon", "x86_64", frozenset({"avx2"}))
     vnni = CpuFeatures("new Xeon", "x86_64", frozenset({"avx2", "avx512f", "avx512_vnni"}))
-    assert weight_bits(QuantOptions(), avx2) == 7 and weight_bits(QuantOptions(), vnni) == 8
-    assert weight_bits(QuantOptions(onnx_reduce_range="on"), vnni) == 7
-    assert weight_bits(QuantOptions(onnx_reduce_range="off"), avx2) == 8
+    arm = CpuFeatures("Cortex-A76", "aarch64", frozenset({"asimddp"}))
+    assert weight_grid(QuantOptions(), avx2) == "int8-pairs" and weight_grid(QuantOptions(), vnni) == "int8"
+    assert weight_grid(QuantOptions(), arm) == "int8"
+    assert weight_grid(QuantOptions(onnx_reduce_range="on"), vnni) == "int7"
+    assert weight_grid(QuantOptions(onnx_reduce_range="off"), avx2) == "int8"
+    assert weight_grid(QuantOptions(onnx_reduce_range="pairs"), vnni) == "int8-pairs"
