@@ -87,7 +87,7 @@ class QuantSection:
     deploy: str | None = None  # onnx-int8 preset, one of options.DEPLOY_CHOICES (x86: from the CPU that runs the recipe)
     onnx_format: str | None = None  # qdq | qoperator; None: from deploy / the default
     onnx_activations: str | None = None  # s8 | u8
-    onnx_reduce_range: str | None = None  # auto | on | off
+    onnx_reduce_range: str | None = None  # one of edgeport.quantization.options.REDUCE_RANGE
     onnx_hard_activations: str | None = None  # float | int8
     no_float: bool = False  # any float op in an int8 file fails the recipe, automatic fallbacks included
     cle: bool = False  # cross-layer equalization (edgeport.quantization.equalization)
